@@ -1,0 +1,1 @@
+"""Bastion: self-hosted security operations."""

@@ -1,0 +1,63 @@
+"""Settings: environment variables (``BASTION_*``) over an optional ``bastion.toml`` over defaults.
+
+The TOML file is ``./bastion.toml``, or the path in ``BASTION_CONFIG``. Keys are the field names below,
+at the top level of the file. The default store is a SQLite file under ``./var/``; a ``postgresql://`` URL
+selects PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///var/bastion.db"
+
+
+class Settings(BaseSettings):
+    """Everything an operator may set. Each field is also ``BASTION_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the store")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest request body, before and after decompression"
+    )
+    ingest_queue_size: int = Field(
+        32, ge=1, description="ingest batches waiting or being stored before the API answers 429"
+    )
+    ingest_batch_size: int = Field(2000, ge=1, description="events stored per transaction")
+    syslog_host: str = "127.0.0.1"
+    syslog_udp_port: int | None = Field(5514, ge=0, le=65535)
+    syslog_tcp_port: int | None = Field(5514, ge=0, le=65535)
+    syslog_tenant: str | None = Field(None, description="tenant that syslog input belongs to")
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("BASTION_CONFIG", "bastion.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``bastion.toml``, with explicit ``overrides`` (None = not given)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

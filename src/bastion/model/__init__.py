@@ -1,0 +1,54 @@
+"""Domain types only: no I/O. Everything else in Bastion speaks these."""
+
+from bastion.model.alert import Alert, AlertStatus
+from bastion.model.asset import Asset, Criticality, Identity
+from bastion.model.case import Case, CaseComment, CaseStatus, CaseTask, TaskStatus, TimelineEntry
+from bastion.model.event import (
+    Actor,
+    Device,
+    Endpoint,
+    Event,
+    EventClass,
+    File,
+    Metadata,
+    Process,
+    Severity,
+    Url,
+    User,
+)
+from bastion.model.intel import Indicator, IndicatorType, Tlp
+from bastion.model.observable import Observable, ObservableType
+from bastion.model.tenant import ROLE_RANK, Role, Tenant
+
+__all__ = [
+    "ROLE_RANK",
+    "Actor",
+    "Alert",
+    "AlertStatus",
+    "Asset",
+    "Case",
+    "CaseComment",
+    "CaseStatus",
+    "CaseTask",
+    "Criticality",
+    "Device",
+    "Endpoint",
+    "Event",
+    "EventClass",
+    "File",
+    "Identity",
+    "Indicator",
+    "IndicatorType",
+    "Metadata",
+    "Observable",
+    "ObservableType",
+    "Process",
+    "Role",
+    "Severity",
+    "TaskStatus",
+    "Tenant",
+    "TimelineEntry",
+    "Tlp",
+    "Url",
+    "User",
+]

@@ -1,0 +1,44 @@
+"""Alerts: a detection (ours or another tool's) that someone may need to look at."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from bastion.model.event import Severity
+from bastion.model.observable import Observable
+
+__all__ = ["Alert", "AlertStatus"]
+
+
+class AlertStatus(StrEnum):
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    CLOSED = "closed"
+
+
+class Alert(msgspec.Struct, omit_defaults=True):
+    """An alert. ``time`` is when it fired, in epoch milliseconds; ``source`` names the tool that raised it.
+
+    ``external_id`` is the producing tool's own id: with ``source`` it makes re-sent alerts idempotent.
+    """
+
+    title: str
+    severity: Severity
+    time: int
+    source: str
+    id: str | None = None
+    description: str | None = None
+    external_id: str | None = None
+    rule_id: str | None = None
+    rule_name: str | None = None
+    status: AlertStatus = AlertStatus.NEW
+    techniques: list[str] = msgspec.field(default_factory=list)  # ATT&CK ids, e.g. T1059.001
+    tags: list[str] = msgspec.field(default_factory=list)
+    observables: list[Observable] = msgspec.field(default_factory=list)
+    event_ids: list[str] = msgspec.field(default_factory=list)
+    case_id: str | None = None
+    raw: Any = None

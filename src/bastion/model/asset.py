@@ -1,0 +1,36 @@
+"""Assets and identities: the organisation's own hosts and people, which give alerts their context."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import msgspec
+
+__all__ = ["Asset", "Criticality", "Identity"]
+
+
+class Criticality(IntEnum):
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+class Asset(msgspec.Struct, omit_defaults=True):
+    hostname: str
+    id: str | None = None
+    ips: list[str] = msgspec.field(default_factory=list)
+    owner: str | None = None
+    criticality: Criticality = Criticality.MEDIUM
+    os: str | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+
+
+class Identity(msgspec.Struct, omit_defaults=True):
+    username: str
+    id: str | None = None
+    email: str | None = None
+    display_name: str | None = None
+    privileged: bool = False
+    groups: list[str] = msgspec.field(default_factory=list)
+    manager: str | None = None
