@@ -1,0 +1,1 @@
+"""Append-only, hash-chained audit log: every state change and action call is recorded here."""

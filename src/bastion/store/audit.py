@@ -1,0 +1,155 @@
+"""The audit repository: append to a tenant's hash chain, read it back, and verify it.
+
+Appends lock the tenant row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transactions are
+already exclusive), read the chain head from it, and move the head in the same transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import orjson
+from sqlalchemy import Connection, select, update
+
+from bastion.audit.chain import GENESIS, entry_hash
+from bastion.store.tables import audit_log, tenants
+
+__all__ = ["AuditEntry", "AuditRepository", "VerifyResult"]
+
+
+class AuditEntry(msgspec.Struct):
+    id: int
+    seq: int
+    time: int
+    actor: str
+    action: str
+    target_type: str
+    target_id: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class VerifyResult(msgspec.Struct):
+    ok: bool
+    entries: int
+    first_bad: int | None = None
+    reason: str | None = None
+
+
+def _body(tenant_id: str, seq: int, t: int, actor: str, action: str, target_type: str,
+          target_id: str | None, data_text: str) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "seq": seq,
+        "time": t,
+        "actor": actor,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "data": data_text,
+    }
+
+
+class AuditRepository:
+    """The audit chain of one tenant."""
+
+    def __init__(self, conn: Connection, tenant_id: str) -> None:
+        self.conn = conn
+        self.tenant_id = tenant_id
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        target_type: str,
+        target_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Add one entry at the head of the chain, in the caller's transaction."""
+        head = self.conn.execute(
+            select(tenants.c.audit_seq, tenants.c.audit_head)
+            .where(tenants.c.id == self.tenant_id)
+            .with_for_update()
+        ).one()
+        seq = int(head.audit_seq) + 1
+        prev = head.audit_head or GENESIS
+        now = int(time.time() * 1000)
+        data_text = orjson.dumps(data or {}, option=orjson.OPT_SORT_KEYS).decode()
+        digest = entry_hash(
+            prev, _body(self.tenant_id, seq, now, actor, action, target_type, target_id, data_text)
+        )
+        result = self.conn.execute(
+            audit_log.insert().values(
+                tenant_id=self.tenant_id, seq=seq, time=now, actor=actor, action=action,
+                target_type=target_type, target_id=target_id, data=data_text,
+                prev_hash=prev, hash=digest,
+            )
+        )
+        self.conn.execute(
+            update(tenants).where(tenants.c.id == self.tenant_id).values(audit_seq=seq, audit_head=digest)
+        )
+        pk = result.inserted_primary_key
+        return AuditEntry(
+            id=int(pk[0]) if pk else 0, seq=seq, time=now, actor=actor, action=action,
+            target_type=target_type, target_id=target_id, data=data or {}, prev_hash=prev, hash=digest,
+        )
+
+    def entries(self, *, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditEntry]:
+        """Entries in chain order (by ``seq``)."""
+        q = (
+            select(audit_log)
+            .where(audit_log.c.tenant_id == self.tenant_id, audit_log.c.seq > after_seq)
+            .order_by(audit_log.c.seq, audit_log.c.id)
+        )
+        if limit is not None:
+            q = q.limit(limit)
+        for row in self.conn.execute(q):
+            yield AuditEntry(
+                id=row.id, seq=row.seq, time=row.time, actor=row.actor, action=row.action,
+                target_type=row.target_type, target_id=row.target_id, data=orjson.loads(row.data),
+                prev_hash=row.prev_hash, hash=row.hash,
+            )
+
+    def verify(self) -> VerifyResult:
+        """Walk the chain from the start. The first entry that does not follow is ``first_bad``.
+
+        An edited row fails its own hash; a deleted row leaves a gap in ``seq`` (the entry after it is
+        bad); reordered rows fail the sequence, the link or the hash. Deleting the newest rows is caught
+        by comparing the last entry with the head kept on the tenant row.
+        """
+        head = self.conn.execute(
+            select(tenants.c.audit_seq, tenants.c.audit_head).where(tenants.c.id == self.tenant_id)
+        ).one()
+        prev = GENESIS
+        expected_seq = 1
+        count = 0
+        rows = self.conn.execute(
+            select(audit_log)
+            .where(audit_log.c.tenant_id == self.tenant_id)
+            .order_by(audit_log.c.id)
+        )
+        # Rows are walked in insertion (id) order: a reorder that swaps ``seq`` values shows up as a
+        # sequence break even if someone also rewrote the hashes.
+        for row in rows:
+            count += 1
+            if row.seq != expected_seq:
+                return VerifyResult(False, count, row.id, f"expected seq {expected_seq}, found {row.seq}")
+            if row.prev_hash != prev:
+                return VerifyResult(False, count, row.id, "previous-hash link broken")
+            body = _body(self.tenant_id, row.seq, row.time, row.actor, row.action,
+                         row.target_type, row.target_id, row.data)
+            if entry_hash(prev, body) != row.hash:
+                return VerifyResult(False, count, row.id, "content does not match its hash")
+            prev = row.hash
+            expected_seq += 1
+        if count != head.audit_seq or (count and prev != head.audit_head):
+            return VerifyResult(
+                False, count, None,
+                f"chain ends at entry {count} but the tenant's head is at {head.audit_seq}: "
+                "newest entries were deleted",
+            )
+        return VerifyResult(True, count)

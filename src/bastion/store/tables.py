@@ -1,0 +1,250 @@
+"""The database schema, as SQLAlchemy Core tables. Alembic migrations in ``migrations/`` create it.
+
+Every table but ``tenants`` carries ``tenant_id``: repositories filter on it in every query. Times are
+epoch milliseconds (``BigInteger``), the same unit as OCSF ``time``, so range searches are integer
+comparisons on both SQLite and PostgreSQL. JSON documents are stored as text written by orjson/msgspec.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "alert_observables",
+    "alerts",
+    "api_keys",
+    "audit_log",
+    "case_alerts",
+    "case_comments",
+    "case_observables",
+    "case_tasks",
+    "case_timeline",
+    "cases",
+    "event_observables",
+    "events",
+    "metadata",
+    "tenants",
+    "users",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 32  # uuid4 hex
+
+
+def _tenant_fk() -> Column[str]:
+    return Column("tenant_id", String(ID), ForeignKey("tenants.id"), nullable=False)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("parent_id", String(ID), ForeignKey("tenants.id"), nullable=True),
+    Column("created", BigInteger, nullable=False),
+    # The head of this tenant's audit chain, moved in the same transaction as each append, so that
+    # deleting the newest audit rows is detected too.
+    Column("audit_seq", BigInteger, nullable=False, default=0),
+    Column("audit_head", String(64), nullable=False, default=""),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    _tenant_fk(),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("role", String(20), nullable=False),
+    Column("password_hash", String(200), nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    _tenant_fk(),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    # SHA-256 of the whole key: keys are 256 random bits, so a fast hash is safe and keeps auth cheap.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("last_used", BigInteger, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    _tenant_fk(),
+    # The event id is its content fingerprint (hex): re-ingesting the same event finds the same id.
+    Column("id", String(32), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("ingested", BigInteger, nullable=False),
+    Column("class_uid", Integer, nullable=False),
+    Column("severity_id", Integer, nullable=False),
+    Column("format", String(40), nullable=False),
+    Column("normalized", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    UniqueConstraint("tenant_id", "id"),
+    Index(None, "tenant_id", "time"),
+)
+
+# One B-tree, keyed tenant first, serves "events with this value" for a tenant.
+event_observables = Table(
+    "event_observables",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("value", String(2048), primary_key=True),
+    Column("type", String(20), primary_key=True),
+    Column("event_id", String(32), primary_key=True),
+    Column("time", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    _tenant_fk(),
+    Column("title", String(500), nullable=False),
+    Column("severity_id", Integer, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("external_id", String(200), nullable=True),
+    Column("rule_id", String(200), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("case_id", String(ID), nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Column("document", Text, nullable=False),
+    UniqueConstraint("tenant_id", "source", "external_id"),
+    Index(None, "tenant_id", "time"),
+)
+
+alert_observables = Table(
+    "alert_observables",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("value", String(2048), primary_key=True),
+    Column("type", String(20), primary_key=True),
+    Column("alert_id", String(ID), ForeignKey("alerts.id"), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    _tenant_fk(),
+    Column("number", Integer, nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("severity_id", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("assignee", String(200), nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "number"),
+    Index(None, "tenant_id", "updated"),
+)
+
+case_alerts = Table(
+    "case_alerts",
+    metadata,
+    Column("case_id", String(ID), ForeignKey("cases.id"), primary_key=True),
+    Column("alert_id", String(ID), ForeignKey("alerts.id"), primary_key=True),
+    _tenant_fk(),
+    Column("reason", Text, nullable=True),
+    Column("added", BigInteger, nullable=False),
+)
+
+case_observables = Table(
+    "case_observables",
+    metadata,
+    Column("case_id", String(ID), ForeignKey("cases.id"), primary_key=True),
+    Column("type", String(20), primary_key=True),
+    Column("value", String(2048), primary_key=True),
+    _tenant_fk(),
+    Column("added", BigInteger, nullable=False),
+)
+
+case_comments = Table(
+    "case_comments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("case_id", String(ID), ForeignKey("cases.id"), nullable=False, index=True),
+    _tenant_fk(),
+    Column("author", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("time", BigInteger, nullable=False),
+)
+
+case_tasks = Table(
+    "case_tasks",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("case_id", String(ID), ForeignKey("cases.id"), nullable=False, index=True),
+    _tenant_fk(),
+    Column("title", String(500), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("assignee", String(200), nullable=True),
+    Column("created", BigInteger, nullable=False),
+)
+
+case_timeline = Table(
+    "case_timeline",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", String(ID), ForeignKey("cases.id"), nullable=False, index=True),
+    _tenant_fk(),
+    Column("time", BigInteger, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("actor", String(200), nullable=True),
+    Column("data", Text, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _tenant_fk(),
+    Column("seq", BigInteger, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target_type", String(40), nullable=False),
+    Column("target_id", String(200), nullable=True),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("tenant_id", "seq"),
+)

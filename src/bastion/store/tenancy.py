@@ -1,0 +1,156 @@
+"""Tenants, users and API keys in the store.
+
+These are the only lookups not scoped by a tenant: finding a tenant by name (the CLI, an admin) and an
+API key by its hash (authentication, which is how the caller's tenant becomes known).
+"""
+
+from __future__ import annotations
+
+import msgspec
+from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bastion.model import Role, Tenant
+from bastion.model.tenant import User
+from bastion.store._util import new_id, now_ms
+from bastion.store.tables import api_keys, tenants, users
+
+__all__ = ["ApiKeyRecord", "DuplicateError", "TenantRepository", "UserRepository"]
+
+
+class DuplicateError(ValueError):
+    """A name that must be unique is taken."""
+
+
+class ApiKeyRecord(msgspec.Struct):
+    id: str
+    tenant_id: str
+    tenant_name: str
+    user_id: str | None
+    user_name: str | None
+    name: str
+    role: Role
+    prefix: str
+
+
+def _tenant(row: object) -> Tenant:
+    return Tenant(id=row.id, name=row.name, parent_id=row.parent_id, created=row.created)  # type: ignore[attr-defined]
+
+
+class TenantRepository:
+    """Tenants and API keys: the unscoped, administrative part of the store."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def create(self, name: str, parent_id: str | None = None) -> Tenant:
+        tenant = Tenant(id=new_id(), name=name, parent_id=parent_id, created=now_ms())
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    tenants.insert().values(
+                        id=tenant.id, name=name, parent_id=parent_id, created=tenant.created,
+                        audit_seq=0, audit_head="",
+                    )
+                )
+        except IntegrityError:
+            raise DuplicateError(f"tenant {name!r} already exists") from None
+        return tenant
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        row = self.conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
+        return _tenant(row) if row else None
+
+    def by_name(self, name: str) -> Tenant | None:
+        row = self.conn.execute(select(tenants).where(tenants.c.name == name)).first()
+        return _tenant(row) if row else None
+
+    def list(self) -> list[Tenant]:
+        return [_tenant(r) for r in self.conn.execute(select(tenants).order_by(tenants.c.name))]
+
+    def children(self, parent_id: str) -> list[Tenant]:
+        q = select(tenants).where(tenants.c.parent_id == parent_id).order_by(tenants.c.name)
+        return [_tenant(r) for r in self.conn.execute(q)]
+
+    def add_api_key(
+        self, tenant_id: str, *, key_hash: str, prefix: str, name: str, role: Role,
+        user_id: str | None = None,
+    ) -> str:
+        key_id = new_id()
+        self.conn.execute(
+            api_keys.insert().values(
+                id=key_id, tenant_id=tenant_id, user_id=user_id, name=name, role=role.value,
+                key_hash=key_hash, prefix=prefix, created=now_ms(), revoked=False,
+            )
+        )
+        return key_id
+
+    def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        q = (
+            select(
+                api_keys.c.id, api_keys.c.tenant_id, tenants.c.name.label("tenant_name"),
+                api_keys.c.user_id, users.c.name.label("user_name"), api_keys.c.name,
+                api_keys.c.role, api_keys.c.prefix, users.c.disabled,
+            )
+            .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+            .outerjoin(users, users.c.id == api_keys.c.user_id)
+            .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked.is_(False))
+        )
+        row = self.conn.execute(q).first()
+        if row is None or row.disabled:
+            return None
+        return ApiKeyRecord(
+            id=row.id, tenant_id=row.tenant_id, tenant_name=row.tenant_name, user_id=row.user_id,
+            user_name=row.user_name, name=row.name, role=Role(row.role), prefix=row.prefix,
+        )
+
+    def touch_api_key(self, key_id: str) -> None:
+        self.conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used=now_ms()))
+
+
+def _user(row: object) -> User:
+    r = row
+    return User(
+        id=r.id, tenant_id=r.tenant_id, name=r.name, role=Role(r.role), email=r.email,  # type: ignore[attr-defined]
+        created=r.created,  # type: ignore[attr-defined]
+    )
+
+
+class UserRepository:
+    """Users of one tenant."""
+
+    def __init__(self, conn: Connection, tenant_id: str) -> None:
+        self.conn = conn
+        self.tenant_id = tenant_id
+
+    def add(self, name: str, role: Role, *, email: str | None, password_hash: str | None) -> User:
+        user = User(id=new_id(), tenant_id=self.tenant_id, name=name, role=role, email=email,
+                    created=now_ms())
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    users.insert().values(
+                        id=user.id, tenant_id=self.tenant_id, name=name, email=email, role=role.value,
+                        password_hash=password_hash, disabled=False, created=user.created,
+                    )
+                )
+        except IntegrityError:
+            raise DuplicateError(f"user {name!r} already exists in this tenant") from None
+        return user
+
+    def by_name(self, name: str) -> User | None:
+        row = self.conn.execute(
+            select(users).where(users.c.tenant_id == self.tenant_id, users.c.name == name)
+        ).first()
+        return _user(row) if row else None
+
+    def password_hash(self, name: str) -> str | None:
+        return self.conn.execute(
+            select(users.c.password_hash).where(
+                users.c.tenant_id == self.tenant_id, users.c.name == name, users.c.disabled.is_(False)
+            )
+        ).scalar()
+
+    def list(self) -> list[User]:
+        q = select(users).where(users.c.tenant_id == self.tenant_id).order_by(users.c.name)
+        return [_user(r) for r in self.conn.execute(q)]

@@ -1,0 +1,144 @@
+"""The store on SQLite and PostgreSQL: every repository, scoped to its tenant."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from bastion.model import Alert, AlertStatus, CaseStatus, Observable, ObservableType, Role, Severity
+from bastion.store import Database, DuplicateError, TenantRepository, TenantScope
+from bastion.store.events import EventRow
+from bastion.store.tables import events
+
+
+def _tenant(db: Database, name: str) -> str:
+    with db.write() as conn:
+        return TenantRepository(conn).create(name).id
+
+
+def _row(i: int, *, ip: str = "10.0.0.1", user: str = "Alice") -> EventRow:
+    return EventRow(
+        id=f"{i:032x}", time=1_700_000_000_000 + i * 1000, class_uid=1007, severity_id=1, format="test",
+        normalized='{"class_uid":1007}', raw=f'{{"n":{i}}}',
+        observables=[("ipv4", ip), ("user", user), ("url", "https://Example.com/Path")],
+    )
+
+
+def test_migrations_are_idempotent(db: Database) -> None:
+    db.migrate()
+    db.migrate()
+    with db.read() as conn:
+        assert TenantRepository(conn).list() == []
+
+
+def test_tenant_names_are_unique(db: Database) -> None:
+    _tenant(db, "acme")
+    with pytest.raises(DuplicateError, match="acme"), db.write() as conn:
+        TenantRepository(conn).create("acme")
+    with db.read() as conn:
+        assert [t.name for t in TenantRepository(conn).list()] == ["acme"]
+
+
+def test_events_insert_dedupe_and_search(db: Database) -> None:
+    tid = _tenant(db, "acme")
+    with db.write() as conn:
+        new, dup = TenantScope(conn, tid).events.insert_batch([_row(i) for i in range(10)], ingested=1)
+    assert (len(new), dup) == (10, 0)
+    with db.write() as conn:
+        new, dup = TenantScope(conn, tid).events.insert_batch(
+            [_row(i) for i in range(5, 15)] + [_row(14)], ingested=2)
+    assert (len(new), dup) == (5, 6)  # 5..9 stored before, 14 twice in the batch
+    with db.read() as conn:
+        repo = TenantScope(conn, tid).events
+        assert repo.count() == 15
+        page, cursor = repo.search(limit=4)
+        assert [e.id for e in page] == [f"{i:032x}" for i in (14, 13, 12, 11)]
+        assert cursor is not None
+        page2, _ = repo.search(limit=4, before=cursor)
+        assert [e.id for e in page2] == [f"{i:032x}" for i in (10, 9, 8, 7)]
+        ranged, _ = repo.search(start=1_700_000_002_000, end=1_700_000_004_000)
+        assert sorted(e.id for e in ranged) == [f"{i:032x}" for i in (2, 3)]
+        # values are indexed case-insensitively except URLs
+        assert len(repo.search(value="ALICE", limit=100)[0]) == 15
+        assert len(repo.search(value="alice", obs_type="user", limit=100)[0]) == 15
+        assert repo.search(value="alice", obs_type="ipv4")[0] == []
+        assert len(repo.search(value="https://Example.com/Path", limit=100)[0]) == 15
+        assert repo.search(value="https://example.com/path")[0] == []
+        got = repo.get(f"{3:032x}")
+        assert got is not None and got.raw == {"n": 3} and got.event == {"class_uid": 1007}
+
+
+def test_alerts_idempotent_by_external_id(db: Database) -> None:
+    tid = _tenant(db, "acme")
+    alert = Alert(title="Beacon", severity=Severity.HIGH, time=5, source="edr", external_id="x-1",
+                  observables=[Observable(ObservableType.IPV4, "203.0.113.9")])
+    with db.write() as conn:
+        repo = TenantScope(conn, tid).alerts
+        first, new1 = repo.insert(alert)
+        again, new2 = repo.insert(alert)
+        other, new3 = repo.insert(Alert(title="Other", severity=Severity.LOW, time=6, source="edr"))
+    assert new1 and not new2 and new3 and first.id == again.id
+    with db.write() as conn:
+        repo = TenantScope(conn, tid).alerts
+        repo.set_status(first.id or "", AlertStatus.CLOSED)
+        listed, _ = repo.list()
+        assert [a.title for a in listed] == ["Other", "Beacon"]
+        assert [a.title for a in repo.list(min_severity=Severity.MEDIUM)[0]] == ["Beacon"]
+        assert [a.title for a in repo.list(status=AlertStatus.CLOSED)[0]] == ["Beacon"]
+        assert [a.title for a in repo.list(value="203.0.113.9")[0]] == ["Beacon"]
+        assert repo.get(other.id or "") is not None
+
+
+def test_cases_hold_alerts_observables_comments_tasks_timeline(db: Database) -> None:
+    from bastion.cases.service import add_comment, add_task, open_case
+
+    tid = _tenant(db, "acme")
+    with db.write() as conn:
+        scope = TenantScope(conn, tid)
+        alert, _ = scope.alerts.insert(Alert(
+            title="Mimikatz", severity=Severity.CRITICAL, time=1, source="edr",
+            observables=[Observable(ObservableType.HOST, "ws-1"), Observable(ObservableType.USER, "bob")]))
+        case = open_case(scope, "user:ana", "Credential theft", Severity.HIGH, alert_ids=[alert.id or ""],
+                         reason="same host")
+        add_comment(scope, "user:ana", case.id or "", "isolating the host")
+        add_task(scope, "user:ana", case.id or "", "Reset bob's password", assignee="ana")
+        scope.cases.set_status(case.id or "", CaseStatus.IN_PROGRESS)
+    with db.read() as conn:
+        scope = TenantScope(conn, tid)
+        got = scope.cases.get(case.id or "")
+        assert got is not None
+        assert got.alert_ids == [alert.id]
+        assert {(o.type, o.value) for o in got.observables} == {(ObservableType.HOST, "ws-1"),
+                                                                (ObservableType.USER, "bob")}
+        assert [c.body for c in got.comments] == ["isolating the host"]
+        assert [t.title for t in got.tasks] == ["Reset bob's password"]
+        assert [e.kind for e in got.timeline] == ["case.opened", "alert.added", "comment", "task.created"]
+        assert got.status == CaseStatus.IN_PROGRESS
+        assert scope.alerts.get(alert.id or "").case_id == case.id  # type: ignore[union-attr]
+        assert [c["alerts"] for c in scope.cases.list()] == [1]
+        assert scope.audit.verify().ok
+
+
+def test_every_repository_is_scoped_to_its_tenant(db: Database) -> None:
+    a, b = _tenant(db, "tenant-a"), _tenant(db, "tenant-b")
+    with db.write() as conn:
+        sb = TenantScope(conn, b)
+        sb.events.insert_batch([_row(1)], ingested=1)
+        alert, _ = sb.alerts.insert(Alert(title="B only", severity=Severity.LOW, time=1, source="x",
+                                          observables=[Observable(ObservableType.IPV4, "10.0.0.1")]))
+        case = sb.cases.create("B case", Severity.LOW)
+        sb.users.add("bob", Role.ANALYST, email=None, password_hash=None)
+        sb.audit.append("t", "x", "y")
+    with db.read() as conn:
+        sa = TenantScope(conn, a)
+        assert sa.events.count() == 0 and sa.events.search(value="10.0.0.1")[0] == []
+        assert sa.events.get(f"{1:032x}") is None
+        assert sa.alerts.list()[0] == [] and sa.alerts.get(alert.id or "") is None
+        assert sa.cases.list() == [] and sa.cases.get(case.id or "") is None
+        assert sa.users.list() == [] and sa.users.by_name("bob") is None
+        assert list(sa.audit.entries()) == []
+        # the same event id may exist in both tenants, independently
+    with db.write() as conn:
+        new, dup = TenantScope(conn, a).events.insert_batch([_row(1)], ingested=1)
+        assert (len(new), dup) == (1, 0)
+        assert conn.execute(select(events.c.tenant_id).where(events.c.id == f"{1:032x}")).all().__len__() == 2
