@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Make sure every service the test suite talks to is installed and running. Idempotent.
+#
+# PostgreSQL (127.0.0.1:5432, database `test`) runs the store tests a second time.
+set -euo pipefail
+
+need_root() { [ "$(id -u)" = 0 ] || { echo "test-services: run as root to install $1" >&2; exit 1; }; }
+
+# PostgreSQL
+if ! command -v pg_isready >/dev/null 2>&1; then
+  need_root postgresql
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { echo "test-services: PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
+if ! psql -h 127.0.0.1 -d test -Atc 'select 1' >/dev/null 2>&1; then
+  psql -h 127.0.0.1 -d postgres -c 'CREATE DATABASE test' >/dev/null 2>&1 \
+    || su postgres -c "psql -c 'CREATE DATABASE test'" >/dev/null 2>&1 || true
+fi
+echo "test-services: PostgreSQL ready"

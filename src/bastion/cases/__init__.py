@@ -1,0 +1,1 @@
+"""Case service: lifecycle, tasks, comments, timeline."""

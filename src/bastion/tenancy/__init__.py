@@ -1,0 +1,1 @@
+"""Tenants, users, roles, API keys: who may do what, in which tenant."""
