@@ -1,0 +1,1 @@
+"""Ingestion: sources and normalizers that turn raw input into Events with their observables."""
