@@ -1,0 +1,1 @@
+"""HTTP API (transport only: validation, auth, calling services)."""

@@ -1,0 +1,60 @@
+"""The FastAPI application: transport only. Validation and auth here; the work is in the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+import bastion
+from bastion.api.errors import install_error_handlers
+from bastion.api.responses import JSON
+from bastion.api.routes import alerts, cases, events
+from bastion.config import Settings
+from bastion.ingest.queue import IngestQueue
+from bastion.store import Database
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, db: Database | None = None,
+               ingest_queue: IngestQueue | None = None) -> FastAPI:
+    """The app. It opens (and migrates) the store and starts the ingest writer unless given them."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_db = db is None
+        app.state.db = db or Database(settings.database_url)
+        if own_db:
+            app.state.db.migrate()
+        own_queue = ingest_queue is None
+        app.state.ingest_queue = ingest_queue or IngestQueue(
+            app.state.db, capacity=settings.ingest_queue_size, batch_size=settings.ingest_batch_size
+        )
+        try:
+            yield
+        finally:
+            if own_queue:
+                app.state.ingest_queue.close()
+            if own_db:
+                app.state.db.dispose()
+
+    app = FastAPI(title="Bastion", version=getattr(bastion, "__version__", "0.1.0"), lifespan=lifespan,
+                  default_response_class=JSON,
+                  description="Self-hosted security operations: events, alerts and cases.")
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and store status")
+    def healthz(request: Request) -> JSON:
+        with request.app.state.db.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        q = request.app.state.ingest_queue
+        return JSON({"status": "ok", "database": request.app.state.db.dialect,
+                               "ingest_pending": q.pending, "ingest_capacity": q.capacity})
+
+    app.include_router(events.router)
+    app.include_router(alerts.router)
+    app.include_router(cases.router)
+    return app

@@ -1,0 +1,385 @@
+"""The ``bastion`` command line (Typer + Rich).
+
+Every reporting command takes ``--json`` and then prints exactly one JSON object. A user's mistake
+prints one line, ``error: ...``, and exits 2 (1 for an ingest that rejected records); never a traceback.
+Set ``BASTION_DEBUG=1`` to see tracebacks anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import click
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from bastion.config import Settings, load_settings
+from bastion.model import Role
+from bastion.store import Database, TenantRepository, TenantScope
+from bastion.tenancy.service import add_user, create_api_key, create_tenant, require_tenant
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(name="bastion", help="Bastion: self-hosted security operations.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+user_app = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
+events_app = typer.Typer(help="Stored events.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(user_app, name="user")
+app.add_typer(events_app, name="events")
+app.add_typer(audit_app, name="audit")
+
+out = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="tenant name")]
+
+
+class UserError(Exception):
+    """A mistake by the person at the keyboard: one line, non-zero exit."""
+
+
+class _State:
+    database_url: str | None = None
+
+
+def _settings() -> Settings:
+    return load_settings(database_url=_State.database_url)
+
+
+def _db() -> Database:
+    db = Database(_settings().database_url)
+    db.migrate()
+    return db
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _root(
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="BASTION_DATABASE_URL",
+        help="store URL: sqlite:///path.db (default ./var/bastion.db) or postgresql://...")] = None,
+) -> None:
+    _State.database_url = database_url
+
+
+# ---------------------------------------------------------------- tenants, keys, users
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: str,
+    parent: Annotated[str | None, typer.Option(help="parent (MSSP) tenant")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create a tenant and print its first API key (shown once; only its hash is stored)."""
+    tenant, key = create_tenant(_db(), name, parent=parent)
+    if json:
+        _emit({"tenant": tenant.name, "api_key": key})
+    else:
+        out.print(f"tenant [bold]{tenant.name}[/bold] created")
+        out.print(f"API key (shown once): [bold]{key}[/bold]", soft_wrap=True)
+
+
+@tenant_app.command("list")
+def tenant_list(json: JsonOpt = False) -> None:
+    """List tenants."""
+    db = _db()
+    with db.read() as conn:
+        repo = TenantRepository(conn)
+        tenants = repo.list()
+        names = {t.id: t.name for t in tenants}
+    rows = [{"name": t.name, "id": t.id, "parent": names.get(t.parent_id or ""), "created": t.created}
+            for t in tenants]
+    if json:
+        _emit({"tenants": rows})
+        return
+    table = Table("name", "id", "parent")
+    for r in rows:
+        table.add_row(r["name"], r["id"], r["parent"] or "")
+    out.print(table)
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise UserError(f"unknown role {value!r}; use one of {', '.join(r.value for r in Role)}") from None
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tenant: TenantOpt,
+    role: Annotated[str, typer.Option(help="admin, engineer, analyst, approver or viewer")] = "admin",
+    user: Annotated[str | None, typer.Option(help="the key acts as this user (and takes its role)")] = None,
+    name: Annotated[str, typer.Option(help="a label for the key")] = "cli",
+    json: JsonOpt = False,
+) -> None:
+    """Create another API key for a tenant."""
+    key = create_api_key(_db(), tenant, role=_role(role), name=name, user=user)
+    if json:
+        _emit({"tenant": tenant, "api_key": key})
+    else:
+        out.print(f"API key (shown once): [bold]{key}[/bold]", soft_wrap=True)
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    tenant: TenantOpt,
+    role: Annotated[str, typer.Option(help="admin, engineer, analyst, approver or viewer")],
+    email: Annotated[str | None, typer.Option()] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read a password from stdin")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Add a user to a tenant (password hashed with argon2)."""
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UserError("--password-stdin given but no password on stdin")
+    user = add_user(_db(), tenant, name, _role(role), email=email, password=password)
+    doc = {"tenant": tenant, "user": user.name, "id": user.id, "role": user.role.value, "email": user.email}
+    if json:
+        _emit(doc)
+    else:
+        out.print(f"user [bold]{user.name}[/bold] ({user.role.value}) added to {tenant}")
+
+
+@user_app.command("list")
+def user_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
+    """List a tenant's users."""
+    db = _db()
+    with db.read() as conn:
+        t = require_tenant(TenantRepository(conn), tenant)
+        users = TenantScope(conn, t.id).users.list()
+    rows = [{"name": u.name, "role": u.role.value, "email": u.email, "id": u.id} for u in users]
+    if json:
+        _emit({"tenant": tenant, "users": rows})
+        return
+    table = Table("name", "role", "email")
+    for r in rows:
+        table.add_row(r["name"], r["role"], r["email"] or "")
+    out.print(table)
+
+
+# ---------------------------------------------------------------- ingest and search
+
+
+@app.command("ingest")
+def ingest(
+    path: Annotated[Path, typer.Argument(help="JSON Lines (.gz too), JSON array, EVTX, or CEF/syslog lines")],
+    tenant: TenantOpt,
+    format: Annotated[str | None, typer.Option(
+        "--format", "-f", help="file format (jsonl, json, evtx, cef, syslog) or a normalizer id "
+        "(windows, ecs, ocsf, cef, syslog, generic); detected when absent")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Ingest a file into a tenant. Exits 1 when any record was rejected (good ones are stored anyway)."""
+    from bastion.ingest.normalize import NORMALIZERS
+    from bastion.ingest.readers import READER_FORMATS, read_path
+    from bastion.pipeline import IngestResult, batched, prepare_events, store_events
+
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give a file")
+    reader_fmt = format if format in READER_FORMATS else None
+    normalizer = format if format in NORMALIZERS and reader_fmt is None else None
+    if format is not None and reader_fmt is None and normalizer is None:
+        raise UserError(f"unknown format {format!r}; use one of "
+                        f"{', '.join(sorted(set(READER_FORMATS) | set(NORMALIZERS)))}")
+    settings = _settings()
+    db = _db()
+    with db.read() as conn:
+        t = require_tenant(TenantRepository(conn), tenant)
+    result = IngestResult()
+    records = read_path(path, reader_fmt)
+    show = not json and sys.stderr.isatty()
+    with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:,} records"), TimeElapsedColumn(), console=err,
+                  transient=True, disable=not show) as progress:
+        task = progress.add_task(f"ingesting {path.name}", total=None)
+        for chunk in batched(records, settings.ingest_batch_size):
+            rows, errors = prepare_events(chunk, normalizer)
+            result.add(store_events(db, t.id, "cli", rows, errors, source=f"file:{path.name}"))
+            progress.advance(task, len(chunk))
+    doc = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected,
+           "errors": result.errors}
+    if json:
+        _emit(doc)
+    else:
+        out.print(f"accepted {result.accepted:,}, duplicates {result.duplicates:,}, "
+                  f"rejected {result.rejected:,}")
+        for e in result.errors[:20]:
+            out.print(f"  line {e['line']}: {e['reason']}", highlight=False)
+        if len(result.errors) > 20:
+            out.print(f"  ... and {len(result.errors) - 20} more (use --json for all)")
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+@events_app.command("search")
+def events_search(
+    tenant: TenantOpt,
+    value: Annotated[str | None, typer.Option(help="observable value (IP, domain, hash, user, ...)")] = None,
+    type: Annotated[str | None, typer.Option("--type", help="observable type of --value")] = None,
+    start: Annotated[str | None, typer.Option(help="ISO-8601, epoch, or -15m/-2h/-7d")] = None,
+    end: Annotated[str | None, typer.Option(help="exclusive end")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 20,
+    json: JsonOpt = False,
+) -> None:
+    """Search a tenant's events by time range and observable value, newest first."""
+    from bastion.model import ObservableType
+    from bastion.model.timefmt import parse_time_ms
+
+    if type is not None:
+        try:
+            ObservableType(type)
+        except ValueError:
+            raise UserError(f"unknown observable type {type!r}; use one of "
+                            f"{', '.join(t.value for t in ObservableType)}") from None
+    t0 = parse_time_ms(start) if start else None
+    t1 = parse_time_ms(end) if end else None
+    db = _db()
+    with db.read() as conn:
+        t = require_tenant(TenantRepository(conn), tenant)
+        found, _ = TenantScope(conn, t.id).events.search(start=t0, end=t1, value=value, obs_type=type,
+                                                          limit=limit)
+    if json:
+        _emit({"events": [{"id": e.id, "time": e.time, "class_uid": e.class_uid, "format": e.format,
+                           "event": e.event} for e in found]})
+        return
+    from datetime import UTC, datetime
+
+    table = Table("time", "id", "format", "class", "summary")
+    for e in found:
+        ev = e.event
+        summary = (ev.get("message") or (ev.get("process") or {}).get("cmd_line")
+                   or (ev.get("metadata") or {}).get("event_code") or "")
+        table.add_row(datetime.fromtimestamp(e.time / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                      e.id[:12], e.format, str(e.class_uid), str(summary)[:80])
+    out.print(table)
+
+
+# ---------------------------------------------------------------- audit
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="one tenant (default: all)")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Check the audit hash chain. Exits 1 and names the first bad entry when it was tampered with."""
+    db = _db()
+    results = {}
+    with db.read() as conn:
+        repo = TenantRepository(conn)
+        targets = [require_tenant(repo, tenant)] if tenant else repo.list()
+        for t in targets:
+            results[t.name] = TenantScope(conn, t.id).audit.verify()
+    ok = all(r.ok for r in results.values())
+    first_bad = next((r.first_bad for r in results.values() if not r.ok), None)
+    if json:
+        doc: dict[str, Any] = {"ok": ok, "entries": sum(r.entries for r in results.values()),
+                               "first_bad": first_bad}
+        if tenant is None:
+            doc["tenants"] = {name: {"ok": r.ok, "entries": r.entries, "first_bad": r.first_bad,
+                                     "reason": r.reason} for name, r in results.items()}
+        else:
+            doc["reason"] = results[tenant].reason
+        _emit(doc)
+    else:
+        for name, r in results.items():
+            if r.ok:
+                out.print(f"[green]ok[/green]   {name}: {r.entries} entries, chain intact")
+            else:
+                where = f"entry {r.first_bad}" if r.first_bad is not None else "chain end"
+                out.print(f"[red]BAD[/red]  {name}: {where}: {r.reason}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- running
+
+
+@app.command("up")
+def up(
+    demo: Annotated[bool, typer.Option("--demo", help="create the demo tenant and feed it demo data")] = False,
+    host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8000)")] = None,
+) -> None:
+    """Start the HTTP API, the ingest worker and the syslog listener."""
+    from bastion.serve import serve
+
+    settings = load_settings(database_url=_State.database_url, host=host, port=port)
+    serve(settings, demo=demo)
+
+
+@app.command("demo")
+def demo_cmd(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="tenant to load into")] = "demo",
+    json: JsonOpt = False,
+) -> None:
+    """Load the demo data set (events, alerts, a case) into a tenant, creating it if needed."""
+    from bastion.demo.seed import seed_demo
+
+    report = seed_demo(_db(), tenant)
+    if json:
+        _emit(report)
+    else:
+        out.print(f"demo tenant [bold]{report['tenant']}[/bold]: {report['events']['accepted']} events, "
+                  f"{report['alerts']['accepted']} alerts, case {report['case_id']}")
+        out.print(f"API key (shown once): [bold]{report['api_key']}[/bold]", soft_wrap=True)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    """Run the CLI, turning user mistakes into one line and a non-zero exit."""
+    debug = os.environ.get("BASTION_DEBUG") == "1"
+    try:
+        rv = app(standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (UserError, ValueError, OSError, OperationalError) as exc:
+        if debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OperationalError):
+            message = f"database error: {str(exc.orig).splitlines()[0] if exc.orig else message}"
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

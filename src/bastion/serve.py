@@ -1,0 +1,141 @@
+"""``bastion up``: the HTTP API, the ingest writer and the syslog listener in one process.
+
+With ``--demo`` it also loads the demo tenant and keeps a trickle of fresh demo events flowing through
+the same ingest queue the API uses, so a newcomer sees live data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from bastion.api.app import create_app
+from bastion.config import Settings
+from bastion.ingest.listener import SyslogListener
+from bastion.ingest.queue import IngestJob, IngestQueue, QueueFull
+from bastion.ingest.records import RawRecord
+from bastion.store import Database, TenantRepository
+
+__all__ = ["serve"]
+
+log = logging.getLogger("bastion")
+DEMO_TRICKLE_SECONDS = 5.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handling: ours stops the listener and drains the ingest queue first,
+    where uvicorn's would re-raise the signal and end the process before that."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(settings: Settings, *, demo: bool = False) -> None:
+    """Run until SIGINT or SIGTERM, then shut down in order: HTTP, syslog, the ingest queue, the store."""
+    asyncio.run(_serve(settings, demo=demo))
+
+
+async def _submit(queue: IngestQueue, tenant_id: str, actor: str, records: list[RawRecord],
+                  source: str) -> None:
+    """Queue records, waiting for a place rather than dropping them (back-pressure for syslog/TCP)."""
+    while True:
+        try:
+            reservation = await asyncio.to_thread(queue.reserve_wait, 5.0)
+            break
+        except QueueFull:
+            log.warning("ingest queue full; %s waits", source)
+    await asyncio.wrap_future(reservation.submit(
+        IngestJob(tenant_id=tenant_id, actor=actor, records=records, source=source)))
+
+
+async def _demo_trickle(queue: IngestQueue, tenant_id: str) -> None:
+    from bastion.demo.generator import live_events
+
+    n = 0
+    while True:
+        await asyncio.sleep(DEMO_TRICKLE_SECONDS)
+        n += 1
+        batch = live_events(int(time.time() * 1000), count=5, seed=n)
+        records = [RawRecord(line=i, data=d, format=f) for i, (f, d) in enumerate(batch, start=1)]
+        await _submit(queue, tenant_id, "demo", records, "demo-live")
+
+
+def _stop(server: uvicorn.Server) -> None:
+    if server.should_exit:  # a second signal: stop waiting for open connections
+        server.force_exit = True
+    server.should_exit = True
+
+
+async def _serve(settings: Settings, *, demo: bool) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    db = Database(settings.database_url)
+    await asyncio.to_thread(db.migrate)
+    queue = IngestQueue(db, capacity=settings.ingest_queue_size, batch_size=settings.ingest_batch_size)
+    background: list[asyncio.Task[None]] = []
+    banner: list[str] = []
+
+    syslog_tenant_id = None
+    if demo:
+        from bastion.demo.seed import seed_demo
+
+        report = await asyncio.to_thread(seed_demo, db, "demo")
+        with db.read() as conn:
+            tenant = TenantRepository(conn).by_name("demo")
+        assert tenant is not None
+        syslog_tenant_id = tenant.id
+        banner.append(f"demo tenant: demo ({report['events']['accepted']} new events, "
+                      f"{report['alerts']['accepted']} new alerts, case {report['case_id']})")
+        banner.append(f"demo API key: {report['api_key']}")
+        background.append(asyncio.create_task(_demo_trickle(queue, tenant.id)))
+    elif settings.syslog_tenant:
+        with db.read() as conn:
+            tenant = TenantRepository(conn).by_name(settings.syslog_tenant)
+        if tenant is None:
+            raise ValueError(f"syslog_tenant {settings.syslog_tenant!r} does not exist")
+        syslog_tenant_id = tenant.id
+
+    listener = None
+    if syslog_tenant_id is not None and (settings.syslog_udp_port is not None
+                                         or settings.syslog_tcp_port is not None):
+        tid = syslog_tenant_id
+
+        async def sink(records: list[RawRecord]) -> None:
+            await _submit(queue, tid, "syslog", records, "syslog")
+
+        listener = SyslogListener(settings.syslog_host, settings.syslog_udp_port, settings.syslog_tcp_port,
+                                  sink)
+        await listener.start()
+        banner.append(f"syslog: udp/{listener.udp_port} tcp/{listener.tcp_port} on {settings.syslog_host}")
+
+    app = create_app(settings, db, queue)
+    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level=settings.log_level, lifespan="on"))
+    server_task = asyncio.create_task(server.serve())
+    while not server.started and not server_task.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port
+        print(f"Bastion is up: http://{settings.host}:{bound}/  (API docs: /docs, health: /healthz)",
+              flush=True)
+        for line in banner:
+            print(line, flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop, server)
+    try:
+        await server_task
+    finally:
+        for task in background:
+            task.cancel()
+        if listener is not None:
+            await listener.stop()
+        await asyncio.to_thread(queue.close)
+        db.dispose()
+        print("Bastion stopped.", flush=True)

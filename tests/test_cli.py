@@ -1,0 +1,148 @@
+"""The real `bastion` command in a subprocess: contracts, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import cli_json, run_cli
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def _one_line_error(proc, code: int = 2) -> str:  # type: ignore[no-untyped-def]
+    assert proc.returncode == code, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and lines[0].startswith("error:")
+    return lines[0]
+
+
+def test_tenant_create_prints_key_once_and_list(url: str) -> None:
+    doc = cli_json("tenant", "create", "acme", db_url=url)
+    assert doc["tenant"] == "acme" and doc["api_key"].startswith("bst_")
+    listed = cli_json("tenant", "list", db_url=url)
+    assert [t["name"] for t in listed["tenants"]] == ["acme"]
+    assert doc["api_key"] not in (Path(url.removeprefix("sqlite:///")).read_bytes().decode("latin-1"))
+    line = _one_line_error(run_cli("tenant", "create", "acme", db_url=url))
+    assert "already exists" in line
+    line = _one_line_error(run_cli("tenant", "create", "no spaces allowed", db_url=url))
+    assert "invalid tenant name" in line
+
+
+def test_keys_and_users(url: str) -> None:
+    cli_json("tenant", "create", "acme", db_url=url)
+    key = cli_json("apikey", "create", "--tenant", "acme", "--role", "viewer", db_url=url)
+    assert key["api_key"].startswith("bst_")
+    user = cli_json("user", "add", "ana", "--tenant", "acme", "--role", "analyst", "--email", "ana@acme.example",
+                    db_url=url)
+    assert user["role"] == "analyst"
+    proc = run_cli("user", "add", "bob", "--tenant", "acme", "--role", "approver", "--password-stdin",
+                   db_url=url, input="correct horse battery staple\n")
+    assert proc.returncode == 0, proc.stderr
+    users = cli_json("user", "list", "--tenant", "acme", db_url=url)
+    assert [(u["name"], u["role"]) for u in users["users"]] == [("ana", "analyst"), ("bob", "approver")]
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    stored = db.execute("select password_hash from users where name='bob'").fetchone()[0]
+    assert stored.startswith("$argon2id$") and "horse" not in stored
+    as_user = cli_json("apikey", "create", "--tenant", "acme", "--user", "ana", db_url=url)
+    assert as_user["api_key"].startswith("bst_")
+    assert "unknown role" in _one_line_error(run_cli("user", "add", "eve", "--tenant", "acme", "--role", "god",
+                                                     db_url=url))
+    assert "no tenant named" in _one_line_error(run_cli("user", "list", "--tenant", "nope", db_url=url))
+    assert "invalid e-mail" in _one_line_error(
+        run_cli("user", "add", "eve", "--tenant", "acme", "--role", "viewer", "--email", "x", db_url=url))
+
+
+def test_ingest_attack_samples_twice(url: str, shared_data: Path) -> None:
+    samples = shared_data / "evtx-attack-samples" / "events.jsonl.gz"
+    cli_json("tenant", "create", "acme", db_url=url)
+    first = cli_json("ingest", str(samples), "--tenant", "acme", db_url=url)
+    assert first == {"accepted": 8255, "duplicates": 0, "rejected": 0, "errors": []}
+    second = cli_json("ingest", str(samples), "--tenant", "acme", db_url=url)
+    assert second == {"accepted": 0, "duplicates": 8255, "rejected": 0, "errors": []}
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    assert db.execute("select count(*) from events").fetchone()[0] == 8255
+    with_obs = db.execute("select count(distinct event_id) from event_observables").fetchone()[0]
+    assert with_obs == 8255  # every event carries observables (at least its host)
+    kinds = {r[0] for r in db.execute("select distinct type from event_observables")}
+    assert {"ipv4", "host", "user", "file_path", "process_name", "sha256", "domain"} <= kinds
+    found = cli_json("events", "search", "--tenant", "acme", "--value", "10.0.2.17", "--limit", "100",
+                     db_url=url)
+    assert found["events"] and all("10.0.2.17" in orjson.dumps(e["event"]).decode() for e in found["events"])
+
+
+def test_ingest_evtx_from_sigma_regression_data(url: str, shared_data: Path) -> None:
+    evtx = sorted((shared_data / "sigma" / "regression_data").rglob("*.evtx"))[0]
+    cli_json("tenant", "create", "acme", db_url=url)
+    doc = cli_json("ingest", str(evtx), "--tenant", "acme", db_url=url)
+    assert doc["accepted"] >= 1 and doc["rejected"] == 0
+    found = cli_json("events", "search", "--tenant", "acme", db_url=url)
+    assert found["events"][0]["format"] == "windows"
+
+
+def test_mixed_file_keeps_good_lines_and_names_bad_ones(url: str, tmp_path: Path) -> None:
+    good = {"@timestamp": "2026-11-30T10:00:00Z", "event": {"kind": "event"}, "source": {"ip": "10.9.9.9"}}
+    lines = [orjson.dumps(good).decode(), "{broken", orjson.dumps({**good, "@timestamp": "2026-11-30T10:00:01Z"}).decode(),
+             "", "[1, 2]", orjson.dumps({**good, "@timestamp": "2026-11-30T10:00:02Z"}).decode()]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    cli_json("tenant", "create", "acme", db_url=url)
+    doc = cli_json("ingest", str(path), "--tenant", "acme", db_url=url, expect_code=1)
+    assert doc["accepted"] == 3 and doc["rejected"] == 2
+    assert [e["line"] for e in doc["errors"]] == [2, 5]
+    assert all(e["reason"] for e in doc["errors"])
+    assert len(cli_json("events", "search", "--tenant", "acme", db_url=url)["events"]) == 3
+
+
+def test_ingest_user_mistakes(url: str, tmp_path: Path) -> None:
+    cli_json("tenant", "create", "acme", db_url=url)
+    assert "no such file" in _one_line_error(run_cli("ingest", str(tmp_path / "nope.jsonl"), "--tenant", "acme",
+                                                     db_url=url))
+    (tmp_path / "a.jsonl").write_text("{}\n")
+    assert "no tenant named" in _one_line_error(run_cli("ingest", str(tmp_path / "a.jsonl"), "--tenant", "zz",
+                                                        db_url=url))
+    assert "unknown format" in _one_line_error(run_cli("ingest", str(tmp_path / "a.jsonl"), "--tenant", "acme",
+                                                       "--format", "xml", db_url=url))
+    assert "database" in _one_line_error(run_cli("tenant", "list", db_url="mysql://x/y")).lower()
+
+
+def test_database_url_option_selects_the_store(tmp_path: Path) -> None:
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    proc = run_cli("--database-url", other, "tenant", "create", "zeta", "--json", db_url=f"sqlite:///{tmp_path / 'env.db'}")
+    assert proc.returncode == 0, proc.stderr
+    assert [t["name"] for t in cli_json("tenant", "list", db_url=other)["tenants"]] == ["zeta"]
+    assert cli_json("tenant", "list", db_url=f"sqlite:///{tmp_path / 'env.db'}")["tenants"] == []
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
+def test_audit_verify_detects_tampering(url: str, tamper: str) -> None:
+    cli_json("tenant", "create", "acme", db_url=url)
+    for name in ("a", "b", "c"):
+        cli_json("user", "add", name, "--tenant", "acme", "--role", "viewer", db_url=url)
+    ok = cli_json("audit", "verify", "--tenant", "acme", db_url=url)
+    assert ok == {"ok": True, "entries": 5, "first_bad": None, "reason": None}
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    ids = [r[0] for r in db.execute("select id from audit_log order by seq")]
+    if tamper == "edit":
+        db.execute("update audit_log set data = replace(data, 'viewer', 'admin') where id = ?", (ids[3],))
+        expected = ids[3]
+    elif tamper == "delete":
+        db.execute("delete from audit_log where id = ?", (ids[2],))
+        expected = ids[3]
+    else:
+        db.execute("update audit_log set seq = -seq where id in (?, ?)", (ids[1], ids[2]))
+        db.execute("update audit_log set seq = 3 where id = ?", (ids[1],))
+        db.execute("update audit_log set seq = 2 where id = ?", (ids[2],))
+        expected = ids[1]
+    db.commit()
+    bad = cli_json("audit", "verify", "--tenant", "acme", db_url=url, expect_code=1)
+    assert bad["ok"] is False and bad["first_bad"] == expected
+    text = run_cli("audit", "verify", db_url=url)
+    assert text.returncode == 1 and "BAD" in text.stdout and str(expected) in text.stdout

@@ -1,0 +1,77 @@
+"""`bastion up --demo` as a newcomer runs it: a real process serving the demo tenant, with data flowing."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_up_demo_serves_demo_data_and_keeps_it_flowing(tmp_path: Path) -> None:
+    port, syslog = free_port(), _free_udp_port()
+    env = {**os.environ, "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+           "BASTION_SYSLOG_UDP_PORT": str(syslog), "BASTION_SYSLOG_TCP_PORT": str(free_port()),
+           "BASTION_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "bastion.cli", "up", "--demo", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        key = None
+        while key is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"demo API key: (bst_\S+)", line)
+            key = m.group(1) if m else None
+        assert key, "".join(lines)
+        assert any(f"http://127.0.0.1:{port}/" in line for line in lines)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"},
+                          timeout=30) as c:
+            assert c.get("/healthz").json()["status"] == "ok"
+            events = c.get("/api/v1/events", params={"limit": 1000}).json()["events"]
+            assert len(events) >= 50 and {e["format"] for e in events} >= {"windows", "cef", "ecs"}
+            alerts = c.get("/api/v1/alerts").json()["alerts"]
+            assert len(alerts) >= 5
+            cases = c.get("/api/v1/cases").json()["cases"]
+            assert len(cases) == 1 and cases[0]["alerts"] >= 1
+            # a syslog line sent over UDP lands in the demo tenant
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"<34>1 2026-11-30T10:00:00Z fw-01 sshd 42 - - Failed password for root "
+                         b"from 198.51.100.77 port 2222 ssh2", ("127.0.0.1", syslog))
+            grew = False
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                found = c.get("/api/v1/events", params={"value": "198.51.100.77"}).json()["events"]
+                now = len(c.get("/api/v1/events", params={"limit": 1000}).json()["events"])
+                grew = now > len(events) + 1
+                if found and grew:
+                    break
+                time.sleep(0.5)
+            assert found, "syslog message not stored"
+            assert grew, "no live demo events arrived"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
