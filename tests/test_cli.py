@@ -40,11 +40,31 @@ def test_keys_and_users(url: str) -> None:
     cli_json("tenant", "create", "acme", db_url=url)
     key = cli_json("apikey", "create", "--tenant", "acme", "--role", "viewer", db_url=url)
     assert key["api_key"].startswith("bst_")
-    user = cli_json("user", "add", "ana", "--tenant", "acme", "--role", "analyst", "--email", "ana@acme.example",
-                    db_url=url)
+    user = cli_json(
+        "user",
+        "add",
+        "ana",
+        "--tenant",
+        "acme",
+        "--role",
+        "analyst",
+        "--email",
+        "ana@acme.example",
+        db_url=url,
+    )
     assert user["role"] == "analyst"
-    proc = run_cli("user", "add", "bob", "--tenant", "acme", "--role", "approver", "--password-stdin",
-                   db_url=url, input="correct horse battery staple\n")
+    proc = run_cli(
+        "user",
+        "add",
+        "bob",
+        "--tenant",
+        "acme",
+        "--role",
+        "approver",
+        "--password-stdin",
+        db_url=url,
+        input="correct horse battery staple\n",
+    )
     assert proc.returncode == 0, proc.stderr
     users = cli_json("user", "list", "--tenant", "acme", db_url=url)
     assert [(u["name"], u["role"]) for u in users["users"]] == [("ana", "analyst"), ("bob", "approver")]
@@ -53,11 +73,13 @@ def test_keys_and_users(url: str) -> None:
     assert stored.startswith("$argon2id$") and "horse" not in stored
     as_user = cli_json("apikey", "create", "--tenant", "acme", "--user", "ana", db_url=url)
     assert as_user["api_key"].startswith("bst_")
-    assert "unknown role" in _one_line_error(run_cli("user", "add", "eve", "--tenant", "acme", "--role", "god",
-                                                     db_url=url))
+    assert "unknown role" in _one_line_error(
+        run_cli("user", "add", "eve", "--tenant", "acme", "--role", "god", db_url=url)
+    )
     assert "no tenant named" in _one_line_error(run_cli("user", "list", "--tenant", "nope", db_url=url))
     assert "invalid e-mail" in _one_line_error(
-        run_cli("user", "add", "eve", "--tenant", "acme", "--role", "viewer", "--email", "x", db_url=url))
+        run_cli("user", "add", "eve", "--tenant", "acme", "--role", "viewer", "--email", "x", db_url=url)
+    )
 
 
 def test_ingest_attack_samples_twice(url: str, shared_data: Path) -> None:
@@ -69,12 +91,15 @@ def test_ingest_attack_samples_twice(url: str, shared_data: Path) -> None:
     assert second == {"accepted": 0, "duplicates": 8255, "rejected": 0, "errors": []}
     db = sqlite3.connect(url.removeprefix("sqlite:///"))
     assert db.execute("select count(*) from events").fetchone()[0] == 8255
-    with_obs = db.execute("select count(distinct event_id) from event_observables").fetchone()[0]
+    with_obs = db.execute("select count(distinct event_pk) from event_observables").fetchone()[0]
     assert with_obs == 8255  # every event carries observables (at least its host)
-    kinds = {r[0] for r in db.execute("select distinct type from event_observables")}
+    kinds = {
+        o["type"] for (doc,) in db.execute("select normalized from events") for o in orjson.loads(doc)["observables"]
+    }
     assert {"ipv4", "host", "user", "file_path", "process_name", "sha256", "domain"} <= kinds
-    found = cli_json("events", "search", "--tenant", "acme", "--value", "10.0.2.17", "--limit", "100",
-                     db_url=url)
+    found = cli_json(
+        "events", "search", "--tenant", "acme", "--value", "10.0.2.17", "--limit", "100", db_url=url
+    )
     assert found["events"] and all("10.0.2.17" in orjson.dumps(e["event"]).decode() for e in found["events"])
 
 
@@ -89,8 +114,14 @@ def test_ingest_evtx_from_sigma_regression_data(url: str, shared_data: Path) -> 
 
 def test_mixed_file_keeps_good_lines_and_names_bad_ones(url: str, tmp_path: Path) -> None:
     good = {"@timestamp": "2026-11-30T10:00:00Z", "event": {"kind": "event"}, "source": {"ip": "10.9.9.9"}}
-    lines = [orjson.dumps(good).decode(), "{broken", orjson.dumps({**good, "@timestamp": "2026-11-30T10:00:01Z"}).decode(),
-             "", "[1, 2]", orjson.dumps({**good, "@timestamp": "2026-11-30T10:00:02Z"}).decode()]
+    lines = [
+        orjson.dumps(good).decode(),
+        "{broken",
+        orjson.dumps({**good, "@timestamp": "2026-11-30T10:00:01Z"}).decode(),
+        "",
+        "[1, 2]",
+        orjson.dumps({**good, "@timestamp": "2026-11-30T10:00:02Z"}).decode(),
+    ]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n")
     cli_json("tenant", "create", "acme", db_url=url)
@@ -103,19 +134,30 @@ def test_mixed_file_keeps_good_lines_and_names_bad_ones(url: str, tmp_path: Path
 
 def test_ingest_user_mistakes(url: str, tmp_path: Path) -> None:
     cli_json("tenant", "create", "acme", db_url=url)
-    assert "no such file" in _one_line_error(run_cli("ingest", str(tmp_path / "nope.jsonl"), "--tenant", "acme",
-                                                     db_url=url))
+    assert "no such file" in _one_line_error(
+        run_cli("ingest", str(tmp_path / "nope.jsonl"), "--tenant", "acme", db_url=url)
+    )
     (tmp_path / "a.jsonl").write_text("{}\n")
-    assert "no tenant named" in _one_line_error(run_cli("ingest", str(tmp_path / "a.jsonl"), "--tenant", "zz",
-                                                        db_url=url))
-    assert "unknown format" in _one_line_error(run_cli("ingest", str(tmp_path / "a.jsonl"), "--tenant", "acme",
-                                                       "--format", "xml", db_url=url))
+    assert "no tenant named" in _one_line_error(
+        run_cli("ingest", str(tmp_path / "a.jsonl"), "--tenant", "zz", db_url=url)
+    )
+    assert "unknown format" in _one_line_error(
+        run_cli("ingest", str(tmp_path / "a.jsonl"), "--tenant", "acme", "--format", "xml", db_url=url)
+    )
     assert "database" in _one_line_error(run_cli("tenant", "list", db_url="mysql://x/y")).lower()
 
 
 def test_database_url_option_selects_the_store(tmp_path: Path) -> None:
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    proc = run_cli("--database-url", other, "tenant", "create", "zeta", "--json", db_url=f"sqlite:///{tmp_path / 'env.db'}")
+    proc = run_cli(
+        "--database-url",
+        other,
+        "tenant",
+        "create",
+        "zeta",
+        "--json",
+        db_url=f"sqlite:///{tmp_path / 'env.db'}",
+    )
     assert proc.returncode == 0, proc.stderr
     assert [t["name"] for t in cli_json("tenant", "list", db_url=other)["tenants"]] == ["zeta"]
     assert cli_json("tenant", "list", db_url=f"sqlite:///{tmp_path / 'env.db'}")["tenants"] == []

@@ -8,14 +8,16 @@ id is its content fingerprint, so the same input stores nothing new the second t
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 import orjson
 
-from bastion.ingest.fingerprint import fingerprint
+from bastion.ingest.fingerprint import canonical_bytes, fingerprint
 from bastion.ingest.normalize import normalize
 from bastion.ingest.observables import extract_observables
 from bastion.ingest.records import RawRecord, RecordError
@@ -26,7 +28,6 @@ from bastion.store.events import EventRow
 __all__ = ["AlertResult", "IngestResult", "ingest_alerts", "prepare_events", "store_events"]
 
 _encode_event = msgspec.json.Encoder().encode
-_RAW_OPTS = orjson.OPT_SORT_KEYS
 
 
 class IngestResult(msgspec.Struct):
@@ -55,6 +56,31 @@ def prepare_events(
     ingest_time = now if now is not None else int(time.time() * 1000)
     rows: list[EventRow] = []
     errors: list[dict[str, Any]] = []
+    with _gc_paused():
+        _prepare_into(records, fmt, ingest_time, rows, errors)
+    return rows, errors
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Normalizing a batch allocates hundreds of thousands of short-lived, acyclic objects; the cyclic
+    collector would walk them again and again (measured: ~40% of prepare time). Pause it for the batch."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _prepare_into(
+    records: Iterable[RawRecord | RecordError],
+    fmt: str | None,
+    ingest_time: int,
+    rows: list[EventRow],
+    errors: list[dict[str, Any]],
+) -> None:
     for rec in records:
         if isinstance(rec, RecordError):
             errors.append({"line": rec.line, "reason": rec.reason})
@@ -65,17 +91,17 @@ def prepare_events(
             errors.append({"line": rec.line, "reason": str(exc) or type(exc).__name__})
             continue
         rows.append(_row(rec.data, event, ingest_time))
-    return rows, errors
 
 
 def _row(data: Any, event: Event, ingest_time: int) -> EventRow:
-    raw = orjson.dumps(data, option=_RAW_OPTS)
+    canonical = canonical_bytes(data)
+    raw = canonical if isinstance(data, dict | list) else orjson.dumps(data)
     event.observables = extract_observables(event)
     if not event.time:
         event.time = ingest_time
     event.raw = None  # stored once, in its own column
     return EventRow(
-        id=fingerprint(raw).hex(),
+        id=fingerprint(canonical).hex(),
         time=event.time,
         class_uid=int(event.class_uid),
         severity_id=int(event.severity_id),
@@ -87,20 +113,34 @@ def _row(data: Any, event: Event, ingest_time: int) -> EventRow:
 
 
 def store_events(
-    db: Database, tenant_id: str, actor: str, rows: list[EventRow], errors: list[dict[str, Any]],
-    *, source: str = "api",
+    db: Database,
+    tenant_id: str,
+    actor: str,
+    rows: list[EventRow],
+    errors: list[dict[str, Any]],
+    *,
+    source: str = "api",
 ) -> IngestResult:
     """Store one prepared batch in one transaction, with one audit entry for the batch."""
     ingested = int(time.time() * 1000)
     with db.write() as conn:
         scope = TenantScope(conn, tenant_id)
         new_ids, duplicates = scope.events.insert_batch(rows, ingested)
-        scope.audit.append(actor, "events.ingest", "event_batch", new_ids[0] if new_ids else None, {
-            "source": source, "accepted": len(new_ids), "duplicates": duplicates,
-            "rejected": len(errors),
-        })
-    return IngestResult(accepted=len(new_ids), duplicates=duplicates, rejected=len(errors),
-                        errors=list(errors))
+        scope.audit.append(
+            actor,
+            "events.ingest",
+            "event_batch",
+            new_ids[0] if new_ids else None,
+            {
+                "source": source,
+                "accepted": len(new_ids),
+                "duplicates": duplicates,
+                "rejected": len(errors),
+            },
+        )
+    return IngestResult(
+        accepted=len(new_ids), duplicates=duplicates, rejected=len(errors), errors=list(errors)
+    )
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -134,10 +174,18 @@ def ingest_alerts(db: Database, tenant_id: str, actor: str, alerts: list[Alert])
             result.ids.append(stored.id)
             if new:
                 result.accepted += 1
-                scope.audit.append(actor, "alert.create", "alert", stored.id, {
-                    "title": stored.title, "source": stored.source, "severity": int(stored.severity),
-                    "external_id": stored.external_id,
-                })
+                scope.audit.append(
+                    actor,
+                    "alert.create",
+                    "alert",
+                    stored.id,
+                    {
+                        "title": stored.title,
+                        "source": stored.source,
+                        "severity": int(stored.severity),
+                        "external_id": stored.external_id,
+                    },
+                )
             else:
                 result.duplicates += 1
     return result

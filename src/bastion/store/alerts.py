@@ -45,18 +45,29 @@ class AlertRepository:
         stored = msgspec.structs.replace(alert, id=alert.id or new_id())
         self.conn.execute(
             alerts.insert().values(
-                id=stored.id, tenant_id=self.tenant_id, title=stored.title,
-                severity_id=int(stored.severity), time=stored.time, source=stored.source,
-                external_id=stored.external_id, rule_id=stored.rule_id, status=stored.status.value,
-                case_id=stored.case_id, created=now, updated=now, document=_encode(stored).decode(),
+                id=stored.id,
+                tenant_id=self.tenant_id,
+                title=stored.title,
+                severity_id=int(stored.severity),
+                time=stored.time,
+                source=stored.source,
+                external_id=stored.external_id,
+                rule_id=stored.rule_id,
+                status=stored.status.value,
+                case_id=stored.case_id,
+                created=now,
+                updated=now,
+                document=_encode(stored).decode(),
             )
         )
         pairs = {(o.type.value, index_value(o.type.value, o.value)) for o in stored.observables}
         if pairs:
             self.conn.execute(
                 alert_observables.insert(),
-                [{"tenant_id": self.tenant_id, "alert_id": stored.id, "type": t, "value": v}
-                 for t, v in sorted(pairs)],
+                [
+                    {"tenant_id": self.tenant_id, "alert_id": stored.id, "type": t, "value": v}
+                    for t, v in sorted(pairs)
+                ],
             )
         return stored, True
 
@@ -84,8 +95,12 @@ class AlertRepository:
         self.conn.execute(
             update(alerts)
             .where(alerts.c.tenant_id == self.tenant_id, alerts.c.id == alert.id)
-            .values(status=alert.status.value, case_id=alert.case_id, updated=now_ms(),
-                    document=_encode(alert).decode())
+            .values(
+                status=alert.status.value,
+                case_id=alert.case_id,
+                updated=now_ms(),
+                document=_encode(alert).decode(),
+            )
         )
 
     def count(self) -> int:
@@ -105,9 +120,7 @@ class AlertRepository:
         before: tuple[int, str] | None = None,
     ) -> tuple[list[Alert], tuple[int, str] | None]:
         """Newest first; ``before`` is the (time, id) cursor of the previous page."""
-        q = select(alerts.c.document, alerts.c.time, alerts.c.id).where(
-            alerts.c.tenant_id == self.tenant_id
-        )
+        q = select(alerts.c.document, alerts.c.time, alerts.c.id).where(alerts.c.tenant_id == self.tenant_id)
         if status is not None:
             q = q.where(alerts.c.status == status.value)
         if min_severity is not None:
@@ -138,6 +151,11 @@ class AlertRepository:
 def alert_summary(alert: Alert) -> dict[str, Any]:
     """The short form used in lists."""
     return {
-        "id": alert.id, "title": alert.title, "severity": alert.severity.name.lower(),
-        "time": alert.time, "source": alert.source, "status": alert.status.value, "case_id": alert.case_id,
+        "id": alert.id,
+        "title": alert.title,
+        "severity": alert.severity.name.lower(),
+        "time": alert.time,
+        "source": alert.source,
+        "status": alert.status.value,
+        "case_id": alert.case_id,
     }

@@ -40,8 +40,16 @@ class VerifyResult(msgspec.Struct):
     reason: str | None = None
 
 
-def _body(tenant_id: str, seq: int, t: int, actor: str, action: str, target_type: str,
-          target_id: str | None, data_text: str) -> dict[str, Any]:
+def _body(
+    tenant_id: str,
+    seq: int,
+    t: int,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    data_text: str,
+) -> dict[str, Any]:
     return {
         "tenant_id": tenant_id,
         "seq": seq,
@@ -84,9 +92,16 @@ class AuditRepository:
         )
         result = self.conn.execute(
             audit_log.insert().values(
-                tenant_id=self.tenant_id, seq=seq, time=now, actor=actor, action=action,
-                target_type=target_type, target_id=target_id, data=data_text,
-                prev_hash=prev, hash=digest,
+                tenant_id=self.tenant_id,
+                seq=seq,
+                time=now,
+                actor=actor,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                data=data_text,
+                prev_hash=prev,
+                hash=digest,
             )
         )
         self.conn.execute(
@@ -94,8 +109,16 @@ class AuditRepository:
         )
         pk = result.inserted_primary_key
         return AuditEntry(
-            id=int(pk[0]) if pk else 0, seq=seq, time=now, actor=actor, action=action,
-            target_type=target_type, target_id=target_id, data=data or {}, prev_hash=prev, hash=digest,
+            id=int(pk[0]) if pk else 0,
+            seq=seq,
+            time=now,
+            actor=actor,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            data=data or {},
+            prev_hash=prev,
+            hash=digest,
         )
 
     def entries(self, *, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditEntry]:
@@ -109,9 +132,16 @@ class AuditRepository:
             q = q.limit(limit)
         for row in self.conn.execute(q):
             yield AuditEntry(
-                id=row.id, seq=row.seq, time=row.time, actor=row.actor, action=row.action,
-                target_type=row.target_type, target_id=row.target_id, data=orjson.loads(row.data),
-                prev_hash=row.prev_hash, hash=row.hash,
+                id=row.id,
+                seq=row.seq,
+                time=row.time,
+                actor=row.actor,
+                action=row.action,
+                target_type=row.target_type,
+                target_id=row.target_id,
+                data=orjson.loads(row.data),
+                prev_hash=row.prev_hash,
+                hash=row.hash,
             )
 
     def verify(self) -> VerifyResult:
@@ -128,9 +158,7 @@ class AuditRepository:
         expected_seq = 1
         count = 0
         rows = self.conn.execute(
-            select(audit_log)
-            .where(audit_log.c.tenant_id == self.tenant_id)
-            .order_by(audit_log.c.id)
+            select(audit_log).where(audit_log.c.tenant_id == self.tenant_id).order_by(audit_log.c.id)
         )
         # Rows are walked in insertion (id) order: a reorder that swaps ``seq`` values shows up as a
         # sequence break even if someone also rewrote the hashes.
@@ -140,15 +168,25 @@ class AuditRepository:
                 return VerifyResult(False, count, row.id, f"expected seq {expected_seq}, found {row.seq}")
             if row.prev_hash != prev:
                 return VerifyResult(False, count, row.id, "previous-hash link broken")
-            body = _body(self.tenant_id, row.seq, row.time, row.actor, row.action,
-                         row.target_type, row.target_id, row.data)
+            body = _body(
+                self.tenant_id,
+                row.seq,
+                row.time,
+                row.actor,
+                row.action,
+                row.target_type,
+                row.target_id,
+                row.data,
+            )
             if entry_hash(prev, body) != row.hash:
                 return VerifyResult(False, count, row.id, "content does not match its hash")
             prev = row.hash
             expected_seq += 1
         if count != head.audit_seq or (count and prev != head.audit_head):
             return VerifyResult(
-                False, count, None,
+                False,
+                count,
+                None,
                 f"chain ends at entry {count} but the tenant's head is at {head.audit_seq}: "
                 "newest entries were deleted",
             )

@@ -1,23 +1,28 @@
 """Stored events and their observable index, scoped to one tenant.
 
 Ingest is the hot path, so :meth:`EventRepository.insert_batch` writes with plain driver
-``executemany`` (no ORM, no per-row compilation) and skips events whose id (content fingerprint) is
-already stored for the tenant. Observable values are indexed lower-cased (all types but URLs, whose
-paths are case-sensitive) and cut to :data:`INDEX_VALUE_MAX` characters so PostgreSQL's B-tree accepts them.
+``executemany`` (no ORM, no per-row compilation), skips events whose id (content fingerprint) is
+already stored for the tenant, and assigns row keys itself so the observable index can point at them.
+
+The index holds ``(tenant, hash of value, event row)``: three integers-or-short keys, inserted in key
+order, which costs a fraction of indexing the text. Values are indexed lower-cased (all types but URLs,
+whose paths are case-sensitive). A search looks up the hash, then keeps only events whose own
+observables carry the value, so a hash collision cannot produce a wrong result.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import orjson
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select, text
 
 from bastion.store.tables import event_observables, events
 
-__all__ = ["INDEX_VALUE_MAX", "EventRepository", "EventRow", "StoredEvent", "index_value"]
+__all__ = ["INDEX_VALUE_MAX", "EventRepository", "EventRow", "StoredEvent", "index_value", "value_hash"]
 
 INDEX_VALUE_MAX = 1000
 _CASE_SENSITIVE = frozenset({"url"})
@@ -28,6 +33,26 @@ def index_value(obs_type: str, value: str) -> str:
     """The form a value is indexed and searched under."""
     v = value if obs_type in _CASE_SENSITIVE else value.lower()
     return v[:INDEX_VALUE_MAX]
+
+
+def value_hash(indexed: str) -> int:
+    """A signed 64-bit hash of an indexed value (stable across processes, unlike ``hash``)."""
+    digest = hashlib.blake2b(indexed.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _search_forms(value: str, obs_type: str | None) -> set[str]:
+    if obs_type is not None:
+        return {index_value(obs_type, value)}
+    return {value[:INDEX_VALUE_MAX], value.lower()[:INDEX_VALUE_MAX]}
+
+
+def _carries(event: Any, forms: set[str], obs_type: str | None) -> bool:
+    for obs in event.get("observables") or ():
+        t = obs.get("type")
+        if (obs_type is None or t == obs_type) and index_value(t, obs.get("value", "")) in forms:
+            return True
+    return False
 
 
 class EventRow(msgspec.Struct, array_like=True):
@@ -86,27 +111,53 @@ class EventRepository:
             return [], duplicates
         p = self._param
         tenant = self.tenant_id
-        ignore = "INSERT OR IGNORE INTO" if self._sqlite else "INSERT INTO"
+        pks = self._reserve_pks(len(fresh))
         conflict = "" if self._sqlite else " ON CONFLICT DO NOTHING"
         self.conn.exec_driver_sql(
-            f"INSERT INTO events (tenant_id, id, time, ingested, class_uid, severity_id, format, "
-            f"normalized, raw) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}){conflict}",
+            f"INSERT INTO events (pk, tenant_id, id, time, ingested, class_uid, severity_id, format, "
+            f"normalized, raw) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}){conflict}",
             [
-                (tenant, r.id, r.time, ingested, r.class_uid, r.severity_id, r.format, r.normalized, r.raw)
-                for r in fresh
+                (
+                    pk,
+                    tenant,
+                    r.id,
+                    r.time,
+                    ingested,
+                    r.class_uid,
+                    r.severity_id,
+                    r.format,
+                    r.normalized,
+                    r.raw,
+                )
+                for pk, r in zip(pks, fresh, strict=True)
             ],
         )
-        index_rows = []
-        for r in fresh:
-            pairs = {(t, index_value(t, v)) for t, v in r.observables}
-            index_rows.extend((tenant, v, t, r.id, r.time) for t, v in pairs)
+        index_rows = sorted(
+            {
+                (tenant, value_hash(index_value(t, v)), pk)
+                for pk, r in zip(pks, fresh, strict=True)
+                for t, v in r.observables
+            }
+        )
         if index_rows:
+            verb = "INSERT OR IGNORE INTO" if self._sqlite else "INSERT INTO"
             self.conn.exec_driver_sql(
-                f"{ignore} event_observables (tenant_id, value, type, event_id, time) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p}){conflict}",
+                f"{verb} event_observables (tenant_id, vhash, event_pk) VALUES ({p}, {p}, {p}){conflict}",
                 index_rows,
             )
         return [r.id for r in fresh], duplicates
+
+    def _reserve_pks(self, n: int) -> list[int]:
+        """Row keys for ``n`` new events. SQLite write transactions are exclusive, so the next keys
+        after the largest are ours; PostgreSQL hands out a block from the table's sequence."""
+        if self._sqlite:
+            top = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM events").scalar_one()
+            return list(range(int(top) + 1, int(top) + 1 + n))
+        rows = self.conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence('events', 'pk')) FROM generate_series(1, :n)"),
+            {"n": n},
+        )
+        return [int(r[0]) for r in rows]
 
     def get(self, event_id: str) -> StoredEvent | None:
         row = self.conn.execute(
@@ -134,17 +185,14 @@ class EventRepository:
             q = q.where(events.c.time >= start)
         if end is not None:
             q = q.where(events.c.time < end)
+        forms: set[str] = set()
         if value is not None:
-            candidates = {value[:INDEX_VALUE_MAX], value.lower()[:INDEX_VALUE_MAX]}
-            if obs_type is not None:
-                candidates = {index_value(obs_type, value)}
-            sub = select(event_observables.c.event_id).where(
+            forms = _search_forms(value, obs_type)
+            sub = select(event_observables.c.event_pk).where(
                 event_observables.c.tenant_id == self.tenant_id,
-                event_observables.c.value.in_(sorted(candidates)),
+                event_observables.c.vhash.in_(sorted(value_hash(f) for f in forms)),
             )
-            if obs_type is not None:
-                sub = sub.where(event_observables.c.type == obs_type)
-            q = q.where(events.c.id.in_(sub))
+            q = q.where(events.c.pk.in_(sub))
         if before is not None:
             t, pk = before
             q = q.where(or_(events.c.time < t, and_(events.c.time == t, events.c.pk < pk)))
@@ -154,18 +202,20 @@ class EventRepository:
         if len(rows) > limit:
             rows = rows[:limit]
             cursor = (rows[-1].time, rows[-1].pk)
-        return [_stored(r) for r in rows], cursor
-
-    def observables(self, event_id: str) -> list[tuple[str, str]]:
-        q = select(event_observables.c.type, event_observables.c.value).where(
-            event_observables.c.tenant_id == self.tenant_id, event_observables.c.event_id == event_id
-        )
-        return [(r.type, r.value) for r in self.conn.execute(q)]
+        found = [_stored(r) for r in rows]
+        if value is not None:
+            found = [e for e in found if _carries(e.event, forms, obs_type)]
+        return found, cursor
 
 
 def _stored(row: Any) -> StoredEvent:
     return StoredEvent(
-        id=row.id, time=row.time, ingested=row.ingested, class_uid=row.class_uid,
-        severity_id=row.severity_id, format=row.format, event=orjson.loads(row.normalized),
+        id=row.id,
+        time=row.time,
+        ingested=row.ingested,
+        class_uid=row.class_uid,
+        severity_id=row.severity_id,
+        format=row.format,
+        event=orjson.loads(row.normalized),
         raw=orjson.loads(row.raw),
     )

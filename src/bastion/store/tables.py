@@ -14,7 +14,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
@@ -102,7 +101,8 @@ api_keys = Table(
 events = Table(
     "events",
     metadata,
-    Column("pk", Integer, primary_key=True, autoincrement=True),
+    # Assigned by the writer in blocks (store/events.py) so the observable index can point at it.
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     _tenant_fk(),
     # The event id is its content fingerprint (hex): re-ingesting the same event finds the same id.
     Column("id", String(32), nullable=False),
@@ -117,15 +117,15 @@ events = Table(
     Index(None, "tenant_id", "time"),
 )
 
-# One B-tree, keyed tenant first, serves "events with this value" for a tenant.
+# The observable index: one compact B-tree of integers behind the tenant, so ingest stays fast. ``vhash``
+# is a 64-bit BLAKE2b of the indexed value (see store/events.py); searches confirm the value on the
+# event itself, so a hash collision can never return a wrong event.
 event_observables = Table(
     "event_observables",
     metadata,
     Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
-    Column("value", String(2048), primary_key=True),
-    Column("type", String(20), primary_key=True),
-    Column("event_id", String(32), primary_key=True),
-    Column("time", BigInteger, nullable=False),
+    Column("vhash", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_pk", BigInteger, primary_key=True, autoincrement=False),
     sqlite_with_rowid=False,
 )
 

@@ -6,6 +6,9 @@ API key by its hash (authentication, which is how the caller's tenant becomes kn
 
 from __future__ import annotations
 
+import builtins
+from typing import Any
+
 import msgspec
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
@@ -33,8 +36,8 @@ class ApiKeyRecord(msgspec.Struct):
     prefix: str
 
 
-def _tenant(row: object) -> Tenant:
-    return Tenant(id=row.id, name=row.name, parent_id=row.parent_id, created=row.created)  # type: ignore[attr-defined]
+def _tenant(row: Any) -> Tenant:
+    return Tenant(id=row.id, name=row.name, parent_id=row.parent_id, created=row.created)
 
 
 class TenantRepository:
@@ -49,8 +52,12 @@ class TenantRepository:
             with self.conn.begin_nested():
                 self.conn.execute(
                     tenants.insert().values(
-                        id=tenant.id, name=name, parent_id=parent_id, created=tenant.created,
-                        audit_seq=0, audit_head="",
+                        id=tenant.id,
+                        name=name,
+                        parent_id=parent_id,
+                        created=tenant.created,
+                        audit_seq=0,
+                        audit_head="",
                     )
                 )
         except IntegrityError:
@@ -68,19 +75,32 @@ class TenantRepository:
     def list(self) -> list[Tenant]:
         return [_tenant(r) for r in self.conn.execute(select(tenants).order_by(tenants.c.name))]
 
-    def children(self, parent_id: str) -> list[Tenant]:
+    def children(self, parent_id: str) -> builtins.list[Tenant]:
         q = select(tenants).where(tenants.c.parent_id == parent_id).order_by(tenants.c.name)
         return [_tenant(r) for r in self.conn.execute(q)]
 
     def add_api_key(
-        self, tenant_id: str, *, key_hash: str, prefix: str, name: str, role: Role,
+        self,
+        tenant_id: str,
+        *,
+        key_hash: str,
+        prefix: str,
+        name: str,
+        role: Role,
         user_id: str | None = None,
     ) -> str:
         key_id = new_id()
         self.conn.execute(
             api_keys.insert().values(
-                id=key_id, tenant_id=tenant_id, user_id=user_id, name=name, role=role.value,
-                key_hash=key_hash, prefix=prefix, created=now_ms(), revoked=False,
+                id=key_id,
+                tenant_id=tenant_id,
+                user_id=user_id,
+                name=name,
+                role=role.value,
+                key_hash=key_hash,
+                prefix=prefix,
+                created=now_ms(),
+                revoked=False,
             )
         )
         return key_id
@@ -88,9 +108,15 @@ class TenantRepository:
     def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         q = (
             select(
-                api_keys.c.id, api_keys.c.tenant_id, tenants.c.name.label("tenant_name"),
-                api_keys.c.user_id, users.c.name.label("user_name"), api_keys.c.name,
-                api_keys.c.role, api_keys.c.prefix, users.c.disabled,
+                api_keys.c.id,
+                api_keys.c.tenant_id,
+                tenants.c.name.label("tenant_name"),
+                api_keys.c.user_id,
+                users.c.name.label("user_name"),
+                api_keys.c.name,
+                api_keys.c.role,
+                api_keys.c.prefix,
+                users.c.disabled,
             )
             .join(tenants, tenants.c.id == api_keys.c.tenant_id)
             .outerjoin(users, users.c.id == api_keys.c.user_id)
@@ -100,19 +126,23 @@ class TenantRepository:
         if row is None or row.disabled:
             return None
         return ApiKeyRecord(
-            id=row.id, tenant_id=row.tenant_id, tenant_name=row.tenant_name, user_id=row.user_id,
-            user_name=row.user_name, name=row.name, role=Role(row.role), prefix=row.prefix,
+            id=row.id,
+            tenant_id=row.tenant_id,
+            tenant_name=row.tenant_name,
+            user_id=row.user_id,
+            user_name=row.user_name,
+            name=row.name,
+            role=Role(row.role),
+            prefix=row.prefix,
         )
 
     def touch_api_key(self, key_id: str) -> None:
         self.conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used=now_ms()))
 
 
-def _user(row: object) -> User:
-    r = row
+def _user(r: Any) -> User:
     return User(
-        id=r.id, tenant_id=r.tenant_id, name=r.name, role=Role(r.role), email=r.email,  # type: ignore[attr-defined]
-        created=r.created,  # type: ignore[attr-defined]
+        id=r.id, tenant_id=r.tenant_id, name=r.name, role=Role(r.role), email=r.email, created=r.created
     )
 
 
@@ -124,14 +154,21 @@ class UserRepository:
         self.tenant_id = tenant_id
 
     def add(self, name: str, role: Role, *, email: str | None, password_hash: str | None) -> User:
-        user = User(id=new_id(), tenant_id=self.tenant_id, name=name, role=role, email=email,
-                    created=now_ms())
+        user = User(
+            id=new_id(), tenant_id=self.tenant_id, name=name, role=role, email=email, created=now_ms()
+        )
         try:
             with self.conn.begin_nested():
                 self.conn.execute(
                     users.insert().values(
-                        id=user.id, tenant_id=self.tenant_id, name=name, email=email, role=role.value,
-                        password_hash=password_hash, disabled=False, created=user.created,
+                        id=user.id,
+                        tenant_id=self.tenant_id,
+                        name=name,
+                        email=email,
+                        role=role.value,
+                        password_hash=password_hash,
+                        disabled=False,
+                        created=user.created,
                     )
                 )
         except IntegrityError:
@@ -151,6 +188,6 @@ class UserRepository:
             )
         ).scalar()
 
-    def list(self) -> list[User]:
+    def list(self) -> builtins.list[User]:
         q = select(users).where(users.c.tenant_id == self.tenant_id).order_by(users.c.name)
         return [_user(r) for r in self.conn.execute(q)]
