@@ -69,8 +69,10 @@ def run_bastion(lines: list[bytes], workdir: Path, batch: int) -> tuple[float, i
     t0 = time.perf_counter()
     for start in range(0, len(lines), batch):
         chunk = lines[start : start + batch]
-        records = [RawRecord(line=start + i + 1, data=orjson.loads(line), format=None)
-                   for i, line in enumerate(chunk)]
+        records = [
+            RawRecord(line=start + i + 1, data=orjson.loads(line), format=None)
+            for i, line in enumerate(chunk)
+        ]
         rows, errors = prepare_events(records)
         accepted += store_events(db, tenant.id, "bench", rows, errors, source="bench").accepted
     elapsed = time.perf_counter() - t0

@@ -99,8 +99,9 @@ class RunningServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-def start_server(database: Database, **settings_kw: Any) -> tuple[RunningServer, uvicorn.Server,
-                                                                  threading.Thread]:
+def start_server(
+    database: Database, **settings_kw: Any
+) -> tuple[RunningServer, uvicorn.Server, threading.Thread]:
     from bastion.api.app import create_app
     from bastion.ingest.queue import IngestQueue
 
@@ -128,13 +129,20 @@ def server(sqlite_db: Database) -> Iterator[RunningServer]:
     running.queue.close()
 
 
-def run_cli(*args: str, db_url: str, input: str | None = None, check: bool = False,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, db_url: str, input: str | None = None, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `bastion` command."""
     full_env = {**os.environ, "BASTION_DATABASE_URL": db_url, **(env or {})}
     full_env.pop("BASTION_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "bastion.cli", *args], capture_output=True, text=True,
-                          env=full_env, input=input, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bastion.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        timeout=300,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"bastion {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc

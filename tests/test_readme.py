@@ -29,8 +29,14 @@ def _block(name: str) -> str:
 def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     bindir = str(Path(sys.executable).parent)
     full = {**os.environ, **env, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _json_documents(text: str) -> list[object]:

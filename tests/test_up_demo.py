@@ -24,11 +24,21 @@ def _free_udp_port() -> int:
 
 def test_up_demo_serves_demo_data_and_keeps_it_flowing(tmp_path: Path) -> None:
     port, syslog = free_port(), _free_udp_port()
-    env = {**os.environ, "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
-           "BASTION_SYSLOG_UDP_PORT": str(syslog), "BASTION_SYSLOG_TCP_PORT": str(free_port()),
-           "BASTION_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "bastion.cli", "up", "--demo", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        "BASTION_SYSLOG_UDP_PORT": str(syslog),
+        "BASTION_SYSLOG_TCP_PORT": str(free_port()),
+        "BASTION_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion.cli", "up", "--demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         assert proc.stdout is not None
         lines: list[str] = []
@@ -43,8 +53,9 @@ def test_up_demo_serves_demo_data_and_keeps_it_flowing(tmp_path: Path) -> None:
             key = m.group(1) if m else None
         assert key, "".join(lines)
         assert any(f"http://127.0.0.1:{port}/" in line for line in lines)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"},
-                          timeout=30) as c:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as c:
             assert c.get("/healthz").json()["status"] == "ok"
             events = c.get("/api/v1/events", params={"limit": 1000}).json()["events"]
             assert len(events) >= 50 and {e["format"] for e in events} >= {"windows", "cef", "ecs"}
@@ -54,8 +65,11 @@ def test_up_demo_serves_demo_data_and_keeps_it_flowing(tmp_path: Path) -> None:
             assert len(cases) == 1 and cases[0]["alerts"] >= 1
             # a syslog line sent over UDP lands in the demo tenant
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.sendto(b"<34>1 2026-11-30T10:00:00Z fw-01 sshd 42 - - Failed password for root "
-                         b"from 198.51.100.77 port 2222 ssh2", ("127.0.0.1", syslog))
+                s.sendto(
+                    b"<34>1 2026-11-30T10:00:00Z fw-01 sshd 42 - - Failed password for root "
+                    b"from 198.51.100.77 port 2222 ssh2",
+                    ("127.0.0.1", syslog),
+                )
             grew = False
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:

@@ -27,8 +27,13 @@ from bastion.tenancy.service import add_user, create_api_key, create_tenant, req
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(name="bastion", help="Bastion: self-hosted security operations.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="bastion",
+    help="Bastion: self-hosted security operations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 user_app = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
@@ -75,9 +80,14 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 @app.callback()
 def _root(
-    database_url: Annotated[str | None, typer.Option(
-        "--database-url", envvar="BASTION_DATABASE_URL",
-        help="store URL: sqlite:///path.db (default ./var/bastion.db) or postgresql://...")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="BASTION_DATABASE_URL",
+            help="store URL: sqlite:///path.db (default ./var/bastion.db) or postgresql://...",
+        ),
+    ] = None,
 ) -> None:
     _State.database_url = database_url
 
@@ -108,14 +118,16 @@ def tenant_list(json: JsonOpt = False) -> None:
         repo = TenantRepository(conn)
         tenants = repo.list()
         names = {t.id: t.name for t in tenants}
-    rows = [{"name": t.name, "id": t.id, "parent": names.get(t.parent_id or ""), "created": t.created}
-            for t in tenants]
+    rows = [
+        {"name": t.name, "id": t.id, "parent": names.get(t.parent_id or ""), "created": t.created}
+        for t in tenants
+    ]
     if json:
         _emit({"tenants": rows})
         return
     table = Table("name", "id", "parent")
-    for r in rows:
-        table.add_row(r["name"], r["id"], r["parent"] or "")
+    for t in tenants:
+        table.add_row(t.name, t.id, names.get(t.parent_id or "", ""))
     out.print(table)
 
 
@@ -148,7 +160,9 @@ def user_add(
     tenant: TenantOpt,
     role: Annotated[str, typer.Option(help="admin, engineer, analyst, approver or viewer")],
     email: Annotated[str | None, typer.Option()] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read a password from stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read a password from stdin")
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
     """Add a user to a tenant (password hashed with argon2)."""
@@ -189,9 +203,15 @@ def user_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
 def ingest(
     path: Annotated[Path, typer.Argument(help="JSON Lines (.gz too), JSON array, EVTX, or CEF/syslog lines")],
     tenant: TenantOpt,
-    format: Annotated[str | None, typer.Option(
-        "--format", "-f", help="file format (jsonl, json, evtx, cef, syslog) or a normalizer id "
-        "(windows, ecs, ocsf, cef, syslog, generic); detected when absent")] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="file format (jsonl, json, evtx, cef, syslog) or a normalizer id "
+            "(windows, ecs, ocsf, cef, syslog, generic); detected when absent",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Ingest a file into a tenant. Exits 1 when any record was rejected (good ones are stored anyway)."""
@@ -206,8 +226,10 @@ def ingest(
     reader_fmt = format if format in READER_FORMATS else None
     normalizer = format if format in NORMALIZERS and reader_fmt is None else None
     if format is not None and reader_fmt is None and normalizer is None:
-        raise UserError(f"unknown format {format!r}; use one of "
-                        f"{', '.join(sorted(set(READER_FORMATS) | set(NORMALIZERS)))}")
+        raise UserError(
+            f"unknown format {format!r}; use one of "
+            f"{', '.join(sorted(set(READER_FORMATS) | set(NORMALIZERS)))}"
+        )
     settings = _settings()
     db = _db()
     with db.read() as conn:
@@ -215,21 +237,33 @@ def ingest(
     result = IngestResult()
     records = read_path(path, reader_fmt)
     show = not json and sys.stderr.isatty()
-    with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:,} records"), TimeElapsedColumn(), console=err,
-                  transient=True, disable=not show) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show,
+    ) as progress:
         task = progress.add_task(f"ingesting {path.name}", total=None)
         for chunk in batched(records, settings.ingest_batch_size):
             rows, errors = prepare_events(chunk, normalizer)
             result.add(store_events(db, t.id, "cli", rows, errors, source=f"file:{path.name}"))
             progress.advance(task, len(chunk))
-    doc = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected,
-           "errors": result.errors}
+    doc = {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected": result.rejected,
+        "errors": result.errors,
+    }
     if json:
         _emit(doc)
     else:
-        out.print(f"accepted {result.accepted:,}, duplicates {result.duplicates:,}, "
-                  f"rejected {result.rejected:,}")
+        out.print(
+            f"accepted {result.accepted:,}, duplicates {result.duplicates:,}, rejected {result.rejected:,}"
+        )
         for e in result.errors[:20]:
             out.print(f"  line {e['line']}: {e['reason']}", highlight=False)
         if len(result.errors) > 20:
@@ -256,28 +290,51 @@ def events_search(
         try:
             ObservableType(type)
         except ValueError:
-            raise UserError(f"unknown observable type {type!r}; use one of "
-                            f"{', '.join(t.value for t in ObservableType)}") from None
+            raise UserError(
+                f"unknown observable type {type!r}; use one of {', '.join(t.value for t in ObservableType)}"
+            ) from None
     t0 = parse_time_ms(start) if start else None
     t1 = parse_time_ms(end) if end else None
     db = _db()
     with db.read() as conn:
         t = require_tenant(TenantRepository(conn), tenant)
-        found, _ = TenantScope(conn, t.id).events.search(start=t0, end=t1, value=value, obs_type=type,
-                                                          limit=limit)
+        found, _ = TenantScope(conn, t.id).events.search(
+            start=t0, end=t1, value=value, obs_type=type, limit=limit
+        )
     if json:
-        _emit({"events": [{"id": e.id, "time": e.time, "class_uid": e.class_uid, "format": e.format,
-                           "event": e.event} for e in found]})
+        _emit(
+            {
+                "events": [
+                    {
+                        "id": e.id,
+                        "time": e.time,
+                        "class_uid": e.class_uid,
+                        "format": e.format,
+                        "event": e.event,
+                    }
+                    for e in found
+                ]
+            }
+        )
         return
     from datetime import UTC, datetime
 
     table = Table("time", "id", "format", "class", "summary")
     for e in found:
         ev = e.event
-        summary = (ev.get("message") or (ev.get("process") or {}).get("cmd_line")
-                   or (ev.get("metadata") or {}).get("event_code") or "")
-        table.add_row(datetime.fromtimestamp(e.time / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"),
-                      e.id[:12], e.format, str(e.class_uid), str(summary)[:80])
+        summary = (
+            ev.get("message")
+            or (ev.get("process") or {}).get("cmd_line")
+            or (ev.get("metadata") or {}).get("event_code")
+            or ""
+        )
+        table.add_row(
+            datetime.fromtimestamp(e.time / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            e.id[:12],
+            e.format,
+            str(e.class_uid),
+            str(summary)[:80],
+        )
     out.print(table)
 
 
@@ -300,11 +357,16 @@ def audit_verify(
     ok = all(r.ok for r in results.values())
     first_bad = next((r.first_bad for r in results.values() if not r.ok), None)
     if json:
-        doc: dict[str, Any] = {"ok": ok, "entries": sum(r.entries for r in results.values()),
-                               "first_bad": first_bad}
+        doc: dict[str, Any] = {
+            "ok": ok,
+            "entries": sum(r.entries for r in results.values()),
+            "first_bad": first_bad,
+        }
         if tenant is None:
-            doc["tenants"] = {name: {"ok": r.ok, "entries": r.entries, "first_bad": r.first_bad,
-                                     "reason": r.reason} for name, r in results.items()}
+            doc["tenants"] = {
+                name: {"ok": r.ok, "entries": r.entries, "first_bad": r.first_bad, "reason": r.reason}
+                for name, r in results.items()
+            }
         else:
             doc["reason"] = results[tenant].reason
         _emit(doc)
@@ -324,7 +386,9 @@ def audit_verify(
 
 @app.command("up")
 def up(
-    demo: Annotated[bool, typer.Option("--demo", help="create the demo tenant and feed it demo data")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="create the demo tenant and feed it demo data")
+    ] = False,
     host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default 8000)")] = None,
 ) -> None:
@@ -347,8 +411,10 @@ def demo_cmd(
     if json:
         _emit(report)
     else:
-        out.print(f"demo tenant [bold]{report['tenant']}[/bold]: {report['events']['accepted']} events, "
-                  f"{report['alerts']['accepted']} alerts, case {report['case_id']}")
+        out.print(
+            f"demo tenant [bold]{report['tenant']}[/bold]: {report['events']['accepted']} events, "
+            f"{report['alerts']['accepted']} alerts, case {report['case_id']}"
+        )
         out.print(f"API key (shown once): [bold]{report['api_key']}[/bold]", soft_wrap=True)
 
 

@@ -42,8 +42,9 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
     asyncio.run(_serve(settings, demo=demo))
 
 
-async def _submit(queue: IngestQueue, tenant_id: str, actor: str, records: list[RawRecord],
-                  source: str) -> None:
+async def _submit(
+    queue: IngestQueue, tenant_id: str, actor: str, records: list[RawRecord], source: str
+) -> None:
     """Queue records, waiting for a place rather than dropping them (back-pressure for syslog/TCP)."""
     while True:
         try:
@@ -51,8 +52,9 @@ async def _submit(queue: IngestQueue, tenant_id: str, actor: str, records: list[
             break
         except QueueFull:
             log.warning("ingest queue full; %s waits", source)
-    await asyncio.wrap_future(reservation.submit(
-        IngestJob(tenant_id=tenant_id, actor=actor, records=records, source=source)))
+    await asyncio.wrap_future(
+        reservation.submit(IngestJob(tenant_id=tenant_id, actor=actor, records=records, source=source))
+    )
 
 
 async def _demo_trickle(queue: IngestQueue, tenant_id: str) -> None:
@@ -90,8 +92,10 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
             tenant = TenantRepository(conn).by_name("demo")
         assert tenant is not None
         syslog_tenant_id = tenant.id
-        banner.append(f"demo tenant: demo ({report['events']['accepted']} new events, "
-                      f"{report['alerts']['accepted']} new alerts, case {report['case_id']})")
+        banner.append(
+            f"demo tenant: demo ({report['events']['accepted']} new events, "
+            f"{report['alerts']['accepted']} new alerts, case {report['case_id']})"
+        )
         banner.append(f"demo API key: {report['api_key']}")
         background.append(asyncio.create_task(_demo_trickle(queue, tenant.id)))
     elif settings.syslog_tenant:
@@ -102,28 +106,34 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
         syslog_tenant_id = tenant.id
 
     listener = None
-    if syslog_tenant_id is not None and (settings.syslog_udp_port is not None
-                                         or settings.syslog_tcp_port is not None):
+    if syslog_tenant_id is not None and (
+        settings.syslog_udp_port is not None or settings.syslog_tcp_port is not None
+    ):
         tid = syslog_tenant_id
 
         async def sink(records: list[RawRecord]) -> None:
             await _submit(queue, tid, "syslog", records, "syslog")
 
-        listener = SyslogListener(settings.syslog_host, settings.syslog_udp_port, settings.syslog_tcp_port,
-                                  sink)
+        listener = SyslogListener(
+            settings.syslog_host, settings.syslog_udp_port, settings.syslog_tcp_port, sink
+        )
         await listener.start()
         banner.append(f"syslog: udp/{listener.udp_port} tcp/{listener.tcp_port} on {settings.syslog_host}")
 
     app = create_app(settings, db, queue)
-    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                           log_level=settings.log_level, lifespan="on"))
+    server = _Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"
+        )
+    )
     server_task = asyncio.create_task(server.serve())
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
     if server.started:
         bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port
-        print(f"Bastion is up: http://{settings.host}:{bound}/  (API docs: /docs, health: /healthz)",
-              flush=True)
+        print(
+            f"Bastion is up: http://{settings.host}:{bound}/  (API docs: /docs, health: /healthz)", flush=True
+        )
         for line in banner:
             print(line, flush=True)
     loop = asyncio.get_running_loop()

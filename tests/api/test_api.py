@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from tests.conftest import RunningServer, start_server
 
 from bastion.model import Role, Severity
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.tenancy.service import create_api_key, create_tenant
-from tests.conftest import RunningServer, start_server
 
 ECS_EVENT = {
     "@timestamp": "2026-11-30T10:00:00Z",
@@ -27,8 +27,11 @@ ECS_EVENT = {
 
 
 def _event(n: int) -> dict:
-    return {**ECS_EVENT, "@timestamp": f"2026-11-30T10:{n // 60:02d}:{n % 60:02d}Z",
-            "source": {"ip": f"10.1.2.{n % 250 + 1}", "port": 40000 + n}}
+    return {
+        **ECS_EVENT,
+        "@timestamp": f"2026-11-30T10:{n // 60:02d}:{n % 60:02d}Z",
+        "source": {"ip": f"10.1.2.{n % 250 + 1}", "port": 40000 + n},
+    }
 
 
 @pytest.fixture
@@ -58,14 +61,21 @@ def test_requests_need_a_valid_key(server: RunningServer, key: str) -> None:
 def test_ingest_object_array_ndjson_and_gzip_then_dedupe(server: RunningServer, key: str) -> None:
     with server.client(key) as c:
         assert c.post("/api/v1/events", json=_event(1)).json() == {
-            "accepted": 1, "duplicates": 0, "rejected": 0, "errors": []}
+            "accepted": 1,
+            "duplicates": 0,
+            "rejected": 0,
+            "errors": [],
+        }
         assert c.post("/api/v1/events", json=[_event(2), _event(3)]).json()["accepted"] == 2
         ndjson = b"\n".join(orjson.dumps(_event(n)) for n in range(4, 10)) + b"\n"
         r = c.post("/api/v1/events", content=ndjson, headers={"Content-Type": "application/x-ndjson"})
         assert r.json()["accepted"] == 6
         body = gzip.compress(orjson.dumps([_event(n) for n in range(10, 20)]))
-        r = c.post("/api/v1/events", content=body,
-                   headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        r = c.post(
+            "/api/v1/events",
+            content=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
         assert r.json()["accepted"] == 10
         again = c.post("/api/v1/events", json=[_event(n) for n in range(1, 20)]).json()
         assert again == {"accepted": 0, "duplicates": 19, "rejected": 0, "errors": []}
@@ -74,7 +84,8 @@ def test_ingest_object_array_ndjson_and_gzip_then_dedupe(server: RunningServer, 
         one = found["events"][0]
         assert one["raw"]["destination"]["ip"] == "203.0.113.50"
         assert {"type": "ipv4", "value": "203.0.113.50"}.items() <= next(
-            o for o in one["event"]["observables"] if o["value"] == "203.0.113.50").items()
+            o for o in one["event"]["observables"] if o["value"] == "203.0.113.50"
+        ).items()
         assert c.get(f"/api/v1/events/{one['id']}").json()["id"] == one["id"]
         assert c.get("/api/v1/events/ffff").status_code == 404
 
@@ -82,8 +93,9 @@ def test_ingest_object_array_ndjson_and_gzip_then_dedupe(server: RunningServer, 
 def test_search_by_time_and_pages(server: RunningServer, key: str) -> None:
     with server.client(key) as c:
         c.post("/api/v1/events", json=[_event(n) for n in range(30)])
-        window = c.get("/api/v1/events", params={"start": "2026-11-30T10:00:10Z",
-                                                 "end": "2026-11-30T10:00:20Z"}).json()["events"]
+        window = c.get(
+            "/api/v1/events", params={"start": "2026-11-30T10:00:10Z", "end": "2026-11-30T10:00:20Z"}
+        ).json()["events"]
         assert len(window) == 10
         seen: list[str] = []
         cursor = None
@@ -104,8 +116,9 @@ def test_search_by_time_and_pages(server: RunningServer, key: str) -> None:
 
 def test_broken_input_is_a_clear_4xx_and_good_lines_are_kept(server: RunningServer, key: str) -> None:
     with server.client(key) as c:
-        r = c.post("/api/v1/events", content=b'[{"a": 1},\n {"b": }]',
-                   headers={"Content-Type": "application/json"})
+        r = c.post(
+            "/api/v1/events", content=b'[{"a": 1},\n {"b": }]', headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 400
         assert "line 2" in r.json()["error"] and "column" in r.json()["error"]
         ndjson = orjson.dumps(_event(1)) + b"\n{not json\n" + orjson.dumps(_event(2)) + b"\n42\n"
@@ -125,8 +138,11 @@ def test_body_limits(sqlite_db: Database) -> None:
             big = c.post("/api/v1/events", json=[_event(n) for n in range(100)])
             assert big.status_code == 413 and big.json()["limit"] == 4096
             bomb = gzip.compress(b"[" + b" " * 1_000_000 + b"]")
-            r = c.post("/api/v1/events", content=bomb,
-                       headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+            r = c.post(
+                "/api/v1/events",
+                content=bomb,
+                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            )
             assert r.status_code == 413
             assert c.post("/api/v1/events", json=_event(1)).json()["accepted"] == 1
     finally:
@@ -142,8 +158,11 @@ def _read_response(sock: socket.socket) -> str:
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     while len(body) < length:
         body += sock.recv(65536)
     return (head + b"\r\n\r\n" + body).decode()
@@ -156,8 +175,10 @@ def test_full_queue_answers_429_and_loses_nothing(sqlite_db: Database) -> None:
         body = orjson.dumps([_event(n) for n in range(5)])
         port = int(running.url.rsplit(":", 1)[1])
         slow = socket.create_connection(("127.0.0.1", port))
-        head = (f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
         slow.sendall(head + body[:10])  # the queue place is held while the body trickles in
         with running.client(key) as c:
             deadline = time.monotonic() + 10
@@ -181,15 +202,24 @@ def test_full_queue_answers_429_and_loses_nothing(sqlite_db: Database) -> None:
 def test_alerts_generic_and_webhooks(server: RunningServer, key: str) -> None:
     webhooks = Path(__file__).resolve().parents[2] / "src" / "bastion" / "demo" / "data" / "webhooks"
     with server.client(key) as c:
-        doc = {"title": "Beacon to C2", "severity": "high", "source": "edr", "external_id": "e-1",
-               "time": "2026-11-30T09:00:00Z", "techniques": ["T1071.001"],
-               "observables": [{"type": "ipv4", "value": "203.0.113.50"}, {"type": "host", "value": "ws-7"}],
-               "raw": {"vendor": "x"}}
+        doc = {
+            "title": "Beacon to C2",
+            "severity": "high",
+            "source": "edr",
+            "external_id": "e-1",
+            "time": "2026-11-30T09:00:00Z",
+            "techniques": ["T1071.001"],
+            "observables": [{"type": "ipv4", "value": "203.0.113.50"}, {"type": "host", "value": "ws-7"}],
+            "raw": {"vendor": "x"},
+        }
         r = c.post("/api/v1/alerts", json=doc)
         assert r.status_code == 200 and r.json()["accepted"] == 1
         alert_id = r.json()["ids"][0]
-        assert c.post("/api/v1/alerts", json=doc).json() == {"accepted": 0, "duplicates": 1,
-                                                             "ids": [alert_id]}
+        assert c.post("/api/v1/alerts", json=doc).json() == {
+            "accepted": 0,
+            "duplicates": 1,
+            "ids": [alert_id],
+        }
         got = c.get(f"/api/v1/alerts/{alert_id}").json()
         assert got["title"] == "Beacon to C2" and got["severity"] == "high" and got["raw"] == {"vendor": "x"}
         assert got["time"] == 1796029200000
@@ -199,14 +229,16 @@ def test_alerts_generic_and_webhooks(server: RunningServer, key: str) -> None:
         assert missing.status_code == 400 and "title" in missing.json()["error"]
         for source in ("elastic", "sentinel"):
             payload = (webhooks / f"{source}.json").read_bytes()
-            r = c.post(f"/api/v1/webhooks/{source}", content=payload,
-                       headers={"Content-Type": "application/json"})
+            r = c.post(
+                f"/api/v1/webhooks/{source}", content=payload, headers={"Content-Type": "application/json"}
+            )
             assert r.status_code == 200 and r.json()["accepted"] >= 1, r.text
         assert c.post("/api/v1/webhooks/nosuchvendor", json={}).status_code == 404
         listed = c.get("/api/v1/alerts").json()["alerts"]
         assert len(listed) >= 3 and {a["source"] for a in listed} >= {"edr", "elastic"}
-        assert [a["id"] for a in c.get("/api/v1/alerts", params={"value": "203.0.113.50"}).json()["alerts"]] \
-            == [alert_id]
+        assert [
+            a["id"] for a in c.get("/api/v1/alerts", params={"value": "203.0.113.50"}).json()["alerts"]
+        ] == [alert_id]
         assert c.get("/api/v1/alerts", params={"severity": "loud"}).status_code == 400
 
 
@@ -214,8 +246,9 @@ def test_cases_list_and_get(server: RunningServer, key: str) -> None:
     from bastion.cases.service import add_comment, open_case
 
     with server.client(key) as c:
-        alert_id = c.post("/api/v1/alerts", json={"title": "Mimikatz", "severity": "critical",
-                                                  "source": "edr"}).json()["ids"][0]
+        alert_id = c.post(
+            "/api/v1/alerts", json={"title": "Mimikatz", "severity": "critical", "source": "edr"}
+        ).json()["ids"][0]
     with server.db.write() as conn:
         tenant = TenantRepository(conn).by_name("acme")
         assert tenant is not None
@@ -239,7 +272,9 @@ def test_roles_are_enforced(server: RunningServer, key: str) -> None:
         assert c.get("/api/v1/events").status_code == 200
         r = c.post("/api/v1/events", json=_event(1))
         assert r.status_code == 403 and "viewer" in r.json()["error"]
-        assert c.post("/api/v1/alerts", json={"title": "x", "severity": "low", "source": "y"}).status_code == 403
+        assert (
+            c.post("/api/v1/alerts", json={"title": "x", "severity": "low", "source": "y"}).status_code == 403
+        )
 
 
 def test_tenant_a_sees_nothing_of_tenant_b(server: RunningServer, key: str) -> None:
@@ -248,9 +283,15 @@ def test_tenant_a_sees_nothing_of_tenant_b(server: RunningServer, key: str) -> N
     key_b = create_tenant(server.db, "beta")[1]
     with server.client(key_b) as c:
         c.post("/api/v1/events", json=[_event(n) for n in range(5)])
-        alert_id = c.post("/api/v1/alerts", json={
-            "title": "B alert", "severity": "high", "source": "edr",
-            "observables": [{"type": "ipv4", "value": "203.0.113.50"}]}).json()["ids"][0]
+        alert_id = c.post(
+            "/api/v1/alerts",
+            json={
+                "title": "B alert",
+                "severity": "high",
+                "source": "edr",
+                "observables": [{"type": "ipv4", "value": "203.0.113.50"}],
+            },
+        ).json()["ids"][0]
         event_id = c.get("/api/v1/events").json()["events"][0]["id"]
     with server.db.write() as conn:
         tenant_b = TenantRepository(conn).by_name("beta")
@@ -281,7 +322,7 @@ def test_every_state_change_is_audited(server: RunningServer, key: str) -> None:
         audit = TenantScope(conn, tenant.id).audit
         actions = [e.action for e in audit.entries()]
         assert actions == ["tenant.create", "apikey.create", "events.ingest", "alert.create"]
-        batch = [e for e in audit.entries() if e.action == "events.ingest"][0]
+        batch = next(e for e in audit.entries() if e.action == "events.ingest")
         assert batch.data["accepted"] == 2 and batch.actor.startswith("apikey:")
         assert audit.verify().ok
 
@@ -290,8 +331,7 @@ def test_client_errors_are_never_500(server: RunningServer, key: str) -> None:
     with server.client(key) as c:
         probes = [
             c.post("/api/v1/events", content=b"", headers={"Content-Type": "application/json"}),
-            c.post("/api/v1/events", content=b"\x1f\x8b\x08garbage",
-                   headers={"Content-Encoding": "gzip"}),
+            c.post("/api/v1/events", content=b"\x1f\x8b\x08garbage", headers={"Content-Encoding": "gzip"}),
             c.post("/api/v1/events", content=b'"just a string"'),
             c.post("/api/v1/alerts", content=b"[1, 2]"),
             c.post("/api/v1/alerts", json={"title": "x", "severity": "apocalyptic", "source": "y"}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from sqlalchemy import delete, select, update
 
 from bastion.store import Database, TenantRepository, TenantScope
@@ -11,8 +13,10 @@ from bastion.store.tables import audit_log
 def _chain(db: Database, n: int = 5) -> tuple[str, list[int]]:
     with db.write() as conn:
         tid = TenantRepository(conn).create("acme").id
-        ids = [TenantScope(conn, tid).audit.append("user:ana", "case.comment", "case", f"c{i}",
-                                                   {"i": i}).id for i in range(n)]
+        ids = [
+            TenantScope(conn, tid).audit.append("user:ana", "case.comment", "case", f"c{i}", {"i": i}).id
+            for i in range(n)
+        ]
     return tid, ids
 
 
@@ -22,13 +26,13 @@ def _verify(db: Database, tid: str):  # type: ignore[no-untyped-def]
 
 
 def test_intact_chain_verifies(db: Database) -> None:
-    tid, ids = _chain(db)
+    tid, _ids = _chain(db)
     result = _verify(db, tid)
     assert result.ok and result.entries == 5 and result.first_bad is None
     with db.read() as conn:
         entries = list(TenantScope(conn, tid).audit.entries())
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
-    assert all(e.prev_hash == p.hash for p, e in zip(entries, entries[1:], strict=False))
+    assert all(e.prev_hash == p.hash for p, e in pairwise(entries))
 
 
 def test_edited_row_is_named(db: Database) -> None:

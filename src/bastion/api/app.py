@@ -18,8 +18,9 @@ from bastion.store import Database
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings, db: Database | None = None,
-               ingest_queue: IngestQueue | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, db: Database | None = None, ingest_queue: IngestQueue | None = None
+) -> FastAPI:
     """The app. It opens (and migrates) the store and starts the ingest writer unless given them."""
 
     @asynccontextmanager
@@ -40,9 +41,13 @@ def create_app(settings: Settings, db: Database | None = None,
             if own_db:
                 app.state.db.dispose()
 
-    app = FastAPI(title="Bastion", version=getattr(bastion, "__version__", "0.1.0"), lifespan=lifespan,
-                  default_response_class=JSON,
-                  description="Self-hosted security operations: events, alerts and cases.")
+    app = FastAPI(
+        title="Bastion",
+        version=getattr(bastion, "__version__", "0.1.0"),
+        lifespan=lifespan,
+        default_response_class=JSON,
+        description="Self-hosted security operations: events, alerts and cases.",
+    )
     app.state.settings = settings
     install_error_handlers(app)
 
@@ -51,8 +56,14 @@ def create_app(settings: Settings, db: Database | None = None,
         with request.app.state.db.read() as conn:
             conn.exec_driver_sql("SELECT 1")
         q = request.app.state.ingest_queue
-        return JSON({"status": "ok", "database": request.app.state.db.dialect,
-                               "ingest_pending": q.pending, "ingest_capacity": q.capacity})
+        return JSON(
+            {
+                "status": "ok",
+                "database": request.app.state.db.dialect,
+                "ingest_pending": q.pending,
+                "ingest_capacity": q.capacity,
+            }
+        )
 
     app.include_router(events.router)
     app.include_router(alerts.router)

@@ -37,8 +37,9 @@ async def _principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
+        )
     principal = await run_in_threadpool(authenticate, request.app.state.db, key.strip())
     if principal is None:
         raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
@@ -53,8 +54,9 @@ def require_role(minimum: Role) -> Callable[[Principal], Principal]:
 
     def check(principal: CurrentPrincipal) -> Principal:
         if ROLE_RANK[principal.role] < ROLE_RANK[minimum]:
-            raise ApiError(403, f"role {principal.role.value!r} may not do this; it needs {minimum.value} "
-                           "or higher")
+            raise ApiError(
+                403, f"role {principal.role.value!r} may not do this; it needs {minimum.value} or higher"
+            )
         return principal
 
     return check
@@ -69,8 +71,9 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise ApiError(400, f"invalid Content-Length {declared!r}") from None
         if size > limit:
-            raise ApiError(413, f"request body of {size} bytes is over the limit of {limit} bytes",
-                           limit=limit)
+            raise ApiError(
+                413, f"request body of {size} bytes is over the limit of {limit} bytes", limit=limit
+            )
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():

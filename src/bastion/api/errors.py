@@ -16,8 +16,9 @@ __all__ = ["ApiError", "install_error_handlers"]
 class ApiError(Exception):
     """Raised by routes: becomes ``{"error": message, ...extra}`` with ``status``."""
 
-    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -33,19 +34,19 @@ def _where(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSON:
-        return JSON({"error": exc.message, **exc.extra}, status_code=exc.status,
-                              headers=exc.headers)
+        return JSON({"error": exc.message, **exc.extra}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSON:
-        problems = [{"field": _where(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
-                    for e in exc.errors()]
+        problems = [
+            {"field": _where(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
         first = problems[0] if problems else {"field": "request", "reason": "invalid"}
-        return JSON(
-            {"error": f"{first['field']}: {first['reason']}", "problems": problems}, status_code=400
-        )
+        return JSON({"error": f"{first['field']}: {first['reason']}", "problems": problems}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSON:
-        return JSON({"error": str(exc.detail)}, status_code=exc.status_code,
-                              headers=getattr(exc, "headers", None))
+        return JSON(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )

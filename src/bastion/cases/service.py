@@ -14,24 +14,31 @@ class CaseError(ValueError):
     """A user's mistake about a case (unknown case or alert); the message says which."""
 
 
-def open_case(scope: TenantScope, actor: str, title: str, severity: Severity, *,
-              description: str | None = None, alert_ids: Sequence[str] = (),
-              reason: str | None = None) -> Case:
+def open_case(
+    scope: TenantScope,
+    actor: str,
+    title: str,
+    severity: Severity,
+    *,
+    description: str | None = None,
+    alert_ids: Sequence[str] = (),
+    reason: str | None = None,
+) -> Case:
     """Open a case, optionally with alerts (whose observables join the case)."""
     if not title.strip():
         raise CaseError("a case needs a title")
     case = scope.cases.create(title, severity, description=description)
     assert case.id is not None
     scope.cases.add_timeline(case.id, "case.opened", f"Case opened: {title}", actor=actor)
-    scope.audit.append(actor, "case.create", "case", case.id,
-                       {"title": title, "severity": int(severity)})
+    scope.audit.append(actor, "case.create", "case", case.id, {"title": title, "severity": int(severity)})
     for alert_id in alert_ids:
         attach_alert(scope, actor, case.id, alert_id, reason=reason)
     return case
 
 
-def attach_alert(scope: TenantScope, actor: str, case_id: str, alert_id: str, *,
-                 reason: str | None = None) -> None:
+def attach_alert(
+    scope: TenantScope, actor: str, case_id: str, alert_id: str, *, reason: str | None = None
+) -> None:
     if not scope.cases.exists(case_id):
         raise CaseError(f"no case {case_id}")
     alert = scope.alerts.get(alert_id)
@@ -40,8 +47,14 @@ def attach_alert(scope: TenantScope, actor: str, case_id: str, alert_id: str, *,
     scope.cases.add_alert(case_id, alert_id, reason)
     scope.cases.add_observables(case_id, alert.observables)
     scope.alerts.set_case(alert_id, case_id)
-    scope.cases.add_timeline(case_id, "alert.added", f"Alert added: {alert.title}", actor=actor,
-                             data={"alert_id": alert_id, "reason": reason}, time=None)
+    scope.cases.add_timeline(
+        case_id,
+        "alert.added",
+        f"Alert added: {alert.title}",
+        actor=actor,
+        data={"alert_id": alert_id, "reason": reason},
+        time=None,
+    )
     scope.audit.append(actor, "case.alert_added", "case", case_id, {"alert_id": alert_id, "reason": reason})
 
 
@@ -56,8 +69,9 @@ def add_comment(scope: TenantScope, actor: str, case_id: str, body: str) -> Case
     return comment
 
 
-def add_task(scope: TenantScope, actor: str, case_id: str, title: str,
-             assignee: str | None = None) -> CaseTask:
+def add_task(
+    scope: TenantScope, actor: str, case_id: str, title: str, assignee: str | None = None
+) -> CaseTask:
     if not scope.cases.exists(case_id):
         raise CaseError(f"no case {case_id}")
     task = scope.cases.add_task(case_id, title, assignee)

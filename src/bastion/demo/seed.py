@@ -31,8 +31,10 @@ def seed_demo(db: Database, tenant_name: str = "demo") -> dict[str, Any]:
     else:
         key = create_api_key(db, tenant_name, name=f"demo-{int(time.time())}", actor="demo")
     now = int(time.time() * 1000)
-    records = [RawRecord(line=i, data=data, format=fmt)
-               for i, (fmt, data) in enumerate(load_demo_events(now), start=1)]
+    records = [
+        RawRecord(line=i, data=data, format=fmt)
+        for i, (fmt, data) in enumerate(load_demo_events(now), start=1)
+    ]
     rows, errors = prepare_events(records, now=now)
     events = store_events(db, tenant.id, "demo", rows, errors, source="demo")
 
@@ -47,13 +49,21 @@ def seed_demo(db: Database, tenant_name: str = "demo") -> dict[str, Any]:
         if existing:
             case_id = existing[0]["id"]
         else:
-            story = [i for i, a in zip(alert_result.ids, alerts, strict=True)
-                     if a.severity >= Severity.HIGH]
-            case = open_case(scope, "demo", DEMO_CASE_TITLE, Severity.HIGH, alert_ids=story,
-                             reason="demo: same host and user across the intrusion",
-                             description="Phishing mail, encoded PowerShell, LSASS access, lateral movement.")
+            story = [i for i, a in zip(alert_result.ids, alerts, strict=True) if a.severity >= Severity.HIGH]
+            case = open_case(
+                scope,
+                "demo",
+                DEMO_CASE_TITLE,
+                Severity.HIGH,
+                alert_ids=story,
+                reason="demo: same host and user across the intrusion",
+                description="Phishing mail, encoded PowerShell, LSASS access, lateral movement.",
+            )
             case_id = case.id
-    return {"tenant": tenant_name, "api_key": key, "case_id": case_id,
-            "events": {"accepted": events.accepted, "duplicates": events.duplicates,
-                       "rejected": events.rejected},
-            "alerts": {"accepted": alert_result.accepted, "duplicates": alert_result.duplicates}}
+    return {
+        "tenant": tenant_name,
+        "api_key": key,
+        "case_id": case_id,
+        "events": {"accepted": events.accepted, "duplicates": events.duplicates, "rejected": events.rejected},
+        "alerts": {"accepted": alert_result.accepted, "duplicates": alert_result.duplicates},
+    }

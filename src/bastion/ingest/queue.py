@@ -121,8 +121,9 @@ class IngestQueue:
                 result = IngestResult()
                 for chunk in batched(job.records, self.batch_size):
                     rows, errors = prepare_events(chunk, job.fmt)
-                    result.add(store_events(self.db, job.tenant_id, job.actor, rows, errors,
-                                            source=job.source))
+                    result.add(
+                        store_events(self.db, job.tenant_id, job.actor, rows, errors, source=job.source)
+                    )
                 future.set_result(result)
             except BaseException as exc:  # the caller gets every failure; the writer keeps going
                 log.exception("ingest job failed")

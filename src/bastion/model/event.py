@@ -61,9 +61,7 @@ class Severity(IntEnum):
             found = _SEVERITY_NAMES.get(key)
             if found is not None:
                 return found
-        raise ValueError(
-            f"unknown severity {value!r}; use one of informational, low, medium, high, critical"
-        )
+        raise ValueError(f"unknown severity {value!r}; use one of informational, low, medium, high, critical")
 
 
 _SEVERITY_NAMES: dict[str, Severity] = {

@@ -13,7 +13,8 @@ _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_80
 
 
 def parse_time_ms(value: str | int | float, *, now_ms: int | None = None) -> int:
-    """Epoch milliseconds from ``2026-11-30T10:00:00Z``, ``1796000000`` (s), ``1796000000000`` (ms) or ``-1h``."""
+    """Epoch milliseconds from ``2026-11-30T10:00:00Z``, ``1796000000`` (s), ``1796000000000`` (ms)
+    or ``-1h``."""
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, int | float):
@@ -31,7 +32,8 @@ def parse_time_ms(value: str | int | float, *, now_ms: int | None = None) -> int
         dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"not a time: {value!r}; use ISO-8601 (2026-11-30T10:00:00Z), epoch seconds or ms, or -15m/-2h/-7d"
+            f"not a time: {value!r}; use ISO-8601 (2026-11-30T10:00:00Z), epoch seconds or ms, "
+            "or -15m/-2h/-7d"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)

@@ -63,7 +63,9 @@ def require_tenant(repo: TenantRepository, name: str) -> Tenant:
     return tenant
 
 
-def create_tenant(db: Database, name: str, *, actor: str = "cli", parent: str | None = None) -> tuple[Tenant, str]:
+def create_tenant(
+    db: Database, name: str, *, actor: str = "cli", parent: str | None = None
+) -> tuple[Tenant, str]:
     """Create a tenant and its first (admin) API key; the key is returned once and stored hashed."""
     _check_name("tenant", name)
     key = new_api_key()
@@ -71,16 +73,24 @@ def create_tenant(db: Database, name: str, *, actor: str = "cli", parent: str | 
         repo = TenantRepository(conn)
         parent_id = require_tenant(repo, parent).id if parent else None
         tenant = repo.create(name, parent_id)
-        key_id = repo.add_api_key(tenant.id, key_hash=hash_api_key(key), prefix=key[:12],
-                                  name="initial", role=Role.ADMIN)
+        key_id = repo.add_api_key(
+            tenant.id, key_hash=hash_api_key(key), prefix=key[:12], name="initial", role=Role.ADMIN
+        )
         audit = TenantScope(conn, tenant.id).audit
         audit.append(actor, "tenant.create", "tenant", tenant.id, {"name": name, "parent": parent})
         audit.append(actor, "apikey.create", "apikey", key_id, {"name": "initial", "role": "admin"})
     return tenant, key
 
 
-def create_api_key(db: Database, tenant_name: str, *, role: Role = Role.ADMIN, name: str = "cli",
-                   user: str | None = None, actor: str = "cli") -> str:
+def create_api_key(
+    db: Database,
+    tenant_name: str,
+    *,
+    role: Role = Role.ADMIN,
+    name: str = "cli",
+    user: str | None = None,
+    actor: str = "cli",
+) -> str:
     """Another key for a tenant. With ``user``, the key acts as that user and takes the user's role."""
     key = new_api_key()
     with db.write() as conn:
@@ -93,25 +103,37 @@ def create_api_key(db: Database, tenant_name: str, *, role: Role = Role.ADMIN, n
             if found is None:
                 raise NotFoundError(f"no user {user!r} in tenant {tenant_name!r}")
             user_id, role = found.id, found.role
-        key_id = repo.add_api_key(tenant.id, key_hash=hash_api_key(key), prefix=key[:12], name=name,
-                                  role=role, user_id=user_id)
-        scope.audit.append(actor, "apikey.create", "apikey", key_id,
-                           {"name": name, "role": role.value, "user": user})
+        key_id = repo.add_api_key(
+            tenant.id, key_hash=hash_api_key(key), prefix=key[:12], name=name, role=role, user_id=user_id
+        )
+        scope.audit.append(
+            actor, "apikey.create", "apikey", key_id, {"name": name, "role": role.value, "user": user}
+        )
     return key
 
 
-def add_user(db: Database, tenant_name: str, name: str, role: Role, *, email: str | None = None,
-             password: str | None = None, actor: str = "cli") -> User:
+def add_user(
+    db: Database,
+    tenant_name: str,
+    name: str,
+    role: Role,
+    *,
+    email: str | None = None,
+    password: str | None = None,
+    actor: str = "cli",
+) -> User:
     _check_name("user", name)
     if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         raise TenancyError(f"invalid e-mail address {email!r}")
     with db.write() as conn:
         tenant = require_tenant(TenantRepository(conn), tenant_name)
         scope = TenantScope(conn, tenant.id)
-        user = scope.users.add(name, role, email=email,
-                               password_hash=hash_password(password) if password else None)
-        scope.audit.append(actor, "user.create", "user", user.id,
-                           {"name": name, "role": role.value, "email": email})
+        user = scope.users.add(
+            name, role, email=email, password_hash=hash_password(password) if password else None
+        )
+        scope.audit.append(
+            actor, "user.create", "user", user.id, {"name": name, "role": role.value, "email": email}
+        )
     return user
 
 
@@ -121,5 +143,10 @@ def authenticate(db: Database, key: str) -> Principal | None:
         record = TenantRepository(conn).api_key_by_hash(hash_api_key(key))
     if record is None:
         return None
-    return Principal(tenant_id=record.tenant_id, tenant_name=record.tenant_name, role=record.role,
-                     key_id=record.id, user=record.user_name)
+    return Principal(
+        tenant_id=record.tenant_id,
+        tenant_name=record.tenant_name,
+        role=record.role,
+        key_id=record.id,
+        user=record.user_name,
+    )

@@ -73,7 +73,9 @@ def list_alerts(
     request: Request,
     principal: CurrentPrincipal,
     status: AlertStatus | None = None,
-    severity: Annotated[str | None, Query(description="minimum severity: low, medium, high, critical")] = None,
+    severity: Annotated[
+        str | None, Query(description="minimum severity: low, medium, high, critical")
+    ] = None,
     source: str | None = None,
     start: str | None = None,
     end: str | None = None,
@@ -87,8 +89,14 @@ def list_alerts(
         raise ApiError(400, f"severity: {exc}") from None
     with request.app.state.db.read() as conn:
         found, nxt = TenantScope(conn, principal.tenant_id).alerts.list(
-            status=status, min_severity=min_sev, source=source, start=parse_time_param("start", start),
-            end=parse_time_param("end", end), value=value, limit=limit, before=parse_cursor(cursor),
+            status=status,
+            min_severity=min_sev,
+            source=source,
+            start=parse_time_param("start", start),
+            end=parse_time_param("end", end),
+            value=value,
+            limit=limit,
+            before=parse_cursor(cursor),
         )
     return JSON({"alerts": [_alert(a) for a in found], "next_cursor": format_cursor(nxt)})
 

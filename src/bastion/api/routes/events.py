@@ -28,8 +28,14 @@ def parse_body(request: Request, body: bytes) -> list[RawRecord | RecordError]:
     """Decode a body into records, mapping body problems onto 400/413."""
     limit = request.app.state.settings.max_body_bytes
     try:
-        return list(read_body(body, request.headers.get("content-type"),
-                              request.headers.get("content-encoding"), max_bytes=limit))
+        return list(
+            read_body(
+                body,
+                request.headers.get("content-type"),
+                request.headers.get("content-encoding"),
+                max_bytes=limit,
+            )
+        )
     except BodyTooLarge as exc:
         raise ApiError(413, str(exc), limit=limit) from None
     except BodyError as exc:
@@ -58,11 +64,20 @@ async def ingest_events(
     except BaseException:
         reservation.release()
         raise
-    future = reservation.submit(IngestJob(tenant_id=principal.tenant_id, actor=principal.actor,
-                                          records=records, fmt=format, source="api"))
+    future = reservation.submit(
+        IngestJob(
+            tenant_id=principal.tenant_id, actor=principal.actor, records=records, fmt=format, source="api"
+        )
+    )
     result = await asyncio.wrap_future(future)
-    return JSON({"accepted": result.accepted, "duplicates": result.duplicates,
-                           "rejected": result.rejected, "errors": result.errors})
+    return JSON(
+        {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+            "errors": result.errors,
+        }
+    )
 
 
 @router.get("/events", summary="Search events")
@@ -82,7 +97,11 @@ def search_events(
         raise ApiError(400, f"cursor: {cursor!r} is not a cursor this API returned")
     with request.app.state.db.read() as conn:
         found, nxt = TenantScope(conn, principal.tenant_id).events.search(
-            start=t0, end=t1, value=value, obs_type=type.value if type else None, limit=limit,
+            start=t0,
+            end=t1,
+            value=value,
+            obs_type=type.value if type else None,
+            limit=limit,
             before=(before[0], int(before[1])) if before else None,
         )
     return JSON({"events": [_event(e) for e in found], "next_cursor": format_cursor(nxt)})
@@ -98,5 +117,13 @@ def get_event(request: Request, principal: CurrentPrincipal, event_id: str) -> J
 
 
 def _event(e: Any) -> dict[str, Any]:
-    return {"id": e.id, "time": e.time, "ingested": e.ingested, "class_uid": e.class_uid,
-            "severity_id": e.severity_id, "format": e.format, "event": e.event, "raw": e.raw}
+    return {
+        "id": e.id,
+        "time": e.time,
+        "ingested": e.ingested,
+        "class_uid": e.class_uid,
+        "severity_id": e.severity_id,
+        "format": e.format,
+        "event": e.event,
+        "raw": e.raw,
+    }
