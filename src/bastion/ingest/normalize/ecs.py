@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.ingest.normalize import NormalizeError, register
+from bastion.ingest.normalize._coerce import as_int as _int
+from bastion.ingest.normalize._coerce import as_str
 from bastion.ingest.normalize.generic import get_path, to_epoch_ms
 from bastion.model import (
     Actor,
@@ -90,26 +92,10 @@ def _detect(record: Any) -> bool:
 
 
 def _str(value: Any) -> str | None:
+    """ECS lets many fields be arrays: take the first element."""
     if type(value) is list:
         value = value[0] if value else None
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    return as_str(value)
 
 
 def _class(doc: dict[str, Any]) -> int:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.ingest.normalize import NormalizeError, register
+from bastion.ingest.normalize._coerce import as_int as _int
+from bastion.ingest.normalize._coerce import as_str as _str
 from bastion.ingest.normalize.generic import to_epoch_ms
 from bastion.model import (
     Actor,
@@ -61,25 +63,6 @@ def _detect(record: Any) -> bool:
 def _obj(node: Any, key: str) -> dict[str, Any] | None:
     value = node.get(key) if type(node) is dict else None
     return value if type(value) is dict else None
-
-
-def _str(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _user(node: dict[str, Any] | None) -> User | None:
