@@ -94,7 +94,9 @@ def test_ingest_attack_samples_twice(url: str, shared_data: Path) -> None:
     with_obs = db.execute("select count(distinct event_pk) from event_observables").fetchone()[0]
     assert with_obs == 8255  # every event carries observables (at least its host)
     kinds = {
-        o["type"] for (doc,) in db.execute("select normalized from events") for o in orjson.loads(doc)["observables"]
+        o["type"]
+        for (doc,) in db.execute("select normalized from events")
+        for o in orjson.loads(doc)["observables"]
     }
     assert {"ipv4", "host", "user", "file_path", "process_name", "sha256", "domain"} <= kinds
     found = cli_json(
