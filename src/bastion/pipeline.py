@@ -8,10 +8,8 @@ id is its content fingerprint, so the same input stores nothing new the second t
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -56,31 +54,6 @@ def prepare_events(
     ingest_time = now if now is not None else int(time.time() * 1000)
     rows: list[EventRow] = []
     errors: list[dict[str, Any]] = []
-    with _gc_paused():
-        _prepare_into(records, fmt, ingest_time, rows, errors)
-    return rows, errors
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Normalizing a batch allocates hundreds of thousands of short-lived, acyclic objects; the cyclic
-    collector would walk them again and again (measured: ~40% of prepare time). Pause it for the batch."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _prepare_into(
-    records: Iterable[RawRecord | RecordError],
-    fmt: str | None,
-    ingest_time: int,
-    rows: list[EventRow],
-    errors: list[dict[str, Any]],
-) -> None:
     for rec in records:
         if isinstance(rec, RecordError):
             errors.append({"line": rec.line, "reason": rec.reason})
@@ -91,6 +64,7 @@ def _prepare_into(
             errors.append({"line": rec.line, "reason": str(exc) or type(exc).__name__})
             continue
         rows.append(_row(rec.data, event, ingest_time))
+    return rows, errors
 
 
 def _row(data: Any, event: Event, ingest_time: int) -> EventRow:
