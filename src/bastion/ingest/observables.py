@@ -47,7 +47,7 @@ from bastion.ingest.normalize.windows import (
     event_data,
     split_user,
 )
-from bastion.model import Event, EventClass, Observable, ObservableType, Process
+from bastion.model import Endpoint, Event, EventClass, Observable, ObservableType, Process
 
 __all__ = ["MAX_TEXT", "extract_observables", "refang", "scan_text"]
 
@@ -490,25 +490,22 @@ _EXTRA: Mapping[str, Callable[[Found, Event], None]] = {
 }
 
 
+def _endpoint(found: Found, endpoint: Endpoint, prefix: str) -> None:
+    if endpoint.ip:
+        _put(found, _K_ADDR, endpoint.ip, f"{prefix}.ip")
+    if endpoint.hostname:
+        _put(found, _K_ADDR, endpoint.hostname, f"{prefix}.hostname")
+    if endpoint.domain:
+        _put(found, _K_ADDR, endpoint.domain, f"{prefix}.domain")
+
+
 def extract_observables(event: Event) -> list[Observable]:
     """Every observable in ``event``, de-duplicated by (type, value), each with its source field."""
     found: Found = {}
-    endpoint = event.src_endpoint
-    if endpoint is not None:
-        if endpoint.ip:
-            _put(found, _K_ADDR, endpoint.ip, "src_endpoint.ip")
-        if endpoint.hostname:
-            _put(found, _K_ADDR, endpoint.hostname, "src_endpoint.hostname")
-        if endpoint.domain:
-            _put(found, _K_ADDR, endpoint.domain, "src_endpoint.domain")
-    endpoint = event.dst_endpoint
-    if endpoint is not None:
-        if endpoint.ip:
-            _put(found, _K_ADDR, endpoint.ip, "dst_endpoint.ip")
-        if endpoint.hostname:
-            _put(found, _K_ADDR, endpoint.hostname, "dst_endpoint.hostname")
-        if endpoint.domain:
-            _put(found, _K_ADDR, endpoint.domain, "dst_endpoint.domain")
+    if event.src_endpoint is not None:
+        _endpoint(found, event.src_endpoint, "src_endpoint")
+    if event.dst_endpoint is not None:
+        _endpoint(found, event.dst_endpoint, "dst_endpoint")
     device = event.device
     if device is not None:
         if device.hostname:

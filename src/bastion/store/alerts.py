@@ -6,8 +6,6 @@ id of the one already there. (Fingerprint-window dedupe of *similar* alerts is t
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from sqlalchemy import Connection, and_, func, or_, select, update
 
@@ -147,15 +145,3 @@ class AlertRepository:
             cursor = (rows[-1].time, rows[-1].id)
         return [_decode(r.document) for r in rows], cursor
 
-
-def alert_summary(alert: Alert) -> dict[str, Any]:
-    """The short form used in lists."""
-    return {
-        "id": alert.id,
-        "title": alert.title,
-        "severity": alert.severity.name.lower(),
-        "time": alert.time,
-        "source": alert.source,
-        "status": alert.status.value,
-        "case_id": alert.case_id,
-    }
