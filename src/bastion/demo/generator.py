@@ -61,12 +61,31 @@ INDICATORS: dict[str, str] = {
 Record = tuple[str, dict[str, Any] | str]
 
 _FILES = {"windows": "windows.jsonl", "ecs": "ecs.jsonl", "cef": "firewall.cef.log"}
-_TIME_KEYS = frozenset({
-    "SystemTime", "UtcTime", "CreationUtcTime", "@timestamp", "time", "created", "start", "end", "ingested",
-    "first_seen", "TimeGenerated", "StartTime", "EndTime", "ProcessingEndTime", "kibana.alert.start",
-    "kibana.alert.original_time", "kibana.alert.last_detected", "createdDateTime", "firstActivityDateTime",
-    "lastActivityDateTime", "lastUpdateDateTime",
-})
+_TIME_KEYS = frozenset(
+    {
+        "SystemTime",
+        "UtcTime",
+        "CreationUtcTime",
+        "@timestamp",
+        "time",
+        "created",
+        "start",
+        "end",
+        "ingested",
+        "first_seen",
+        "TimeGenerated",
+        "StartTime",
+        "EndTime",
+        "ProcessingEndTime",
+        "kibana.alert.start",
+        "kibana.alert.original_time",
+        "kibana.alert.last_detected",
+        "createdDateTime",
+        "firstActivityDateTime",
+        "lastActivityDateTime",
+        "lastUpdateDateTime",
+    }
+)
 _TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})([T ])(\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?(Z|[+-]\d{2}:\d{2})?")
 _CEF_TIME = re.compile(r"(?<=[\s|])(rt|start|end)=(\d{13})(?=\s|$)")
 _SYSLOG_3164 = re.compile(r"^(<\d{1,3}>)[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?= )")
@@ -79,6 +98,7 @@ def demo_files() -> list[Path]:
 
 
 # --- time shifting ------------------------------------------------------------------------------------
+
 
 def _from_ms(ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
@@ -103,8 +123,10 @@ def _shift_text(text: str, delta_ms: int) -> str:
 def _shift(node: Any, delta_ms: int) -> Any:
     """A copy of a JSON value with every timestamp under a known time key moved by ``delta_ms``."""
     if isinstance(node, dict):
-        return {k: _shift_text(v, delta_ms) if k in _TIME_KEYS and isinstance(v, str) else _shift(v, delta_ms)
-                for k, v in node.items()}
+        return {
+            k: _shift_text(v, delta_ms) if k in _TIME_KEYS and isinstance(v, str) else _shift(v, delta_ms)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_shift(v, delta_ms) for v in node]
     return node
@@ -147,6 +169,7 @@ def record_time(fmt: str, record: dict[str, Any] | str) -> int:
 
 # --- the stored data set ------------------------------------------------------------------------------
 
+
 def _read_lines(name: str) -> list[str]:
     text = (DATA_DIR / name).read_text(encoding="utf-8")
     return [line for line in text.splitlines() if line.strip()]
@@ -182,9 +205,12 @@ def load_demo_webhooks(now_ms: int) -> list[tuple[str, Any]]:
 _EDGE = "C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe"
 _SID = "S-1-5-21-2718281828-3141592653-1618033988"
 _WORKSTATIONS = (  # host, ip, user, RID
-    ("WS-0117", "10.20.14.117", "a.chen", 1117), ("WS-0203", "10.20.14.203", "d.okafor", 1203),
-    ("WS-0008", "10.20.14.8", "m.keller", 1008), ("WS-0142", "10.20.14.142", "j.morales", 1142),
-    ("WS-0151", "10.20.14.151", "p.novak", 1151), ("WS-0188", "10.20.14.188", "s.haddad", 1188),
+    ("WS-0117", "10.20.14.117", "a.chen", 1117),
+    ("WS-0203", "10.20.14.203", "d.okafor", 1203),
+    ("WS-0008", "10.20.14.8", "m.keller", 1008),
+    ("WS-0142", "10.20.14.142", "j.morales", 1142),
+    ("WS-0151", "10.20.14.151", "p.novak", 1151),
+    ("WS-0188", "10.20.14.188", "s.haddad", 1188),
 )
 _SITES = (  # domain, address, firewall app, paths
     ("outlook.office365.com", "52.97.146.162", "ms-office365-base", ("/owa/", "/mail/inbox")),
@@ -198,18 +224,25 @@ _SITES = (  # domain, address, firewall app, paths
 )
 _PROGRAMS = (  # image, command line
     (_EDGE, '"{image}" --profile-directory=Default'),
-    ("C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE",
-     '"{image}" "\\\\FS-01\\Finance\\budget.xlsx"'),
+    (
+        "C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE",
+        '"{image}" "\\\\FS-01\\Finance\\budget.xlsx"',
+    ),
     ("C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", '"{image}" /n'),
     ("C:\\Windows\\System32\\notepad.exe", '"{image}" C:\\Users\\{user}\\Documents\\notes.txt'),
     ("C:\\Program Files\\Microsoft OneDrive\\OneDrive.exe", '"{image}" /background'),
     ("C:\\Windows\\System32\\mstsc.exe", '"{image}" /v:FS-01.northwind.example'),
 )
-_EDGE_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-            "Chrome/122.0.0.0 Safari/537.36 Edg/122.0.2365.80")
+_EDGE_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.0.0 Safari/537.36 Edg/122.0.2365.80"
+)
 _PROVIDERS = {
-    "sysmon": ("Microsoft-Windows-Sysmon", "5770385F-C22A-43E0-BF4C-06F5698FFBD9",
-               "Microsoft-Windows-Sysmon/Operational"),
+    "sysmon": (
+        "Microsoft-Windows-Sysmon",
+        "5770385F-C22A-43E0-BF4C-06F5698FFBD9",
+        "Microsoft-Windows-Sysmon/Operational",
+    ),
     "security": ("Microsoft-Windows-Security-Auditing", "54849625-5478-4994-A5BA-3E3B0328C30D", "Security"),
 }
 
@@ -234,117 +267,237 @@ def _windows(rng: random.Random, kind: str, eid: int, host: str, ms: int, data: 
         "TimeCreated": {"#attributes": {"SystemTime": f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond:06d}Z"}},
         "EventRecordID": rng.randint(500_000, 2_500_000),
         "Correlation": None,
-        "Execution": {"#attributes": {"ProcessID": 3112 if sysmon else 712,
-                                      "ThreadID": rng.randint(1000, 9000)}},
+        "Execution": {
+            "#attributes": {"ProcessID": 3112 if sysmon else 712, "ThreadID": rng.randint(1000, 9000)}
+        },
         "Channel": channel,
         "Computer": f"{host}.northwind.example",
         "Security": {"#attributes": {"UserID": "S-1-5-18"}} if sysmon else None,
     }
     if sysmon:
         data = {"RuleName": "-", "UtcTime": f"{t:%Y-%m-%d %H:%M:%S}.{t.microsecond // 1000:03d}", **data}
-    return ("windows", {"Event": {"#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
-                                  "System": system, "EventData": data}})
+    return (
+        "windows",
+        {
+            "Event": {
+                "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+                "System": system,
+                "EventData": data,
+            }
+        },
+    )
 
 
 def _live_process(rng: random.Random, ms: int) -> Record:
     host, _, user, _ = rng.choice(_WORKSTATIONS)
     image, cmd = rng.choice(_PROGRAMS)
-    return _windows(rng, "sysmon", 1, host, ms, {
-        "ProcessGuid": _guid(rng), "ProcessId": rng.randrange(1000, 14000, 4), "Image": image,
-        "CommandLine": cmd.format(image=image, user=user), "CurrentDirectory": f"C:\\Users\\{user}\\",
-        "User": f"NORTHWIND\\{user}", "LogonId": hex(rng.randrange(0x100000, 0xFFFFFF)),
-        "TerminalSessionId": 1,
-        "IntegrityLevel": "Medium", "Hashes": f"SHA256={rng.getrandbits(256):064X}",
-        "ParentProcessGuid": _guid(rng), "ParentProcessId": rng.randrange(1000, 14000, 4),
-        "ParentImage": "C:\\Windows\\explorer.exe", "ParentCommandLine": "C:\\Windows\\Explorer.EXE",
-        "ParentUser": f"NORTHWIND\\{user}",
-    })
+    return _windows(
+        rng,
+        "sysmon",
+        1,
+        host,
+        ms,
+        {
+            "ProcessGuid": _guid(rng),
+            "ProcessId": rng.randrange(1000, 14000, 4),
+            "Image": image,
+            "CommandLine": cmd.format(image=image, user=user),
+            "CurrentDirectory": f"C:\\Users\\{user}\\",
+            "User": f"NORTHWIND\\{user}",
+            "LogonId": hex(rng.randrange(0x100000, 0xFFFFFF)),
+            "TerminalSessionId": 1,
+            "IntegrityLevel": "Medium",
+            "Hashes": f"SHA256={rng.getrandbits(256):064X}",
+            "ParentProcessGuid": _guid(rng),
+            "ParentProcessId": rng.randrange(1000, 14000, 4),
+            "ParentImage": "C:\\Windows\\explorer.exe",
+            "ParentCommandLine": "C:\\Windows\\Explorer.EXE",
+            "ParentUser": f"NORTHWIND\\{user}",
+        },
+    )
 
 
 def _live_dns_query(rng: random.Random, ms: int) -> Record:
     host, _, user, _ = rng.choice(_WORKSTATIONS)
     domain, address, _, _ = rng.choice(_SITES)
-    return _windows(rng, "sysmon", 22, host, ms, {
-        "ProcessGuid": _guid(rng), "ProcessId": rng.randrange(1000, 14000, 4), "QueryName": domain,
-        "QueryStatus": "0", "QueryResults": f"::ffff:{address};",
-        "Image": _EDGE, "User": f"NORTHWIND\\{user}",
-    })
+    return _windows(
+        rng,
+        "sysmon",
+        22,
+        host,
+        ms,
+        {
+            "ProcessGuid": _guid(rng),
+            "ProcessId": rng.randrange(1000, 14000, 4),
+            "QueryName": domain,
+            "QueryStatus": "0",
+            "QueryResults": f"::ffff:{address};",
+            "Image": _EDGE,
+            "User": f"NORTHWIND\\{user}",
+        },
+    )
 
 
 def _live_connection(rng: random.Random, ms: int) -> Record:
     host, ip, user, _ = rng.choice(_WORKSTATIONS)
     domain, address, _, _ = rng.choice(_SITES)
-    return _windows(rng, "sysmon", 3, host, ms, {
-        "ProcessGuid": _guid(rng), "ProcessId": rng.randrange(1000, 14000, 4),
-        "Image": _EDGE, "User": f"NORTHWIND\\{user}",
-        "Protocol": "tcp", "Initiated": True, "SourceIsIpv6": False, "SourceIp": ip,
-        "SourceHostname": f"{host}.northwind.example", "SourcePort": rng.randint(49700, 65000),
-        "SourcePortName": "-", "DestinationIsIpv6": False, "DestinationIp": address,
-        "DestinationHostname": domain, "DestinationPort": 443, "DestinationPortName": "https",
-    })
+    return _windows(
+        rng,
+        "sysmon",
+        3,
+        host,
+        ms,
+        {
+            "ProcessGuid": _guid(rng),
+            "ProcessId": rng.randrange(1000, 14000, 4),
+            "Image": _EDGE,
+            "User": f"NORTHWIND\\{user}",
+            "Protocol": "tcp",
+            "Initiated": True,
+            "SourceIsIpv6": False,
+            "SourceIp": ip,
+            "SourceHostname": f"{host}.northwind.example",
+            "SourcePort": rng.randint(49700, 65000),
+            "SourcePortName": "-",
+            "DestinationIsIpv6": False,
+            "DestinationIp": address,
+            "DestinationHostname": domain,
+            "DestinationPort": 443,
+            "DestinationPortName": "https",
+        },
+    )
 
 
 def _live_logon(rng: random.Random, ms: int) -> Record:
     _, ip, user, rid = rng.choice(_WORKSTATIONS)
-    return _windows(rng, "security", 4624, "FS-01", ms, {
-        "SubjectUserSid": "S-1-0-0", "SubjectUserName": "-", "SubjectDomainName": "-",
-        "SubjectLogonId": "0x0", "TargetUserSid": f"{_SID}-{rid}", "TargetUserName": user,
-        "TargetDomainName": "NORTHWIND", "TargetLogonId": hex(rng.randrange(0x1000000, 0x9FFFFFF)),
-        "LogonType": 3, "LogonProcessName": "Kerberos", "AuthenticationPackageName": "Kerberos",
-        "WorkstationName": "-", "LogonGuid": _guid(rng), "TransmittedServices": "-", "LmPackageName": "-",
-        "KeyLength": 0, "ProcessId": "0x0", "ProcessName": "-",
-        "IpAddress": ip, "IpPort": str(rng.randint(49700, 65000)), "ImpersonationLevel": "%%1833",
-        "RestrictedAdminMode": "-", "TargetOutboundUserName": "-", "TargetOutboundDomainName": "-",
-        "VirtualAccount": "%%1843", "TargetLinkedLogonId": "0x0", "ElevatedToken": "%%1843",
-    })
+    return _windows(
+        rng,
+        "security",
+        4624,
+        "FS-01",
+        ms,
+        {
+            "SubjectUserSid": "S-1-0-0",
+            "SubjectUserName": "-",
+            "SubjectDomainName": "-",
+            "SubjectLogonId": "0x0",
+            "TargetUserSid": f"{_SID}-{rid}",
+            "TargetUserName": user,
+            "TargetDomainName": "NORTHWIND",
+            "TargetLogonId": hex(rng.randrange(0x1000000, 0x9FFFFFF)),
+            "LogonType": 3,
+            "LogonProcessName": "Kerberos",
+            "AuthenticationPackageName": "Kerberos",
+            "WorkstationName": "-",
+            "LogonGuid": _guid(rng),
+            "TransmittedServices": "-",
+            "LmPackageName": "-",
+            "KeyLength": 0,
+            "ProcessId": "0x0",
+            "ProcessName": "-",
+            "IpAddress": ip,
+            "IpPort": str(rng.randint(49700, 65000)),
+            "ImpersonationLevel": "%%1833",
+            "RestrictedAdminMode": "-",
+            "TargetOutboundUserName": "-",
+            "TargetOutboundDomainName": "-",
+            "VirtualAccount": "%%1843",
+            "TargetLinkedLogonId": "0x0",
+            "ElevatedToken": "%%1843",
+        },
+    )
 
 
 def _live_proxy(rng: random.Random, ms: int) -> Record:
     host, ip, user, _ = rng.choice(_WORKSTATIONS)
     domain, address, _, paths = rng.choice(_SITES)
     path = rng.choice(paths)
-    return ("ecs", {
-        "@timestamp": _iso_ms(ms), "ecs": {"version": "8.11.0"},
-        "event": {"kind": "event", "dataset": "squid.access", "category": ["network", "web"],
-                  "type": ["access", "connection"], "action": "TCP_MISS", "outcome": "success"},
-        "observer": {"vendor": "Squid", "product": "Squid", "hostname": "PX-01", "ip": "10.20.0.5"},
-        "source": {"ip": ip, "port": rng.randint(49700, 65000)},
-        "destination": {"ip": address, "port": 443, "domain": domain},
-        "url": {"full": f"https://{domain}{path}", "domain": domain, "path": path.split("?")[0],
-                "scheme": "https"},
-        "http": {"request": {"method": "GET"},
-                 "response": {"status_code": 200, "bytes": rng.randint(900, 250_000),
-                              "mime_type": "text/html"}},
-        "user_agent": {"original": _EDGE_UA}, "network": {"protocol": "http", "transport": "tcp"},
-        "host": {"name": host}, "user": {"name": user, "domain": "NORTHWIND"},
-    })
+    return (
+        "ecs",
+        {
+            "@timestamp": _iso_ms(ms),
+            "ecs": {"version": "8.11.0"},
+            "event": {
+                "kind": "event",
+                "dataset": "squid.access",
+                "category": ["network", "web"],
+                "type": ["access", "connection"],
+                "action": "TCP_MISS",
+                "outcome": "success",
+            },
+            "observer": {"vendor": "Squid", "product": "Squid", "hostname": "PX-01", "ip": "10.20.0.5"},
+            "source": {"ip": ip, "port": rng.randint(49700, 65000)},
+            "destination": {"ip": address, "port": 443, "domain": domain},
+            "url": {
+                "full": f"https://{domain}{path}",
+                "domain": domain,
+                "path": path.split("?")[0],
+                "scheme": "https",
+            },
+            "http": {
+                "request": {"method": "GET"},
+                "response": {
+                    "status_code": 200,
+                    "bytes": rng.randint(900, 250_000),
+                    "mime_type": "text/html",
+                },
+            },
+            "user_agent": {"original": _EDGE_UA},
+            "network": {"protocol": "http", "transport": "tcp"},
+            "host": {"name": host},
+            "user": {"name": user, "domain": "NORTHWIND"},
+        },
+    )
 
 
 def _live_dns_log(rng: random.Random, ms: int) -> Record:
     host, ip, _, _ = rng.choice(_WORKSTATIONS)
     domain, address, _, _ = rng.choice(_SITES)
-    return ("ecs", {
-        "@timestamp": _iso_ms(ms), "ecs": {"version": "8.11.0"},
-        "event": {"kind": "event", "dataset": "windows_dns.query", "category": ["network"],
-                  "type": ["protocol", "info"], "action": "dns-query", "outcome": "success"},
-        "observer": {"vendor": "Microsoft", "product": "Windows DNS Server", "hostname": "DC-01",
-                     "ip": "10.20.1.10"},
-        "source": {"ip": ip}, "destination": {"ip": "10.20.1.10", "port": 53},
-        "dns": {"type": "query", "question": {"name": domain, "type": "A"}, "response_code": "NOERROR",
+    return (
+        "ecs",
+        {
+            "@timestamp": _iso_ms(ms),
+            "ecs": {"version": "8.11.0"},
+            "event": {
+                "kind": "event",
+                "dataset": "windows_dns.query",
+                "category": ["network"],
+                "type": ["protocol", "info"],
+                "action": "dns-query",
+                "outcome": "success",
+            },
+            "observer": {
+                "vendor": "Microsoft",
+                "product": "Windows DNS Server",
+                "hostname": "DC-01",
+                "ip": "10.20.1.10",
+            },
+            "source": {"ip": ip},
+            "destination": {"ip": "10.20.1.10", "port": 53},
+            "dns": {
+                "type": "query",
+                "question": {"name": domain, "type": "A"},
+                "response_code": "NOERROR",
                 "answers": [{"name": domain, "type": "A", "data": address, "ttl": 300}],
-                "resolved_ip": [address]},
-        "network": {"protocol": "dns", "transport": "udp"}, "host": {"name": host},
-    })
+                "resolved_ip": [address],
+            },
+            "network": {"protocol": "dns", "transport": "udp"},
+            "host": {"name": host},
+        },
+    )
 
 
-def _cef(rng: random.Random, ms: int, act: str, src: str, dst: str, dpt: int, rule: str, app: str,
-         user: str) -> Record:
+def _cef(
+    rng: random.Random, ms: int, act: str, src: str, dst: str, dpt: int, rule: str, app: str, user: str
+) -> Record:
     subtype = "end" if act == "allow" else "deny"
-    ext = (f"rt={ms} deviceExternalId=016401002345 src={src} dst={dst} spt={rng.randint(49700, 65000)} "
-           f"suser=northwind\\\\{user} dpt={dpt} proto=TCP act={act} cs1Label=Rule cs1={rule} app={app} "
-           "cs3Label=Virtual System cs3=vsys1 cs4Label=Source Zone cs4=trust cs5Label=Destination Zone "
-           f"cs5=untrust cn1Label=SessionID cn1={rng.randint(100000, 999999)} in={rng.randint(60, 9000)} "
-           f"out={rng.randint(60, 90000) if act == 'allow' else 0} dvchost=nw-fw-01")
+    ext = (
+        f"rt={ms} deviceExternalId=016401002345 src={src} dst={dst} spt={rng.randint(49700, 65000)} "
+        f"suser=northwind\\\\{user} dpt={dpt} proto=TCP act={act} cs1Label=Rule cs1={rule} app={app} "
+        "cs3Label=Virtual System cs3=vsys1 cs4Label=Source Zone cs4=trust cs5Label=Destination Zone "
+        f"cs5=untrust cn1Label=SessionID cn1={rng.randint(100000, 999999)} in={rng.randint(60, 9000)} "
+        f"out={rng.randint(60, 90000) if act == 'allow' else 0} dvchost=nw-fw-01"
+    )
     line = f"CEF:0|Palo Alto Networks|PAN-OS|10.2.7|{subtype}|TRAFFIC|{1 if act == 'allow' else 3}|{ext}"
     return ("cef", f"<14>{_syslog_stamp(ms)} nw-fw-01 {line}" if rng.random() < 0.5 else line)
 
@@ -356,13 +509,28 @@ def _live_firewall(rng: random.Random, ms: int) -> Record:
 
 
 def _live_c2_blocked(rng: random.Random, ms: int) -> Record:
-    return _cef(rng, ms, "deny", INDICATORS["victim_ip"], INDICATORS["c2_ip"], 443, "block-threat-intel",
-                "ssl", INDICATORS["victim_user"])
+    return _cef(
+        rng,
+        ms,
+        "deny",
+        INDICATORS["victim_ip"],
+        INDICATORS["c2_ip"],
+        443,
+        "block-threat-intel",
+        "ssl",
+        INDICATORS["victim_user"],
+    )
 
 
 _LIVE: tuple[tuple[Callable[[random.Random, int], Record], int], ...] = (
-    (_live_process, 14), (_live_dns_query, 14), (_live_connection, 12), (_live_logon, 10),
-    (_live_proxy, 18), (_live_dns_log, 12), (_live_firewall, 16), (_live_c2_blocked, 4),
+    (_live_process, 14),
+    (_live_dns_query, 14),
+    (_live_connection, 12),
+    (_live_logon, 10),
+    (_live_proxy, 18),
+    (_live_dns_log, 12),
+    (_live_firewall, 16),
+    (_live_c2_blocked, 4),
 )
 
 

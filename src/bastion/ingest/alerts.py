@@ -138,7 +138,9 @@ def normalize_observable(kind: ObservableType, value: str) -> str:
     if kind is OT.URL:
         parts = urlsplit(text)
         if not parts.scheme or not parts.netloc:
-            raise ValueError(f"{value!r} is not a valid url (it needs a scheme and a host: https://host/path)")
+            raise ValueError(
+                f"{value!r} is not a valid url (it needs a scheme and a host: https://host/path)"
+            )
         return text
     if kind is OT.DOMAIN:
         name = text.rstrip(".").lower()
@@ -277,16 +279,19 @@ def parse_alert_document(obj: Any, *, now_ms: int | None = None, path: str = "")
     techniques = [t.strip().upper() for t in doc.techniques]
     for i, technique in enumerate(techniques):
         if not _TECHNIQUE.fullmatch(technique):
-            raise fail(f"techniques[{i}]",
-                       f"{doc.techniques[i]!r} is not an ATT&CK technique id (like T1059 or T1059.001)")
+            raise fail(
+                f"techniques[{i}]",
+                f"{doc.techniques[i]!r} is not an ATT&CK technique id (like T1059 or T1059.001)",
+            )
     observables = []
     for i, item in enumerate(doc.observables):
         try:
             kind = ObservableType(item.type.strip().lower())
         except ValueError:
             known = ", ".join(t.value for t in ObservableType)
-            raise fail(f"observables[{i}].type",
-                       f"{item.type!r} is not an observable type; use one of {known}") from None
+            raise fail(
+                f"observables[{i}].type", f"{item.type!r} is not an observable type; use one of {known}"
+            ) from None
         try:
             observables.append(Observable(kind, normalize_observable(kind, item.value), item.field))
         except ValueError as err:
@@ -314,7 +319,7 @@ def _items(payload: Any, wrappers: tuple[str, ...], what: str) -> list[tuple[str
         return [(f"[{i}]", item) for i, item in enumerate(payload)]
     if not isinstance(payload, dict):
         raise AlertDocumentError(
-            "", f"expected {what}, a list of them or {{\"{wrappers[0]}\": [...]}}, got {_json_type(payload)}"
+            "", f'expected {what}, a list of them or {{"{wrappers[0]}": [...]}}, got {_json_type(payload)}'
         )
     for key in wrappers:
         if isinstance(payload.get(key), list):
@@ -331,11 +336,14 @@ def _items(payload: Any, wrappers: tuple[str, ...], what: str) -> list[tuple[str
 
 
 def _map_generic(payload: Any) -> list[Alert]:
-    return [parse_alert_document(item, path=path)
-            for path, item in _items(payload, ("alerts",), "an alert document")]
+    return [
+        parse_alert_document(item, path=path)
+        for path, item in _items(payload, ("alerts",), "an alert document")
+    ]
 
 
 # --- shared vendor helpers ----------------------------------------------------------------------------
+
 
 def _walk(node: Any, parts: list[str], out: list[Any]) -> None:
     if isinstance(node, list):

@@ -32,30 +32,64 @@ __all__ = ["map_elastic"]
 OT = ObservableType
 
 # 8.x alert field -> the 7.x signal field it replaced
-_ELASTIC_LEGACY = {f"kibana.alert.{new}": f"signal.{old}" for new, old in (
-    ("rule.name", "rule.name"), ("severity", "rule.severity"), ("risk_score", "rule.risk_score"),
-    ("rule.uuid", "rule.id"), ("rule.rule_id", "rule.rule_id"), ("rule.description", "rule.description"),
-    ("rule.tags", "rule.tags"), ("original_time", "original_time"), ("reason", "reason"),
-    ("workflow_status", "status"), ("rule.threat.technique.id", "rule.threat.technique.id"),
-    ("rule.threat.technique.subtechnique.id", "rule.threat.technique.subtechnique.id"),
-    ("rule.threat.tactic.name", "rule.threat.tactic.name"),
-)}
+_ELASTIC_LEGACY = {
+    f"kibana.alert.{new}": f"signal.{old}"
+    for new, old in (
+        ("rule.name", "rule.name"),
+        ("severity", "rule.severity"),
+        ("risk_score", "rule.risk_score"),
+        ("rule.uuid", "rule.id"),
+        ("rule.rule_id", "rule.rule_id"),
+        ("rule.description", "rule.description"),
+        ("rule.tags", "rule.tags"),
+        ("original_time", "original_time"),
+        ("reason", "reason"),
+        ("workflow_status", "status"),
+        ("rule.threat.technique.id", "rule.threat.technique.id"),
+        ("rule.threat.technique.subtechnique.id", "rule.threat.technique.subtechnique.id"),
+        ("rule.threat.tactic.name", "rule.threat.tactic.name"),
+    )
+}
 # ECS fields of the source event that Elastic copies into the alert
 _ECS_SPEC: _Spec = (
-    ("host.name", OT.HOST), ("host.hostname", OT.HOST), ("host.ip", None),
-    ("user.name", OT.USER), ("user.target.name", OT.USER), ("user.email", OT.EMAIL),
-    ("source.ip", None), ("destination.ip", None), ("client.ip", None), ("server.ip", None),
-    ("source.domain", OT.DOMAIN), ("destination.domain", OT.DOMAIN), ("url.domain", OT.DOMAIN),
-    ("dns.question.name", OT.DOMAIN), ("url.full", OT.URL), ("url.original", OT.URL),
-    ("process.name", OT.PROCESS_NAME), ("process.executable", OT.FILE_PATH),
-    ("process.parent.name", OT.PROCESS_NAME), ("process.parent.executable", OT.FILE_PATH),
-    ("process.hash.md5", OT.MD5), ("process.hash.sha1", OT.SHA1), ("process.hash.sha256", OT.SHA256),
-    ("file.path", OT.FILE_PATH), ("file.hash.md5", OT.MD5), ("file.hash.sha1", OT.SHA1),
-    ("file.hash.sha256", OT.SHA256), ("registry.path", OT.REGISTRY_KEY),
-    ("email.from.address", OT.EMAIL), ("email.to.address", OT.EMAIL), ("email.sender.address", OT.EMAIL),
+    ("host.name", OT.HOST),
+    ("host.hostname", OT.HOST),
+    ("host.ip", None),
+    ("user.name", OT.USER),
+    ("user.target.name", OT.USER),
+    ("user.email", OT.EMAIL),
+    ("source.ip", None),
+    ("destination.ip", None),
+    ("client.ip", None),
+    ("server.ip", None),
+    ("source.domain", OT.DOMAIN),
+    ("destination.domain", OT.DOMAIN),
+    ("url.domain", OT.DOMAIN),
+    ("dns.question.name", OT.DOMAIN),
+    ("url.full", OT.URL),
+    ("url.original", OT.URL),
+    ("process.name", OT.PROCESS_NAME),
+    ("process.executable", OT.FILE_PATH),
+    ("process.parent.name", OT.PROCESS_NAME),
+    ("process.parent.executable", OT.FILE_PATH),
+    ("process.hash.md5", OT.MD5),
+    ("process.hash.sha1", OT.SHA1),
+    ("process.hash.sha256", OT.SHA256),
+    ("file.path", OT.FILE_PATH),
+    ("file.hash.md5", OT.MD5),
+    ("file.hash.sha1", OT.SHA1),
+    ("file.hash.sha256", OT.SHA256),
+    ("registry.path", OT.REGISTRY_KEY),
+    ("email.from.address", OT.EMAIL),
+    ("email.to.address", OT.EMAIL),
+    ("email.sender.address", OT.EMAIL),
 )
-_ELASTIC_STATUS = {"open": AlertStatus.NEW, "acknowledged": AlertStatus.ACKNOWLEDGED,
-                   "in-progress": AlertStatus.IN_PROGRESS, "closed": AlertStatus.CLOSED}
+_ELASTIC_STATUS = {
+    "open": AlertStatus.NEW,
+    "acknowledged": AlertStatus.ACKNOWLEDGED,
+    "in-progress": AlertStatus.IN_PROGRESS,
+    "closed": AlertStatus.CLOSED,
+}
 
 
 def _ev(doc: Any, *paths: str) -> list[Any]:
@@ -81,22 +115,31 @@ def _elastic_alert(item: Any, path: str) -> Alert:
         doc, prefix = item["_source"], _join(path, "_source")
     names = _ev(doc, "kibana.alert.rule.name")
     if not names:
-        raise AlertDocumentError(_join(prefix, "kibana.alert.rule.name"),
-                                 "required (an Elastic Security alert names its rule)")
+        raise AlertDocumentError(
+            _join(prefix, "kibana.alert.rule.name"), "required (an Elastic Security alert names its rule)"
+        )
     severity = _severity_or_unknown(next(iter(_ev(doc, "kibana.alert.severity")), None))
     if severity is Severity.UNKNOWN:
         severity = _risk_severity(next(iter(_ev(doc, "kibana.alert.risk_score")), None))
     rule_threat = "kibana.alert.rule.threat.technique"
-    techniques = _techniques(_ev(doc, f"{rule_threat}.id", f"{rule_threat}.subtechnique.id")
-                             + _values(doc, "threat.technique.id")
-                             + _values(doc, "threat.technique.subtechnique.id"))
+    techniques = _techniques(
+        _ev(doc, f"{rule_threat}.id", f"{rule_threat}.subtechnique.id")
+        + _values(doc, "threat.technique.id")
+        + _values(doc, "threat.technique.subtechnique.id")
+    )
     tags = [_tactic_tag(str(t)) for t in _ev(doc, "kibana.alert.rule.threat.tactic.name")]
     status = str(next(iter(_ev(doc, "kibana.alert.workflow_status")), "open")).lower()
     return Alert(
         title=str(names[0]).strip(),
         severity=severity,
-        time=_vendor_time(doc, prefix, "@timestamp", "kibana.alert.start", "kibana.alert.original_time",
-                          "signal.original_time"),
+        time=_vendor_time(
+            doc,
+            prefix,
+            "@timestamp",
+            "kibana.alert.start",
+            "kibana.alert.original_time",
+            "signal.original_time",
+        ),
         source="elastic",
         description=next(iter(_ev(doc, "kibana.alert.reason", "kibana.alert.rule.description")), None),
         external_id=str(next(iter(_values(doc, "kibana.alert.uuid")), None) or item.get("_id") or "") or None,
@@ -111,8 +154,9 @@ def _elastic_alert(item: Any, path: str) -> Alert:
 
 
 def map_elastic(payload: Any) -> list[Alert]:
-    return [_elastic_alert(item, path)
-            for path, item in _items(payload, ("alerts",), "an Elastic Security alert")]
+    return [
+        _elastic_alert(item, path) for path, item in _items(payload, ("alerts",), "an Elastic Security alert")
+    ]
 
 
 WEBHOOK_MAPPERS["elastic"] = map_elastic

@@ -38,8 +38,13 @@ __all__ = ["map_microsoft"]
 
 OT = ObservableType
 
-_MS_STATUS = {"new": AlertStatus.NEW, "inprogress": AlertStatus.IN_PROGRESS, "active": AlertStatus.NEW,
-              "resolved": AlertStatus.CLOSED, "dismissed": AlertStatus.CLOSED}
+_MS_STATUS = {
+    "new": AlertStatus.NEW,
+    "inprogress": AlertStatus.IN_PROGRESS,
+    "active": AlertStatus.NEW,
+    "resolved": AlertStatus.CLOSED,
+    "dismissed": AlertStatus.CLOSED,
+}
 _HASH_ALGORITHMS = {"md5": OT.MD5, "sha1": OT.SHA1, "sha256": OT.SHA256}
 # Sentinel entity Type -> its observable fields (learn.microsoft.com/azure/sentinel/entities-reference)
 _ENTITY_SPECS: dict[str, _Spec] = {
@@ -58,21 +63,32 @@ _FILE_DETAILS = ("sha1", OT.SHA1), ("sha256", OT.SHA256), ("md5", OT.MD5)
 # Graph alertEvidence @odata.type -> its observable fields
 # (learn.microsoft.com/graph/api/resources/security-alertevidence and the derived types' pages)
 _EVIDENCE_SPECS: dict[str, _Spec] = {
-    "deviceEvidence": (("deviceDnsName", OT.HOST), ("ipInterfaces", None),
-                       ("loggedOnUsers.accountName", OT.USER)),
+    "deviceEvidence": (
+        ("deviceDnsName", OT.HOST),
+        ("ipInterfaces", None),
+        ("loggedOnUsers.accountName", OT.USER),
+    ),
     "userEvidence": (("userAccount.accountName", OT.USER), ("userAccount.userPrincipalName", OT.EMAIL)),
     "ipEvidence": (("ipAddress", None),),
     "urlEvidence": (("url", OT.URL),),
-    "fileEvidence": (*((f"fileDetails.{k}", t) for k, t in _FILE_DETAILS),
-                     (("fileDetails.filePath", "fileDetails.fileName"), OT.FILE_PATH)),
-    "processEvidence": (*((f"imageFile.{k}", t) for k, t in _FILE_DETAILS),
-                        ("imageFile.fileName", OT.PROCESS_NAME),
-                        (("imageFile.filePath", "imageFile.fileName"), OT.FILE_PATH),
-                        ("userAccount.accountName", OT.USER)),
+    "fileEvidence": (
+        *((f"fileDetails.{k}", t) for k, t in _FILE_DETAILS),
+        (("fileDetails.filePath", "fileDetails.fileName"), OT.FILE_PATH),
+    ),
+    "processEvidence": (
+        *((f"imageFile.{k}", t) for k, t in _FILE_DETAILS),
+        ("imageFile.fileName", OT.PROCESS_NAME),
+        (("imageFile.filePath", "imageFile.fileName"), OT.FILE_PATH),
+        ("userAccount.accountName", OT.USER),
+    ),
     "mailboxEvidence": (("primaryAddress", OT.EMAIL), ("userAccount.accountName", OT.USER)),
-    "analyzedMessageEvidence": (("senderIp", None), ("recipientEmailAddress", OT.EMAIL),
-                                ("p1Sender.emailAddress", OT.EMAIL), ("p2Sender.emailAddress", OT.EMAIL),
-                                ("urls", OT.URL)),
+    "analyzedMessageEvidence": (
+        ("senderIp", None),
+        ("recipientEmailAddress", OT.EMAIL),
+        ("p1Sender.emailAddress", OT.EMAIL),
+        ("p2Sender.emailAddress", OT.EMAIL),
+        ("urls", OT.URL),
+    ),
     "registryKeyEvidence": ((("registryHive", "registryKey"), OT.REGISTRY_KEY),),
     "dnsEvidence": (("domainName", OT.DOMAIN),),
 }
@@ -118,8 +134,9 @@ def _security_alert(item: dict[str, Any], path: str) -> Alert:
 
     title = get("alertname", "displayname", "alertdisplayname")
     if not str(title or "").strip():
-        raise AlertDocumentError(_join(prefix, "AlertName"),
-                                 "required (a SecurityAlert has AlertName or DisplayName)")
+        raise AlertDocumentError(
+            _join(prefix, "AlertName"), "required (a SecurityAlert has AlertName or DisplayName)"
+        )
     time_keys = ("timegenerated", "starttime", "starttimeutc", "endtime", "endtimeutc")
     try:
         when = parse_time(get(*time_keys)) if get(*time_keys) is not None else _now_ms()
@@ -171,8 +188,9 @@ def _graph_alert(item: dict[str, Any], path: str) -> Alert:
     return Alert(
         title=title.strip(),
         severity=_severity_or_unknown(item.get("severity")),
-        time=_vendor_time(item, path, "createdDateTime", "alertCreationTime", "firstActivityDateTime",
-                          "lastUpdateDateTime"),
+        time=_vendor_time(
+            item, path, "createdDateTime", "alertCreationTime", "firstActivityDateTime", "lastUpdateDateTime"
+        ),
         source=_ms_source(service or "defender"),
         description=item.get("description"),
         external_id=item.get("id") or item.get("providerAlertId"),

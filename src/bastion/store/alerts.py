@@ -144,4 +144,3 @@ class AlertRepository:
             rows = rows[:limit]
             cursor = (rows[-1].time, rows[-1].id)
         return [_decode(r.document) for r in rows], cursor
-

@@ -1,39 +1,32 @@
-"""The ``bastion`` command line (Typer + Rich).
-
-Every reporting command takes ``--json`` and then prints exactly one JSON object. A user's mistake
-prints one line, ``error: ...``, and exits 2 (1 for an ingest that rejected records); never a traceback.
-Set ``BASTION_DEBUG=1`` to see tracebacks anyway.
-"""
+"""Core commands: tenants, API keys, users, ingest, event search, audit verification, and running Bastion."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import click
-import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
-from bastion.config import Settings, load_settings
+from bastion.cli._common import (
+    JsonOpt,
+    State,
+    TenantOpt,
+    UserError,
+    app,
+    cli_settings,
+    emit,
+    err,
+    open_db,
+    out,
+)
+from bastion.config import load_settings
 from bastion.model import Role
-from bastion.store import Database, TenantRepository, TenantScope
+from bastion.store import TenantRepository, TenantScope
 from bastion.tenancy.service import add_user, create_api_key, create_tenant, require_tenant
 
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="bastion",
-    help="Bastion: self-hosted security operations.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 user_app = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
@@ -44,52 +37,6 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(user_app, name="user")
 app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")
-
-out = Console()
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
-TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="tenant name")]
-
-
-class UserError(Exception):
-    """A mistake by the person at the keyboard: one line, non-zero exit."""
-
-
-class _State:
-    database_url: str | None = None
-
-
-def _settings() -> Settings:
-    return load_settings(database_url=_State.database_url)
-
-
-def _db() -> Database:
-    db = Database(_settings().database_url)
-    db.migrate()
-    return db
-
-
-def _emit(obj: Any) -> None:
-    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@app.callback()
-def _root(
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            envvar="BASTION_DATABASE_URL",
-            help="store URL: sqlite:///path.db (default ./var/bastion.db) or postgresql://...",
-        ),
-    ] = None,
-) -> None:
-    _State.database_url = database_url
 
 
 # ---------------------------------------------------------------- tenants, keys, users
@@ -102,9 +49,9 @@ def tenant_create(
     json: JsonOpt = False,
 ) -> None:
     """Create a tenant and print its first API key (shown once; only its hash is stored)."""
-    tenant, key = create_tenant(_db(), name, parent=parent)
+    tenant, key = create_tenant(open_db(), name, parent=parent)
     if json:
-        _emit({"tenant": tenant.name, "api_key": key})
+        emit({"tenant": tenant.name, "api_key": key})
     else:
         out.print(f"tenant [bold]{tenant.name}[/bold] created")
         out.print(f"API key (shown once): [bold]{key}[/bold]", soft_wrap=True)
@@ -113,7 +60,7 @@ def tenant_create(
 @tenant_app.command("list")
 def tenant_list(json: JsonOpt = False) -> None:
     """List tenants."""
-    db = _db()
+    db = open_db()
     with db.read() as conn:
         repo = TenantRepository(conn)
         tenants = repo.list()
@@ -123,7 +70,7 @@ def tenant_list(json: JsonOpt = False) -> None:
         for t in tenants
     ]
     if json:
-        _emit({"tenants": rows})
+        emit({"tenants": rows})
         return
     table = Table("name", "id", "parent")
     for t in tenants:
@@ -147,9 +94,9 @@ def apikey_create(
     json: JsonOpt = False,
 ) -> None:
     """Create another API key for a tenant."""
-    key = create_api_key(_db(), tenant, role=_role(role), name=name, user=user)
+    key = create_api_key(open_db(), tenant, role=_role(role), name=name, user=user)
     if json:
-        _emit({"tenant": tenant, "api_key": key})
+        emit({"tenant": tenant, "api_key": key})
     else:
         out.print(f"API key (shown once): [bold]{key}[/bold]", soft_wrap=True)
 
@@ -171,10 +118,10 @@ def user_add(
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise UserError("--password-stdin given but no password on stdin")
-    user = add_user(_db(), tenant, name, _role(role), email=email, password=password)
+    user = add_user(open_db(), tenant, name, _role(role), email=email, password=password)
     doc = {"tenant": tenant, "user": user.name, "id": user.id, "role": user.role.value, "email": user.email}
     if json:
-        _emit(doc)
+        emit(doc)
     else:
         out.print(f"user [bold]{user.name}[/bold] ({user.role.value}) added to {tenant}")
 
@@ -182,13 +129,13 @@ def user_add(
 @user_app.command("list")
 def user_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
     """List a tenant's users."""
-    db = _db()
+    db = open_db()
     with db.read() as conn:
         t = require_tenant(TenantRepository(conn), tenant)
         users = TenantScope(conn, t.id).users.list()
     rows = [{"name": u.name, "role": u.role.value, "email": u.email, "id": u.id} for u in users]
     if json:
-        _emit({"tenant": tenant, "users": rows})
+        emit({"tenant": tenant, "users": rows})
         return
     table = Table("name", "role", "email")
     for r in rows:
@@ -230,8 +177,8 @@ def ingest(
             f"unknown format {format!r}; use one of "
             f"{', '.join(sorted(set(READER_FORMATS) | set(NORMALIZERS)))}"
         )
-    settings = _settings()
-    db = _db()
+    settings = cli_settings()
+    db = open_db()
     with db.read() as conn:
         t = require_tenant(TenantRepository(conn), tenant)
     result = IngestResult()
@@ -259,7 +206,7 @@ def ingest(
         "errors": result.errors,
     }
     if json:
-        _emit(doc)
+        emit(doc)
     else:
         out.print(
             f"accepted {result.accepted:,}, duplicates {result.duplicates:,}, rejected {result.rejected:,}"
@@ -295,14 +242,14 @@ def events_search(
             ) from None
     t0 = parse_time_ms(start) if start else None
     t1 = parse_time_ms(end) if end else None
-    db = _db()
+    db = open_db()
     with db.read() as conn:
         t = require_tenant(TenantRepository(conn), tenant)
         found, _ = TenantScope(conn, t.id).events.search(
             start=t0, end=t1, value=value, obs_type=type, limit=limit
         )
     if json:
-        _emit(
+        emit(
             {
                 "events": [
                     {
@@ -347,7 +294,7 @@ def audit_verify(
     json: JsonOpt = False,
 ) -> None:
     """Check the audit hash chain. Exits 1 and names the first bad entry when it was tampered with."""
-    db = _db()
+    db = open_db()
     results = {}
     with db.read() as conn:
         repo = TenantRepository(conn)
@@ -369,7 +316,7 @@ def audit_verify(
             }
         else:
             doc["reason"] = results[tenant].reason
-        _emit(doc)
+        emit(doc)
     else:
         for name, r in results.items():
             if r.ok:
@@ -395,7 +342,7 @@ def up(
     """Start the HTTP API, the ingest worker and the syslog listener."""
     from bastion.serve import serve
 
-    settings = load_settings(database_url=_State.database_url, host=host, port=port)
+    settings = load_settings(database_url=State.database_url, host=host, port=port)
     serve(settings, demo=demo)
 
 
@@ -407,45 +354,12 @@ def demo_cmd(
     """Load the demo data set (events, alerts, a case) into a tenant, creating it if needed."""
     from bastion.demo.seed import seed_demo
 
-    report = seed_demo(_db(), tenant)
+    report = seed_demo(open_db(), tenant)
     if json:
-        _emit(report)
+        emit(report)
     else:
         out.print(
             f"demo tenant [bold]{report['tenant']}[/bold]: {report['events']['accepted']} events, "
             f"{report['alerts']['accepted']} alerts, case {report['case_id']}"
         )
         out.print(f"API key (shown once): [bold]{report['api_key']}[/bold]", soft_wrap=True)
-
-
-# ---------------------------------------------------------------- entry point
-
-
-def main() -> None:
-    """Run the CLI, turning user mistakes into one line and a non-zero exit."""
-    debug = os.environ.get("BASTION_DEBUG") == "1"
-    try:
-        rv = app(standalone_mode=False)
-        sys.exit(rv if isinstance(rv, int) else 0)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except (UserError, ValueError, OSError, OperationalError) as exc:
-        if debug:
-            raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, OperationalError):
-            message = f"database error: {str(exc.orig).splitlines()[0] if exc.orig else message}"
-        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,51 @@
+"""The ``bastion`` command line (Typer + Rich).
+
+Every reporting command takes ``--json`` and then prints exactly one JSON object. A user's mistake
+prints one line, ``error: ...``, and exits 2 (1 for an ingest that rejected records); never a traceback.
+Set ``BASTION_DEBUG=1`` to see tracebacks anyway.
+
+Commands live in one module per area (``core`` for tenancy, ingest, search, audit and running); each
+registers itself on the shared ``app`` from ``_common`` when imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from bastion.cli import core  # noqa: F401  (registers commands)
+from bastion.cli._common import UserError, app, err
+
+__all__ = ["app", "main"]
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    """Run the CLI, turning user mistakes into one line and a non-zero exit."""
+    debug = os.environ.get("BASTION_DEBUG") == "1"
+    try:
+        rv = app(standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (UserError, ValueError, OSError, OperationalError) as exc:
+        if debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OperationalError):
+            message = f"database error: {str(exc.orig).splitlines()[0] if exc.orig else message}"
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
