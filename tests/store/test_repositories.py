@@ -177,4 +177,26 @@ def test_every_repository_is_scoped_to_its_tenant(db: Database) -> None:
     with db.write() as conn:
         new, dup = TenantScope(conn, a).events.insert_batch([_row(1)], ingested=1)
         assert (len(new), dup) == (1, 0)
-        assert conn.execute(select(events.c.tenant_id).where(events.c.id == f"{1:032x}")).all().__len__() == 2
+        assert (
+            conn.execute(select(events.c.tenant_num).where(events.c.id == f"{1:032x}")).all().__len__() == 2
+        )
+
+
+def test_events_sharing_a_64_bit_key_are_kept_apart(db: Database) -> None:
+    """The duplicate check indexes the first 64 bits of the id; two ids that share them are still two events."""
+    tid = _tenant(db, "acme")
+    first, second = _row(1), _row(2)
+    first.id = "ab" * 8 + "0" * 16
+    second.id = "ab" * 8 + "1" * 16
+    with db.write() as conn:
+        new, dup = TenantScope(conn, tid).events.insert_batch([first], ingested=1)
+        assert (len(new), dup) == (1, 0)
+    with db.write() as conn:
+        new, dup = TenantScope(conn, tid).events.insert_batch([second, first], ingested=2)
+        assert (new, dup) == ([second.id], 1)
+    with db.read() as conn:
+        scope = TenantScope(conn, tid)
+        assert scope.events.count() == 2
+        got = scope.events.get(second.id)
+        assert got is not None and got.id == second.id
+        assert scope.events.get("not-an-id") is None

@@ -14,19 +14,29 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import msgspec
 import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
-from bastion.store.tables import event_observables, events
+from bastion.store.tables import event_observables, events, tenants
 
-__all__ = ["INDEX_VALUE_MAX", "EventRepository", "EventRow", "StoredEvent", "index_value", "value_hash"]
+__all__ = [
+    "INDEX_VALUE_MAX",
+    "EventRepository",
+    "EventRow",
+    "StoredEvent",
+    "id_fp",
+    "index_value",
+    "value_hash",
+]
 
 INDEX_VALUE_MAX = 1000
 _CASE_SENSITIVE = frozenset({"url"})
 _CHUNK = 500
+_PG_LOCK_CLASS = 0x0B57  # first key of the per-tenant ingest advisory lock on PostgreSQL
 
 
 def index_value(obs_type: str, value: str) -> str:
@@ -39,6 +49,13 @@ def value_hash(indexed: str) -> int:
     """A signed 64-bit hash of an indexed value (stable across processes, unlike ``hash``)."""
     digest = hashlib.blake2b(indexed.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def id_fp(event_id: str) -> int:
+    """The indexed 64-bit key of an event id (its first 16 hex digits, as a signed integer)."""
+    if len(event_id) != 32:
+        raise ValueError(f"not an event id: {event_id!r}")
+    return int.from_bytes(bytes.fromhex(event_id[:16]), "big", signed=True)
 
 
 def _search_forms(value: str, obs_type: str | None) -> set[str]:
@@ -88,16 +105,33 @@ class EventRepository:
         self._param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         self._sqlite = conn.dialect.name == "sqlite"
 
+    @cached_property
+    def tenant_num(self) -> int:
+        """The tenant's small integer, the key of the event tables (-1 for an unknown tenant: no rows)."""
+        num = self.conn.execute(select(tenants.c.num).where(tenants.c.id == self.tenant_id)).scalar()
+        return int(num) if num is not None else -1
+
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(ids), _CHUNK):
-            chunk = list(ids[start : start + _CHUNK])
-            q = select(events.c.id).where(events.c.tenant_id == self.tenant_id, events.c.id.in_(chunk))
+            chunk = ids[start : start + _CHUNK]
+            q = select(events.c.id).where(
+                events.c.tenant_num == self.tenant_num, events.c.fp.in_({id_fp(i) for i in chunk})
+            )
             found.update(self.conn.execute(q).scalars())
         return found
 
     def insert_batch(self, rows: Sequence[EventRow], ingested: int) -> tuple[list[str], int]:
-        """Store the rows whose id is new; return (the new ids, how many were duplicates)."""
+        """Store the rows whose id is new; return (the new ids, how many were duplicates).
+
+        The duplicate check and the insert must see the same table: SQLite write transactions are
+        exclusive already; on PostgreSQL a per-tenant transaction lock serializes concurrent writers.
+        """
+        num = self.tenant_num
+        if num < 0:
+            raise LookupError(f"no tenant with id {self.tenant_id!r}")
+        if not self._sqlite:
+            self.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)", (_PG_LOCK_CLASS, num))
         seen = self.existing_ids([r.id for r in rows])
         fresh: list[EventRow] = []
         duplicates = 0
@@ -110,17 +144,16 @@ class EventRepository:
         if not fresh:
             return [], duplicates
         p = self._param
-        tenant = self.tenant_id
         pks = self._reserve_pks(len(fresh))
-        conflict = "" if self._sqlite else " ON CONFLICT DO NOTHING"
         self.conn.exec_driver_sql(
-            f"INSERT INTO events (pk, tenant_id, id, time, ingested, class_uid, severity_id, format, "
-            f"normalized, raw) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}){conflict}",
+            f"INSERT INTO events (pk, tenant_num, id, fp, time, ingested, class_uid, severity_id, format, "
+            f"normalized, raw) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
             [
                 (
                     pk,
-                    tenant,
+                    num,
                     r.id,
+                    id_fp(r.id),
                     r.time,
                     ingested,
                     r.class_uid,
@@ -132,17 +165,19 @@ class EventRepository:
                 for pk, r in zip(pks, fresh, strict=True)
             ],
         )
-        index_rows = sorted(
-            {
-                (tenant, value_hash(index_value(t, v)), pk)
-                for pk, r in zip(pks, fresh, strict=True)
-                for t, v in r.observables
-            }
-        )
+        # Observable values repeat heavily within a batch (hosts, users, images): hash each once.
+        hashes: dict[tuple[str, str], int] = {}
+        index_set: set[tuple[int, int, int]] = set()
+        for pk, r in zip(pks, fresh, strict=True):
+            for obs in r.observables:
+                h = hashes.get(obs)
+                if h is None:
+                    h = hashes[obs] = value_hash(index_value(*obs))
+                index_set.add((num, h, pk))
+        index_rows = sorted(index_set)
         if index_rows:
-            verb = "INSERT OR IGNORE INTO" if self._sqlite else "INSERT INTO"
             self.conn.exec_driver_sql(
-                f"{verb} event_observables (tenant_id, vhash, event_pk) VALUES ({p}, {p}, {p}){conflict}",
+                f"INSERT INTO event_observables (tenant_num, vhash, event_pk) VALUES ({p}, {p}, {p})",
                 index_rows,
             )
         return [r.id for r in fresh], duplicates
@@ -160,13 +195,19 @@ class EventRepository:
         return [int(r[0]) for r in rows]
 
     def get(self, event_id: str) -> StoredEvent | None:
+        try:
+            fp = id_fp(event_id)
+        except ValueError:
+            return None
         row = self.conn.execute(
-            select(events).where(events.c.tenant_id == self.tenant_id, events.c.id == event_id)
+            select(events).where(
+                events.c.tenant_num == self.tenant_num, events.c.fp == fp, events.c.id == event_id
+            )
         ).first()
         return _stored(row) if row else None
 
     def count(self) -> int:
-        q = select(func.count()).select_from(events).where(events.c.tenant_id == self.tenant_id)
+        q = select(func.count()).select_from(events).where(events.c.tenant_num == self.tenant_num)
         return int(self.conn.execute(q).scalar_one())
 
     def search(
@@ -180,7 +221,7 @@ class EventRepository:
         before: tuple[int, int] | None = None,
     ) -> tuple[list[StoredEvent], tuple[int, int] | None]:
         """Newest first. ``before`` is the (time, pk) cursor returned by the previous page."""
-        q = select(events).where(events.c.tenant_id == self.tenant_id)
+        q = select(events).where(events.c.tenant_num == self.tenant_num)
         if start is not None:
             q = q.where(events.c.time >= start)
         if end is not None:
@@ -189,7 +230,7 @@ class EventRepository:
         if value is not None:
             forms = _search_forms(value, obs_type)
             sub = select(event_observables.c.event_pk).where(
-                event_observables.c.tenant_id == self.tenant_id,
+                event_observables.c.tenant_num == self.tenant_num,
                 event_observables.c.vhash.in_(sorted(value_hash(f) for f in forms)),
             )
             q = q.where(events.c.pk.in_(sub))

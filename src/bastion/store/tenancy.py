@@ -10,7 +10,7 @@ import builtins
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bastion.model import Role, Tenant
@@ -50,9 +50,11 @@ class TenantRepository:
         tenant = Tenant(id=new_id(), name=name, parent_id=parent_id, created=now_ms())
         try:
             with self.conn.begin_nested():
+                num = self.conn.execute(select(func.coalesce(func.max(tenants.c.num), 0))).scalar_one()
                 self.conn.execute(
                     tenants.insert().values(
                         id=tenant.id,
+                        num=int(num) + 1,
                         name=name,
                         parent_id=parent_id,
                         created=tenant.created,

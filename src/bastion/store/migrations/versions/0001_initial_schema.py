@@ -21,6 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "tenants",
         sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("num", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("parent_id", sa.String(length=32), nullable=True),
         sa.Column("created", sa.BigInteger(), nullable=False),
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["parent_id"], ["tenants.id"], name=op.f("fk_tenants_parent_id_tenants")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
         sa.UniqueConstraint("name", name=op.f("uq_tenants_name")),
+        sa.UniqueConstraint("num", name=op.f("uq_tenants_num")),
     )
     op.create_table(
         "alerts",
@@ -94,13 +96,10 @@ def upgrade() -> None:
 
     op.create_table(
         "event_observables",
-        sa.Column("tenant_id", sa.String(length=32), nullable=False),
+        sa.Column("tenant_num", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("vhash", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("event_pk", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.id"], name=op.f("fk_event_observables_tenant_id_tenants")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "vhash", "event_pk", name=op.f("pk_event_observables")),
+        sa.PrimaryKeyConstraint("tenant_num", "vhash", "event_pk", name=op.f("pk_event_observables")),
         sqlite_with_rowid=False,
     )
     op.create_table(
@@ -108,8 +107,9 @@ def upgrade() -> None:
         sa.Column(
             "pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
-        sa.Column("tenant_id", sa.String(length=32), nullable=False),
+        sa.Column("tenant_num", sa.Integer(), nullable=False),
         sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("fp", sa.BigInteger(), nullable=False),
         sa.Column("time", sa.BigInteger(), nullable=False),
         sa.Column("ingested", sa.BigInteger(), nullable=False),
         sa.Column("class_uid", sa.Integer(), nullable=False),
@@ -117,12 +117,12 @@ def upgrade() -> None:
         sa.Column("format", sa.String(length=40), nullable=False),
         sa.Column("normalized", sa.Text(), nullable=False),
         sa.Column("raw", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_events_tenant_id_tenants")),
+        sa.ForeignKeyConstraint(["tenant_num"], ["tenants.num"], name=op.f("fk_events_tenant_num_tenants")),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_events")),
-        sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_events_tenant_id_id")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_events_tenant_id_time"), ["tenant_id", "time"], unique=False)
+        batch_op.create_index(batch_op.f("ix_events_tenant_num_fp"), ["tenant_num", "fp"], unique=False)
+        batch_op.create_index(batch_op.f("ix_events_tenant_num_time"), ["tenant_num", "time"], unique=False)
 
     op.create_table(
         "users",
@@ -270,7 +270,8 @@ def downgrade() -> None:
     op.drop_table("alert_observables")
     op.drop_table("users")
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_events_tenant_id_time"))
+        batch_op.drop_index(batch_op.f("ix_events_tenant_num_time"))
+        batch_op.drop_index(batch_op.f("ix_events_tenant_num_fp"))
 
     op.drop_table("events")
     op.drop_table("event_observables")
