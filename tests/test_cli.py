@@ -8,6 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bastion.store import Database
+from bastion.tenancy.service import authenticate
 from tests.conftest import cli_json, run_cli
 
 
@@ -80,6 +82,32 @@ def test_keys_and_users(url: str) -> None:
     assert "invalid e-mail" in _one_line_error(
         run_cli("user", "add", "eve", "--tenant", "acme", "--role", "viewer", "--email", "x", db_url=url)
     )
+
+
+def test_api_keys_list_and_revoke(url: str) -> None:
+    first = cli_json("tenant", "create", "acme", db_url=url)["api_key"]
+    second = cli_json("apikey", "create", "--tenant", "acme", "--role", "viewer", "--name", "ro", db_url=url)
+    keys = cli_json("apikey", "list", "--tenant", "acme", db_url=url)["api_keys"]
+    assert sorted(k["name"] for k in keys) == ["initial", "ro"]
+    assert not any(k["revoked"] for k in keys)
+    assert all(first not in str(k) and second["api_key"] not in str(k) for k in keys)  # never the key
+    ro = next(k for k in keys if k["name"] == "ro")
+    assert second["api_key"].startswith(ro["prefix"])
+    db = Database(url)
+    try:
+        assert authenticate(db, second["api_key"]) is not None
+        done = cli_json("apikey", "revoke", ro["prefix"], "--tenant", "acme", db_url=url)
+        assert done == {"tenant": "acme", "revoked": ro["id"]}
+        assert authenticate(db, second["api_key"]) is None
+        assert authenticate(db, first) is not None
+    finally:
+        db.dispose()
+    keys = cli_json("apikey", "list", "--tenant", "acme", db_url=url)["api_keys"]
+    assert {k["name"]: k["revoked"] for k in keys} == {"initial": False, "ro": True}
+    assert "no API key" in _one_line_error(
+        run_cli("apikey", "revoke", "bst_nope", "--tenant", "acme", db_url=url)
+    )
+    assert cli_json("audit", "verify", "--tenant", "acme", "--json", db_url=url)["ok"] is True
 
 
 def test_ingest_attack_samples_twice(url: str, shared_data: Path) -> None:

@@ -25,7 +25,14 @@ from bastion.cli._common import (
 from bastion.config import load_settings
 from bastion.model import Role
 from bastion.store import TenantRepository, TenantScope
-from bastion.tenancy.service import add_user, create_api_key, create_tenant, require_tenant
+from bastion.tenancy.service import (
+    add_user,
+    create_api_key,
+    create_tenant,
+    list_api_keys,
+    require_tenant,
+    revoke_api_key,
+)
 
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -99,6 +106,35 @@ def apikey_create(
         emit({"tenant": tenant, "api_key": key})
     else:
         out.print(f"API key (shown once): [bold]{key}[/bold]", soft_wrap=True)
+
+
+@apikey_app.command("list")
+def apikey_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
+    """List a tenant's API keys: label, role, user, printed prefix, and whether revoked."""
+    keys = list_api_keys(open_db(), tenant)
+    if json:
+        emit({"tenant": tenant, "api_keys": keys})
+        return
+    table = Table("id", "prefix", "name", "role", "user", "revoked")
+    for k in keys:
+        table.add_row(
+            k["id"], k["prefix"], k["name"], k["role"], k["user"] or "", "yes" if k["revoked"] else ""
+        )
+    out.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="the key's id, or the prefix `apikey list` shows")],
+    tenant: TenantOpt,
+    json: JsonOpt = False,
+) -> None:
+    """Revoke an API key: it stops authenticating immediately. Audited."""
+    key_id = revoke_api_key(open_db(), tenant, key)
+    if json:
+        emit({"tenant": tenant, "revoked": key_id})
+    else:
+        out.print(f"revoked API key {key_id}")
 
 
 @user_app.command("add")

@@ -107,6 +107,39 @@ class TenantRepository:
         )
         return key_id
 
+    def api_keys(self, tenant_id: str) -> builtins.list[dict[str, Any]]:
+        """The tenant's keys, newest first, without their hashes."""
+        q = (
+            select(
+                api_keys.c.id,
+                api_keys.c.name,
+                api_keys.c.role,
+                api_keys.c.prefix,
+                api_keys.c.created,
+                api_keys.c.revoked,
+                users.c.name.label("user"),
+            )
+            .outerjoin(users, users.c.id == api_keys.c.user_id)
+            .where(api_keys.c.tenant_id == tenant_id)
+            .order_by(api_keys.c.created.desc(), api_keys.c.id)
+        )
+        return [{str(k): v for k, v in r._mapping.items()} for r in self.conn.execute(q)]
+
+    def revoke_api_key(self, tenant_id: str, key: str) -> str | None:
+        """Revoke the tenant's key whose id or prefix is ``key``; returns its id, or None if none matched.
+
+        A prefix that names several keys revokes none (the caller asks for the id instead)."""
+        q = select(api_keys.c.id).where(
+            api_keys.c.tenant_id == tenant_id, (api_keys.c.id == key) | (api_keys.c.prefix == key)
+        )
+        ids = list(self.conn.execute(q).scalars())
+        if len(ids) != 1:
+            if len(ids) > 1:
+                raise DuplicateError(f"{key!r} names {len(ids)} keys; give the key id instead")
+            return None
+        self.conn.execute(update(api_keys).where(api_keys.c.id == ids[0]).values(revoked=True))
+        return str(ids[0])
+
     def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         q = (
             select(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import msgspec
 
@@ -19,7 +20,9 @@ __all__ = [
     "authenticate",
     "create_api_key",
     "create_tenant",
+    "list_api_keys",
     "require_tenant",
+    "revoke_api_key",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -110,6 +113,27 @@ def create_api_key(
             actor, "apikey.create", "apikey", key_id, {"name": name, "role": role.value, "user": user}
         )
     return key
+
+
+def list_api_keys(db: Database, tenant_name: str) -> list[dict[str, Any]]:
+    """The tenant's API keys (id, label, role, user, prefix, created, revoked); never the key or its hash."""
+    with db.read() as conn:
+        repo = TenantRepository(conn)
+        return repo.api_keys(require_tenant(repo, tenant_name).id)
+
+
+def revoke_api_key(db: Database, tenant_name: str, key: str, *, actor: str = "cli") -> str:
+    """Revoke a key by its id or its printed prefix (``bst_...``): it stops authenticating at once."""
+    with db.write() as conn:
+        repo = TenantRepository(conn)
+        tenant = require_tenant(repo, tenant_name)
+        key_id = repo.revoke_api_key(tenant.id, key)
+        if key_id is None:
+            raise NotFoundError(
+                f"no API key {key!r} in tenant {tenant_name!r}; `bastion apikey list` shows them"
+            )
+        TenantScope(conn, tenant.id).audit.append(actor, "apikey.revoke", "apikey", key_id, {})
+    return key_id
 
 
 def add_user(
