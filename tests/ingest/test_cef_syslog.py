@@ -10,7 +10,7 @@ from bastion.ingest.cef import CefError, find_cef, parse_cef
 from bastion.ingest.normalize import NormalizeError, detect_format, normalize
 from bastion.ingest.normalize.cef import cef_class, cef_severity, cef_time
 from bastion.ingest.syslog import SyslogError, bsd_datetime, parse_syslog
-from bastion.model import EventClass, Severity
+from bastion.model import ActionId, EventClass, Severity
 
 
 def ms(text: str) -> int:
@@ -120,6 +120,24 @@ def test_cef_errors_say_what_is_wrong(line: str, message: str) -> None:
 # ------------------------------------------------------------------------------------------ CEF events
 
 
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("allow", ActionId.ALLOWED),
+        ("Accept", ActionId.ALLOWED),
+        ("drop", ActionId.DENIED),
+        ("Blocked", ActionId.DENIED),
+        ("alert", ActionId.OTHER),
+        ("", ActionId.UNKNOWN),
+    ],
+)
+def test_cef_act_becomes_the_ocsf_action(word: str, expected: ActionId) -> None:
+    line = f"CEF:0|PAN|PAN-OS|10|end|TRAFFIC|1|src=10.0.0.1 dst=10.0.0.2 act={word}"
+    event = normalize(line)
+    assert event.action_id == expected
+    assert event.action == (word or None)
+
+
 def test_cef_normalized_event() -> None:
     line = (
         r"<134>1 2024-05-01T10:00:00.000Z fw01.example.com CEF - - - "
@@ -139,6 +157,7 @@ def test_cef_normalized_event() -> None:
     assert event.severity_id == Severity.HIGH
     assert event.time == 1714557600123
     assert event.message == "Trojan.Generic blocked on access"
+    assert (event.action, event.action_id) == ("blocked", ActionId.DENIED)
     assert event.metadata is not None
     assert (event.metadata.vendor, event.metadata.product, event.metadata.event_code) == (
         "Trellix",

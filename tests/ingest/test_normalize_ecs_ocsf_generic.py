@@ -294,6 +294,11 @@ def test_ocsf_network_activity() -> None:
     assert process.parent_process.name == "systemd"
     assert event.actor.user is None
     assert event.process is None
+    assert (event.action, event.action_id) == (None, 0)
+    denied = normalize({**OCSF_NETWORK, "action": "Denied", "action_id": 2})
+    assert (denied.action, denied.action_id) == ("Denied", 2)
+    worded = normalize({**OCSF_NETWORK, "action": "Allowed", "action_id": 7})  # out of range: read the word
+    assert worded.action_id == 1
 
 
 def test_ocsf_hashes_and_bad_class() -> None:

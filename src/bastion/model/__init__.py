@@ -4,6 +4,7 @@ from bastion.model.alert import Alert, AlertStatus
 from bastion.model.asset import Asset, Criticality, Identity
 from bastion.model.case import Case, CaseComment, CaseStatus, CaseTask, TaskStatus, TimelineEntry
 from bastion.model.event import (
+    ActionId,
     Actor,
     Device,
     Endpoint,
@@ -22,6 +23,7 @@ from bastion.model.tenant import ROLE_RANK, Role, Tenant
 
 __all__ = [
     "ROLE_RANK",
+    "ActionId",
     "Actor",
     "Alert",
     "AlertStatus",

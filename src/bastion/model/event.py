@@ -16,6 +16,7 @@ import msgspec
 from bastion.model.observable import Observable
 
 __all__ = [
+    "ActionId",
     "Actor",
     "Device",
     "Endpoint",
@@ -170,6 +171,48 @@ class Metadata(msgspec.Struct, omit_defaults=True):
     original_time: str | None = None
 
 
+class ActionId(IntEnum):
+    """OCSF ``action_id``: whether a security control let the activity through."""
+
+    UNKNOWN = 0
+    ALLOWED = 1
+    DENIED = 2
+    OTHER = 99
+
+    @classmethod
+    def from_word(cls, word: str | None) -> ActionId:
+        """Read a product's action word (CEF ``act``, a firewall log's action) as an ActionId."""
+        if not word:
+            return cls.UNKNOWN
+        w = word.strip().lower()
+        if w in _ALLOW_WORDS:
+            return cls.ALLOWED
+        if w in _DENY_WORDS:
+            return cls.DENIED
+        return cls.OTHER
+
+
+_ALLOW_WORDS = frozenset({"allow", "allowed", "accept", "accepted", "permit", "permitted", "pass", "passed"})
+_DENY_WORDS = frozenset(
+    {
+        "deny",
+        "denied",
+        "drop",
+        "dropped",
+        "block",
+        "blocked",
+        "reject",
+        "rejected",
+        "reset",
+        "quarantined",
+        "prevented",
+        "cleaned",
+        "deleted",
+        "terminated",
+    }
+)
+
+
 class Event(msgspec.Struct, omit_defaults=True):
     """One normalized event. ``time`` is epoch milliseconds (OCSF ``timestamp_t``)."""
 
@@ -188,5 +231,9 @@ class Event(msgspec.Struct, omit_defaults=True):
     url: Url | None = None
     query: str | None = None  # DNS query name, for DNS activity
     registry_key: str | None = None
+    # What a security control did, as OCSF's ``action`` (the product's word, e.g. "blocked") and
+    # ``action_id`` (one of the ActionId values).
+    action: str | None = None
+    action_id: int = 0
     observables: list[Observable] = msgspec.field(default_factory=list)
     raw: Any = None

@@ -21,7 +21,8 @@ Mapping decisions:
   ``fname``/``filePath``/``fileHash`` the file (hash algorithm by length), ``msg`` the message (else the
   Name), ``dvchost``/``dvc``/``deviceExternalId`` the device (else the syslog HOSTNAME).
 * ``metadata``: vendor, product, ``event_code`` = Signature ID, ``uid`` = ``externalId``.
-* ``act`` (deviceAction) and other extension keys have no Event field yet; they stay in ``raw``.
+* ``act`` (deviceAction) is the ``action``, read as an OCSF ``action_id`` (allowed, denied or other).
+  Other extension keys stay in ``raw``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bastion.ingest.normalize import NormalizeError, register
 from bastion.ingest.normalize.syslog import device_from_host
 from bastion.ingest.syslog import MONTHS, SyslogError, bsd_datetime, parse_rfc3339, parse_syslog
 from bastion.model import (
+    ActionId,
     Actor,
     Device,
     Endpoint,
@@ -211,6 +213,8 @@ def normalize_cef(record: Any) -> Event:
         process=_process(ext, "dproc", "dpid"),
         file=_file(ext),
         url=_url(ext.get("request")),
+        action=ext.get("act") or None,
+        action_id=ActionId.from_word(ext.get("act")),
         raw=record,
     )
     user = _user(ext)

@@ -18,6 +18,7 @@ from bastion.ingest.normalize._coerce import as_int as _int
 from bastion.ingest.normalize._coerce import as_str as _str
 from bastion.ingest.normalize.generic import to_epoch_ms
 from bastion.model import (
+    ActionId,
     Actor,
     Device,
     Endpoint,
@@ -210,5 +211,15 @@ def normalize_ocsf(record: Any) -> Event:
         url=url,
         query=_str(query.get("hostname")) if type(query) is dict else _str(query),
         registry_key=_str(registry.get("path")) if registry else None,
+        action=_str(record.get("action")),
+        action_id=_action_id(record),
         raw=record,
     )
+
+
+def _action_id(record: dict[str, Any]) -> int:
+    """OCSF ``action_id`` as given (0, 1, 2 or 99), else read from its ``action`` word."""
+    given = record.get("action_id")
+    if type(given) is int and given in ActionId._value2member_map_:
+        return given
+    return int(ActionId.from_word(_str(record.get("action"))))
