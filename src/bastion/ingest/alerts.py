@@ -31,7 +31,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +39,7 @@ import msgspec
 
 from bastion.ingest.observables import refang
 from bastion.model import Alert, Observable, ObservableType, Severity
+from bastion.model.timefmt import parse_time
 
 __all__ = [
     "WEBHOOK_MAPPERS",
@@ -172,29 +173,6 @@ def _obs(kind: ObservableType | None, value: Any, field: str | None) -> Observab
         return Observable(kind, normalize_observable(kind, str(value)), field)
     except ValueError:
         return None
-
-
-def parse_time(value: object) -> int:
-    """Epoch milliseconds from an ISO-8601 string (naive means UTC) or an epoch number in seconds or
-    milliseconds. Raise ValueError for anything else."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
-        value = float(value)
-    if isinstance(value, int | float):
-        number = float(value)
-        if not 0 <= number < 1e15:
-            raise ValueError(f"{value!r} is out of range for an epoch time")
-        return round(number * 1000) if number < 1e11 else round(number)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(f"{value!r} is not an ISO-8601 time (like 2026-03-10T09:12:00Z)") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return (parsed - _EPOCH) // timedelta(milliseconds=1)
-    raise ValueError(f"{value!r} is not a time")
 
 
 def _now_ms() -> int:

@@ -6,8 +6,8 @@ literal dotted keys both work). The registered ``generic`` normalizer is the fal
 uses :data:`DEFAULT_MAPPING`, which tries the names common in home-grown JSON logs. A named mapping
 registered with :func:`register_mapping` becomes its own normalizer, ``generic:<name>``.
 
-Times: :func:`to_epoch_ms` reads epoch seconds, milliseconds, microseconds or nanoseconds (told apart by
-magnitude) and ISO-8601 / RFC 3339 strings (``Z`` or offsets; a time without an offset is UTC). A record
+Times are read by :func:`bastion.model.timefmt.to_epoch_ms` (epoch numbers of any unit, ISO-8601 /
+RFC 3339; a time without an offset is UTC), re-exported here for the normalizers. A record
 whose mapping finds no time gets ``time=0``: the normalizer does not invent one, the caller (the ingest
 source) fills in its receive time.
 
@@ -16,14 +16,13 @@ This module also holds the small time and path helpers the other JSON normalizer
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from bastion.ingest.normalize import NormalizeError, register
 from bastion.model import Event, EventClass, Severity
+from bastion.model.timefmt import to_epoch_ms
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -33,85 +32,6 @@ __all__ = [
     "register_mapping",
     "to_epoch_ms",
 ]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-# A fraction longer than microseconds (.NET's 7 digits, RFC 3339 nanoseconds) that fromisoformat refuses.
-_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
-_EPOCH_UNITS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
-
-
-def _epoch_number_ms(value: float) -> int:
-    """Epoch number of unknown unit -> ms. Below 1e11 it is seconds (1e11 s is the year 5138, 1e11 ms
-    is 1973), below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds."""
-    mag = abs(value)
-    if mag < 1e11:
-        return round(value * 1000)
-    if mag < 1e14:
-        return int(value)
-    if mag < 1e17:
-        return int(value // 1000)
-    return int(value // 1_000_000)
-
-
-def _iso_ms(text: str) -> int | None:
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        fixed = _LONG_FRACTION.sub(r"\1", text.strip())
-        if fixed.endswith(("z", "Z")):
-            fixed = fixed[:-1] + "+00:00"
-        try:
-            dt = datetime.fromisoformat(fixed)
-        except ValueError:
-            return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _MS
-
-
-def to_epoch_ms(value: Any, time_format: str | None = None) -> int | None:
-    """Read a timestamp as epoch milliseconds, or None when it is missing or unreadable.
-
-    ``time_format`` None guesses (numbers by magnitude, strings as numbers or ISO-8601); ``"s"``, ``"ms"``,
-    ``"us"``, ``"ns"`` fix the epoch unit; ``"iso"`` forces ISO-8601; anything with ``%`` is a
-    :meth:`datetime.strptime` pattern (UTC unless it has ``%z``).
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if time_format is None:
-        if isinstance(value, int | float):
-            return _epoch_number_ms(value)
-        if isinstance(value, str):
-            text = value.strip()
-            if not text:
-                return None
-            if text[0].isdigit() and text.replace(".", "", 1).isdigit():
-                return _epoch_number_ms(float(text) if "." in text else int(text))
-            return _iso_ms(text)
-        if isinstance(value, datetime):
-            dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-            return (dt - _EPOCH) // _MS
-        return None
-    unit = _EPOCH_UNITS.get(time_format)
-    if unit is not None:
-        try:
-            number = float(value) if isinstance(value, str) and "." in value else int(value)
-        except (TypeError, ValueError):
-            return None
-        mul, div = unit
-        return int(number * mul) // div
-    if not isinstance(value, str):
-        return None
-    if time_format == "iso":
-        return _iso_ms(value)
-    try:
-        dt = datetime.strptime(value, time_format)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _MS
 
 
 def get_path(record: Any, path: str) -> Any:
