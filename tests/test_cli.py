@@ -110,6 +110,25 @@ def test_api_keys_list_and_revoke(url: str) -> None:
     assert cli_json("audit", "verify", "--tenant", "acme", "--json", db_url=url)["ok"] is True
 
 
+def test_demo_twice_adds_nothing_and_retires_the_earlier_key(url: str) -> None:
+    first = cli_json("demo", "--json", db_url=url)
+    assert first["events"]["accepted"] > 0 and first["alerts"]["accepted"] > 0
+    second = cli_json("demo", "--json", db_url=url)
+    assert second["events"]["accepted"] == 0 and second["alerts"]["accepted"] == 0
+    assert second["case_id"] == first["case_id"]
+    searched = cli_json("events", "search", "--tenant", "demo", "--limit", "1000", "--json", db_url=url)
+    assert len(searched["events"]) == first["events"]["accepted"]
+    db = Database(url)
+    try:
+        assert authenticate(db, first["api_key"]) is not None  # the tenant's initial key stays
+        third = cli_json("demo", "--json", db_url=url)
+        assert authenticate(db, second["api_key"]) is None  # the previous run's key is retired
+        assert authenticate(db, third["api_key"]) is not None
+    finally:
+        db.dispose()
+    assert cli_json("audit", "verify", "--tenant", "demo", "--json", db_url=url)["ok"] is True
+
+
 def test_ingest_attack_samples_twice(url: str, shared_data: Path) -> None:
     samples = shared_data / "evtx-attack-samples" / "events.jsonl.gz"
     cli_json("tenant", "create", "acme", db_url=url)

@@ -10,9 +10,9 @@ from bastion.demo.generator import load_demo_alerts, load_demo_events, load_demo
 from bastion.ingest.alerts import map_webhook, parse_alert_document
 from bastion.ingest.records import RawRecord
 from bastion.model import Severity
-from bastion.pipeline import ingest_alerts, prepare_events, store_events
+from bastion.pipeline import AlertResult, IngestResult, ingest_alerts, prepare_events, store_events
 from bastion.store import Database, TenantRepository, TenantScope
-from bastion.tenancy.service import create_api_key, create_tenant
+from bastion.tenancy.service import create_api_key, create_tenant, list_api_keys, revoke_api_key
 
 __all__ = ["DEMO_CASE_TITLE", "seed_demo"]
 
@@ -21,15 +21,29 @@ DEMO_CASE_TITLE = "Intrusion on WS-0142: phishing to credential theft"
 
 def seed_demo(db: Database, tenant_name: str = "demo") -> dict[str, Any]:
     """Create the tenant (or reuse it), load the demo set, and return a fresh API key with the counts.
+    A rerun revokes the key the previous run printed.
 
-    Safe to run again: events dedupe by fingerprint, alerts by their external id, the case by title.
+    Safe to run again: once the demo case exists, the data set is not loaded a second time.
     """
     with db.read() as conn:
         tenant = TenantRepository(conn).by_name(tenant_name)
+    existing_tenant = tenant is not None
     if tenant is None:
         tenant, key = create_tenant(db, tenant_name, actor="demo")
     else:
+        # The key is shown once and stored hashed, so each start makes a new one and retires the last.
+        for old in list_api_keys(db, tenant_name):
+            if old["name"].startswith("demo-") and not old["revoked"]:
+                revoke_api_key(db, tenant_name, old["id"], actor="demo")
         key = create_api_key(db, tenant_name, name=f"demo-{int(time.time())}", actor="demo")
+    if existing_tenant:
+        # The data set is rebased to "now" on load, so a second load would be new events: keep the
+        # first load, and let the live trickle of `bastion up --demo` keep the tenant current.
+        with db.read() as conn:
+            scope = TenantScope(conn, tenant.id)
+            found = [c for c in scope.cases.list(limit=1000) if c["title"] == DEMO_CASE_TITLE]
+            if found:
+                return _report(tenant_name, key, found[0]["id"], IngestResult(), AlertResult())
     now = int(time.time() * 1000)
     records = [
         RawRecord(line=i, data=data, format=fmt)
@@ -45,25 +59,27 @@ def seed_demo(db: Database, tenant_name: str = "demo") -> dict[str, Any]:
 
     with db.write() as conn:
         scope = TenantScope(conn, tenant.id)
-        existing = [c for c in scope.cases.list(limit=1000) if c["title"] == DEMO_CASE_TITLE]
-        if existing:
-            case_id = existing[0]["id"]
-        else:
-            story = [i for i, a in zip(alert_result.ids, alerts, strict=True) if a.severity >= Severity.HIGH]
-            case = open_case(
-                scope,
-                "demo",
-                DEMO_CASE_TITLE,
-                Severity.HIGH,
-                alert_ids=story,
-                reason="demo: same host and user across the intrusion",
-                description="Phishing mail, encoded PowerShell, LSASS access, lateral movement.",
-            )
-            case_id = case.id
+        story = [i for i, a in zip(alert_result.ids, alerts, strict=True) if a.severity >= Severity.HIGH]
+        case = open_case(
+            scope,
+            "demo",
+            DEMO_CASE_TITLE,
+            Severity.HIGH,
+            alert_ids=story,
+            reason="demo: same host and user across the intrusion",
+            description="Phishing mail, encoded PowerShell, LSASS access, lateral movement.",
+        )
+    assert case.id is not None
+    return _report(tenant_name, key, case.id, events, alert_result)
+
+
+def _report(
+    tenant_name: str, key: str, case_id: str, events: IngestResult, alerts: AlertResult
+) -> dict[str, Any]:
     return {
         "tenant": tenant_name,
         "api_key": key,
         "case_id": case_id,
         "events": {"accepted": events.accepted, "duplicates": events.duplicates, "rejected": events.rejected},
-        "alerts": {"accepted": alert_result.accepted, "duplicates": alert_result.duplicates},
+        "alerts": {"accepted": alerts.accepted, "duplicates": alerts.duplicates},
     }
