@@ -1,9 +1,10 @@
 """The flow of DESIGN.md section 1, in one readable place.
 
-Today the pipeline runs ``ingest -> normalize -> extract observables -> store``; detection, enrichment
-and triage slot in between as they land. Everything before ``respond`` has no side effect outside
-Bastion's own store, so it runs in batches (one transaction per batch) and is safe to re-run: an event's
-id is its content fingerprint, so the same input stores nothing new the second time.
+Today the pipeline runs ``ingest -> normalize -> extract observables -> detect -> store``; enrichment
+and triage slot in as they land. Everything before ``respond`` has no side effect outside Bastion's own
+store, so it runs in batches (one transaction per batch) and is safe to re-run: an event's id is its
+content fingerprint, so the same input stores nothing new the second time, and a detection alert is
+stored only with a new event (its external id is rule id and event id, so it is never stored twice).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from bastion.detect.alerts import alerts_for_events
+from bastion.detect.tenant import Detection
 from bastion.ingest.fingerprint import canonical_bytes, fingerprint
 from bastion.ingest.normalize import normalize
 from bastion.ingest.observables import extract_observables
@@ -44,12 +47,17 @@ class IngestResult(msgspec.Struct):
 
 
 def prepare_events(
-    records: Iterable[RawRecord | RecordError], fmt: str | None = None, *, now: int | None = None
+    records: Iterable[RawRecord | RecordError],
+    fmt: str | None = None,
+    *,
+    now: int | None = None,
+    detection: Detection | None = None,
 ) -> tuple[list[EventRow], list[dict[str, Any]]]:
-    """Normalize and extract each record, outside any transaction. Returns (rows, errors).
+    """Normalize, extract and detect on each record, outside any transaction. Returns (rows, errors).
 
-    ``fmt`` forces a normalizer; otherwise the reader's hint, then detection, picks one. An event with
-    no time of its own gets the ingest time.
+    ``fmt`` forces a normalizer; otherwise the reader's hint, then format detection, picks one. An event
+    with no time of its own gets the ingest time. ``detection`` (the tenant's rules, from
+    :data:`bastion.detect.tenant.DETECTORS`) attaches the alerts each event raises to its row.
     """
     ingest_time = now if now is not None else int(time.time() * 1000)
     rows: list[EventRow] = []
@@ -63,19 +71,29 @@ def prepare_events(
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             errors.append({"line": rec.line, "reason": str(exc) or type(exc).__name__})
             continue
-        rows.append(_row(rec.data, event, ingest_time))
+        rows.append(_row(rec.data, event, ingest_time, detection))
     return rows, errors
 
 
-def _row(data: Any, event: Event, ingest_time: int) -> EventRow:
+def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None) -> EventRow:
     canonical = canonical_bytes(data)
     raw = canonical if isinstance(data, dict | list) else orjson.dumps(data)
+    event_id = fingerprint(canonical).hex()
     event.observables = extract_observables(event)
     if not event.time:
         event.time = ingest_time
+    alerts: list[Alert] = []
+    if detection is not None:
+        alerts = alerts_for_events(
+            detection.detector,
+            [event],
+            now=ingest_time,
+            suppressions=detection.suppressions,
+            event_ids=[event_id],
+        )
     event.raw = None  # stored once, in its own column
     return EventRow(
-        id=fingerprint(canonical).hex(),
+        id=event_id,
         time=event.time,
         class_uid=int(event.class_uid),
         severity_id=int(event.severity_id),
@@ -83,6 +101,7 @@ def _row(data: Any, event: Event, ingest_time: int) -> EventRow:
         normalized=_encode_event(event).decode(),
         raw=raw.decode(),
         observables=[(o.type.value, o.value) for o in event.observables],
+        alerts=alerts,
     )
 
 
@@ -95,11 +114,16 @@ def store_events(
     *,
     source: str = "api",
 ) -> IngestResult:
-    """Store one prepared batch in one transaction, with one audit entry for the batch."""
+    """Store one prepared batch in one transaction, with one audit entry for the batch and one for each
+    detection alert (stored only for events that are new)."""
     ingested = int(time.time() * 1000)
     with db.write() as conn:
         scope = TenantScope(conn, tenant_id)
         new_ids, duplicates = scope.events.insert_batch(rows, ingested)
+        fresh = set(new_ids)
+        detected = [a for row in rows if row.alerts and row.id in fresh for a in row.alerts]
+        if detected:
+            _store_alerts(scope, actor, detected, AlertResult())
         scope.audit.append(
             actor,
             "events.ingest",
@@ -110,6 +134,7 @@ def store_events(
                 "accepted": len(new_ids),
                 "duplicates": duplicates,
                 "rejected": len(errors),
+                "alerts": len(detected),
             },
         )
     return IngestResult(
@@ -137,29 +162,32 @@ class AlertResult(msgspec.Struct):
 def ingest_alerts(db: Database, tenant_id: str, actor: str, alerts: list[Alert]) -> AlertResult:
     """Store alerts from other tools (one transaction), auditing each new one."""
     result = AlertResult()
-    now = int(time.time() * 1000)
     with db.write() as conn:
-        scope = TenantScope(conn, tenant_id)
-        for alert in alerts:
-            if not alert.time:
-                alert.time = now
-            stored, new = scope.alerts.insert(alert)
-            assert stored.id is not None
-            result.ids.append(stored.id)
-            if new:
-                result.accepted += 1
-                scope.audit.append(
-                    actor,
-                    "alert.create",
-                    "alert",
-                    stored.id,
-                    {
-                        "title": stored.title,
-                        "source": stored.source,
-                        "severity": int(stored.severity),
-                        "external_id": stored.external_id,
-                    },
-                )
-            else:
-                result.duplicates += 1
+        _store_alerts(TenantScope(conn, tenant_id), actor, alerts, result)
     return result
+
+
+def _store_alerts(scope: TenantScope, actor: str, alerts: list[Alert], result: AlertResult) -> None:
+    now = int(time.time() * 1000)
+    for alert in alerts:
+        if not alert.time:
+            alert.time = now
+        stored, new = scope.alerts.insert(alert)
+        assert stored.id is not None
+        result.ids.append(stored.id)
+        if new:
+            result.accepted += 1
+            scope.audit.append(
+                actor,
+                "alert.create",
+                "alert",
+                stored.id,
+                {
+                    "title": stored.title,
+                    "source": stored.source,
+                    "severity": int(stored.severity),
+                    "external_id": stored.external_id,
+                },
+            )
+        else:
+            result.duplicates += 1

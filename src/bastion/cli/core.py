@@ -198,6 +198,7 @@ def ingest(
     json: JsonOpt = False,
 ) -> None:
     """Ingest a file into a tenant. Exits 1 when any record was rejected (good ones are stored anyway)."""
+    from bastion.detect.tenant import DETECTORS
     from bastion.ingest.normalize import NORMALIZERS
     from bastion.ingest.readers import READER_FORMATS, read_path
     from bastion.pipeline import IngestResult, batched, prepare_events, store_events
@@ -218,6 +219,7 @@ def ingest(
     with db.read() as conn:
         t = require_tenant(TenantRepository(conn), tenant)
     result = IngestResult()
+    detection = DETECTORS.for_tenant(db, t.id)
     records = read_path(path, reader_fmt)
     show = not json and sys.stderr.isatty()
     with Progress(
@@ -232,7 +234,7 @@ def ingest(
     ) as progress:
         task = progress.add_task(f"ingesting {path.name}", total=None)
         for chunk in batched(records, settings.ingest_batch_size):
-            rows, errors = prepare_events(chunk, normalizer)
+            rows, errors = prepare_events(chunk, normalizer, detection=detection)
             result.add(store_events(db, t.id, "cli", rows, errors, source=f"file:{path.name}"))
             progress.advance(task, len(chunk))
     doc = {

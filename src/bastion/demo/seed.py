@@ -7,6 +7,7 @@ from typing import Any
 
 from bastion.cases.service import open_case
 from bastion.demo.generator import load_demo_alerts, load_demo_events, load_demo_webhooks
+from bastion.detect.tenant import DETECTORS
 from bastion.ingest.alerts import map_webhook, parse_alert_document
 from bastion.ingest.records import RawRecord
 from bastion.model import Severity
@@ -49,7 +50,7 @@ def seed_demo(db: Database, tenant_name: str = "demo") -> dict[str, Any]:
         RawRecord(line=i, data=data, format=fmt)
         for i, (fmt, data) in enumerate(load_demo_events(now), start=1)
     ]
-    rows, errors = prepare_events(records, now=now)
+    rows, errors = prepare_events(records, now=now, detection=DETECTORS.for_tenant(db, tenant.id))
     events = store_events(db, tenant.id, "demo", rows, errors, source="demo")
 
     alerts = [parse_alert_document(doc) for doc in load_demo_alerts(now)]

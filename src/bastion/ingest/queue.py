@@ -18,6 +18,7 @@ from concurrent.futures import Future
 
 import msgspec
 
+from bastion.detect.tenant import DETECTORS
 from bastion.ingest.records import RawRecord, RecordError
 from bastion.pipeline import IngestResult, batched, prepare_events, store_events
 from bastion.store import Database
@@ -119,8 +120,9 @@ class IngestQueue:
             job, future = item
             try:
                 result = IngestResult()
+                detection = DETECTORS.for_tenant(self.db, job.tenant_id)
                 for chunk in batched(job.records, self.batch_size):
-                    rows, errors = prepare_events(chunk, job.fmt)
+                    rows, errors = prepare_events(chunk, job.fmt, detection=detection)
                     result.add(
                         store_events(self.db, job.tenant_id, job.actor, rows, errors, source=job.source)
                     )

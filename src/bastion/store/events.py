@@ -21,6 +21,7 @@ import msgspec
 import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
+from bastion.model import Alert
 from bastion.store.tables import event_observables, events, tenants
 
 __all__ = [
@@ -83,6 +84,8 @@ class EventRow(msgspec.Struct, array_like=True):
     normalized: str
     raw: str
     observables: list[tuple[str, str]]
+    # Alerts that detection raised on this event; stored only if the event itself is new.
+    alerts: list[Alert] = msgspec.field(default_factory=list)
 
 
 class StoredEvent(msgspec.Struct, omit_defaults=True):
