@@ -44,6 +44,25 @@ class Settings(BaseSettings):
     syslog_tcp_port: int | None = Field(5514, ge=0, le=65535)
     syslog_tenant: str | None = Field(None, description="tenant that syslog input belongs to")
     log_level: str = "info"
+    warninglists_path: str | None = Field(None, description="MISP warning lists (default ../shared/data)")
+    attack_path: str | None = Field(None, description="ATT&CK enterprise bundle (default ../shared/data)")
+    geoip_db: str | None = Field(None, description="MaxMind-format City/Country .mmdb for enrichment")
+    geoip_asn_db: str | None = Field(None, description="MaxMind-format ASN .mmdb for enrichment")
+    # Approvals (docs/approvals.md): signed links, Slack, e-mail.
+    public_url: str = Field("http://127.0.0.1:8000", description="base URL of links sent to approvers")
+    approval_link_key: str | None = Field(None, description="HMAC key for approval links")
+    approval_link_key_file: str = Field("var/approval-link.key", description="key file used when no key set")
+    approval_link_ttl_s: int = Field(86400, ge=60, description="lifetime of an approval link")
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_channel: str | None = Field(None, description="channel that approval requests are posted to")
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "bastion@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
 
     @classmethod
     def settings_customise_sources(
