@@ -8,22 +8,17 @@ four-eyes rule and the quorum are enforced exactly as for every other channel.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
 from bastion.cli._common import JsonOpt, TenantOpt, UserError, app, emit, open_db, out
-from bastion.respond.approvals import (
-    Approval,
-    decide,
-    get_approval,
-    list_approvals,
-    map_slack_user,
-    set_slack_channel,
-)
 from bastion.store import Database, TenantRepository
 from bastion.tenancy.service import require_tenant
+
+if TYPE_CHECKING:
+    from bastion.respond.approvals import Approval
 
 __all__ = ["approvals_app"]
 
@@ -72,6 +67,8 @@ def approvals_list(
     if status not in _STATUSES:
         raise UserError(f"unknown status {status!r}; use one of {', '.join(_STATUSES)}")
     db = open_db()
+    from bastion.respond.approvals import list_approvals
+
     found = list_approvals(
         db, _tenant_id(db, tenant), status=None if status == "all" else status, limit=limit
     )
@@ -99,6 +96,8 @@ def approvals_list(
 def approvals_show(approval_id: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
     """Show one approval with its decisions."""
     db = open_db()
+    from bastion.respond.approvals import get_approval
+
     a = get_approval(db, _tenant_id(db, tenant), approval_id)
     if json:
         emit(a.to_dict())
@@ -122,6 +121,8 @@ def approvals_slack_link(
 ) -> None:
     """Let a Slack user decide approvals from Slack as a Bastion user of this tenant."""
     db = open_db()
+    from bastion.respond.approvals import map_slack_user
+
     map_slack_user(db, _tenant_id(db, tenant), slack_user, user, actor="cli")
     if json:
         emit({"tenant": tenant, "slack_user": slack_user, "user": user})
@@ -139,6 +140,8 @@ def approvals_slack_channel(
 ) -> None:
     """Post this tenant's approval requests to its own Slack channel."""
     db = open_db()
+    from bastion.respond.approvals import set_slack_channel
+
     set_slack_channel(db, _tenant_id(db, tenant), channel, actor="cli")
     if json:
         emit({"tenant": tenant, "slack_channel": channel})
@@ -157,6 +160,8 @@ def _decide(
     json: bool,
 ) -> None:
     db = open_db()
+    from bastion.respond.approvals import decide
+
     a = decide(
         db, _tenant_id(db, tenant), approval_id, user=user, decision=decision, comment=comment, channel="cli"
     )

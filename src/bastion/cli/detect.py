@@ -9,28 +9,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
 from bastion.cli._common import JsonOpt, TenantOpt, UserError, app, emit, open_db, out
-from bastion.detect.correlation import CorrelationEngine
-from bastion.detect.engine import Detector
-from bastion.detect.events import flatten
-from bastion.detect.readers import decode, read_event_items
-from bastion.detect.rules import load_rules
-from bastion.detect.tenant import (
-    add_pack,
-    add_suppression,
-    hunt,
-    remove_suppression,
-    set_pack_enabled,
-    set_rule_enabled,
-)
 from bastion.store.detection import DetectionRepository
 from bastion.store.tenancy import TenantRepository
 from bastion.tenancy.service import require_tenant
+
+if TYPE_CHECKING:  # the rule engine loads pySigma; commands import it when they run, keeping startup fast
+    from bastion.detect.correlation import CorrelationEngine
+    from bastion.detect.engine import Detector
 
 __all__ = ["detect_command", "hunt_command", "rules_check"]
 
@@ -43,6 +34,9 @@ _EVENTS_PATH = ""
 
 
 def _match_chunk(args: tuple[int, list[Any]]) -> list[tuple[int, int]]:
+    from bastion.detect.events import flatten
+    from bastion.detect.readers import decode
+
     start, items = args
     det = _WORKER_DETECTOR
     assert det is not None
@@ -76,6 +70,9 @@ def _write_hits(
     chunk: tuple[int, list[Any]],
     corr: CorrelationEngine | None,
 ) -> None:
+    from bastion.detect.events import flatten
+    from bastion.detect.readers import decode
+
     w = sys.stdout.write
     by_event: dict[int, list[int]] = {}
     for idx, ridx in hits:
@@ -105,6 +102,10 @@ def detect_command(
     workers: Annotated[int, typer.Option("--workers", min=1, help="processes matching in parallel")] = 1,
 ) -> None:
     """Run Sigma rules over an events file (no database): one JSON line per match."""
+    from bastion.detect.correlation import CorrelationEngine
+    from bastion.detect.engine import Detector
+    from bastion.detect.readers import read_event_items
+
     global _WORKER_DETECTOR, _EVENTS_PATH
     for p in rules:
         if not p.exists():
@@ -155,6 +156,9 @@ def rules_check(
     json: JsonOpt = False,
 ) -> None:
     """Compile every rule and report each one that cannot be used, with the reason."""
+    from bastion.detect.engine import Detector
+    from bastion.detect.rules import load_rules
+
     for p in paths:
         if not p.exists():
             raise UserError(f"no such rule file or folder: {p}")
@@ -204,6 +208,8 @@ def pack_add(
     json: JsonOpt = False,
 ) -> None:
     """Enable a rule pack for a tenant."""
+    from bastion.detect.tenant import add_pack
+
     row = add_pack(open_db(), tenant, name, str(path))
     if json:
         emit({"pack": row.name, "path": row.path, "enabled": row.enabled})
@@ -229,6 +235,8 @@ def pack_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
 @pack_app.command("disable")
 def pack_disable(name: str, tenant: TenantOpt) -> None:
     """Turn a tenant's rule pack off (kept, can be enabled again)."""
+    from bastion.detect.tenant import set_pack_enabled
+
     set_pack_enabled(open_db(), tenant, name, False)
     out.print(f"pack {name} disabled")
 
@@ -236,6 +244,8 @@ def pack_disable(name: str, tenant: TenantOpt) -> None:
 @pack_app.command("enable")
 def pack_enable(name: str, tenant: TenantOpt) -> None:
     """Turn a tenant's rule pack back on."""
+    from bastion.detect.tenant import set_pack_enabled
+
     set_pack_enabled(open_db(), tenant, name, True)
     out.print(f"pack {name} enabled")
 
@@ -243,6 +253,8 @@ def pack_enable(name: str, tenant: TenantOpt) -> None:
 @rules_app.command("disable")
 def rule_disable(rule_id: str, tenant: TenantOpt) -> None:
     """Turn one rule off for a tenant."""
+    from bastion.detect.tenant import set_rule_enabled
+
     set_rule_enabled(open_db(), tenant, rule_id, False)
     out.print(f"rule {rule_id} disabled")
 
@@ -250,6 +262,8 @@ def rule_disable(rule_id: str, tenant: TenantOpt) -> None:
 @rules_app.command("enable")
 def rule_enable(rule_id: str, tenant: TenantOpt) -> None:
     """Turn one rule back on for a tenant."""
+    from bastion.detect.tenant import set_rule_enabled
+
     set_rule_enabled(open_db(), tenant, rule_id, True)
     out.print(f"rule {rule_id} enabled")
 
@@ -268,6 +282,7 @@ def rule_suppress(
     json: JsonOpt = False,
 ) -> None:
     """Add a suppression: matches with these field values raise no alert."""
+    from bastion.detect.tenant import add_suppression
     from bastion.model.timefmt import parse_time_ms
 
     fields: dict[str, str] = {}
@@ -290,6 +305,8 @@ def rule_suppress(
 @rules_app.command("unsuppress")
 def rule_unsuppress(sid: str, tenant: TenantOpt) -> None:
     """Remove a suppression by id."""
+    from bastion.detect.tenant import remove_suppression
+
     remove_suppression(open_db(), tenant, sid)
     out.print(f"suppression {sid} removed")
 
@@ -331,6 +348,7 @@ def hunt_command(
     json: JsonOpt = False,
 ) -> None:
     """Run Sigma rules over a tenant's stored events."""
+    from bastion.detect.tenant import hunt
     from bastion.model.timefmt import parse_time_ms
 
     for p in rule:
