@@ -24,3 +24,10 @@ if ! psql -h 127.0.0.1 -d test -Atc 'select 1' >/dev/null 2>&1; then
     || su postgres -c "psql -c 'CREATE DATABASE test'" >/dev/null 2>&1 || true
 fi
 echo "test-services: PostgreSQL ready"
+
+# OpenLDAP slapd + ldap-utils: the intel/enrich tests start their own slapd on a free port.
+if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
+  need_root slapd
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null
+fi
+echo "test-services: slapd available"

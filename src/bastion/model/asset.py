@@ -6,7 +6,7 @@ from enum import IntEnum
 
 import msgspec
 
-__all__ = ["Asset", "Criticality", "Identity"]
+__all__ = ["Asset", "Criticality", "Identity", "Software"]
 
 
 class Criticality(IntEnum):
@@ -14,6 +14,15 @@ class Criticality(IntEnum):
     MEDIUM = 2
     HIGH = 3
     CRITICAL = 4
+
+
+class Software(msgspec.Struct, omit_defaults=True):
+    """An installed product; ``cpe`` (2.3) when known lets CVE intel match it exactly."""
+
+    name: str
+    version: str | None = None
+    vendor: str | None = None
+    cpe: str | None = None
 
 
 class Asset(msgspec.Struct, omit_defaults=True):
@@ -24,6 +33,8 @@ class Asset(msgspec.Struct, omit_defaults=True):
     criticality: Criticality = Criticality.MEDIUM
     os: str | None = None
     tags: list[str] = msgspec.field(default_factory=list)
+    business_unit: str | None = None
+    software: list[Software] = msgspec.field(default_factory=list)
 
 
 class Identity(msgspec.Struct, omit_defaults=True):
@@ -34,3 +45,5 @@ class Identity(msgspec.Struct, omit_defaults=True):
     privileged: bool = False
     groups: list[str] = msgspec.field(default_factory=list)
     manager: str | None = None
+    status: str = "active"
+    department: str | None = None

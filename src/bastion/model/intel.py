@@ -6,7 +6,7 @@ from enum import StrEnum
 
 import msgspec
 
-__all__ = ["Indicator", "IndicatorType", "Tlp"]
+__all__ = ["Indicator", "IndicatorType", "Sighting", "Tlp"]
 
 
 class IndicatorType(StrEnum):
@@ -24,6 +24,8 @@ class IndicatorType(StrEnum):
     JA4 = "ja4"
     CVE = "cve"
     LEAKED_CREDENTIAL = "leaked_credential"
+    X509_SERIAL = "x509_serial"
+    EMAIL_SUBJECT = "email_subject"
 
 
 class Tlp(StrEnum):
@@ -34,8 +36,24 @@ class Tlp(StrEnum):
     RED = "red"
 
 
+class Sighting(msgspec.Struct, omit_defaults=True):
+    """One source's report of an indicator; merged indicators keep one per source."""
+
+    source: str
+    confidence: int = 50
+    first_seen: int | None = None
+    last_seen: int | None = None
+    count: int = 1
+    half_life_days: float | None = None  # the source's decay policy; None = the default
+
+
 class Indicator(msgspec.Struct, omit_defaults=True):
-    """An indicator with its provenance. Times are epoch milliseconds; ``confidence`` is 0-100."""
+    """An indicator with its provenance. Times are epoch milliseconds; ``confidence`` is 0-100.
+
+    ``pattern`` marks a value that is a regular expression (STIX ``MATCHES``) rather than a literal.
+    ``details`` carries type-specific facts: for a leaked credential ``breach_source``, ``breach_date``
+    and, at most, a salted ``password_hash`` (a plaintext password is never kept).
+    """
 
     type: IndicatorType
     value: str
@@ -50,3 +68,8 @@ class Indicator(msgspec.Struct, omit_defaults=True):
     techniques: list[str] = msgspec.field(default_factory=list)
     actors: list[str] = msgspec.field(default_factory=list)
     malware: list[str] = msgspec.field(default_factory=list)
+    id: str | None = None
+    pattern: bool = False
+    description: str | None = None
+    details: dict[str, str] = msgspec.field(default_factory=dict)
+    sightings: list[Sighting] = msgspec.field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Enrichment: intel matches, asset and identity context, GeoIP/ASN and reputation lookups for alerts."""

@@ -1,0 +1,157 @@
+"""The enrichment stage: for an alert and its observables, add intel matches, warning-list marks, asset
+and identity context and GeoIP/ASN, and say whether the evidence raises the alert's severity.
+
+Severity is raised only by evidence that is not known-benign: an observable on a MISP warning list is
+marked and its intel matches never raise severity (they are kept, for the analyst to see). A live
+indicator match with confidence >= 75 raises to high; any other match raises to at least medium; a
+critical asset involved raises one step. Techniques linked from matched indicators are added by id.
+The stage reads only Bastion's own store, so it is safe to re-run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from bastion.enrich.geoip import GeoIp
+from bastion.intel.store import decayed_confidence, match_observables
+from bastion.model import Alert, Severity
+from bastion.model.asset import Criticality
+from bastion.store import Database
+from bastion.store._util import now_ms
+from bastion.store.assets import InventoryRepository
+
+__all__ = ["Enrichment", "apply", "enrich_alert", "enrich_alerts"]
+
+_IP = {"ipv4", "ipv6"}
+
+
+class Enrichment(msgspec.Struct):
+    intel: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    known_benign: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    assets: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    identities: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    geo: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    techniques: list[str] = msgspec.field(default_factory=list)
+    severity: int = 0
+    reasons: list[str] = msgspec.field(default_factory=list)
+
+
+def enrich_alert(
+    db: Database,
+    tenant_id: str,
+    alert: Alert,
+    *,
+    warninglists: Any = None,
+    geoip: GeoIp | None = None,
+    now: int | None = None,
+) -> Enrichment:
+    now = now if now is not None else now_ms()
+    obs = [(o.type.value, o.value) for o in alert.observables]
+    result = Enrichment(severity=int(alert.severity))
+    benign: set[tuple[str, str]] = set()
+    if warninglists is not None:
+        for t, v in obs:
+            lists = warninglists.check(v, t)
+            if lists:
+                benign.add((t, v))
+                result.known_benign.append({"type": t, "value": v, "warninglists": [w.name for w in lists]})
+    best = int(alert.severity)
+    techniques = set(alert.techniques)
+    for (t, v), hits in zip(obs, match_observables(db, tenant_id, obs, now), strict=True):
+        for ind in hits:
+            conf = decayed_confidence(ind, now)
+            is_benign = (t, v) in benign
+            result.intel.append(
+                {
+                    "observable": {"type": t, "value": v},
+                    "indicator": ind.value,
+                    "indicator_type": ind.type.value,
+                    "id": ind.id,
+                    "source": ind.source,
+                    "confidence": conf,
+                    "tags": ind.tags,
+                    "known_benign": is_benign,
+                }
+            )
+            techniques.update(ind.techniques)
+            if is_benign:
+                continue
+            target = Severity.HIGH if conf >= 75 else Severity.MEDIUM
+            if target > best:
+                best = int(target)
+                result.reasons.append(f"intel match {ind.value} ({ind.source}, confidence {conf})")
+    with db.read() as conn:
+        inv = InventoryRepository(conn, tenant_id)
+        seen_hosts: set[str] = set()
+        seen_users: set[str] = set()
+        for t, v in obs:
+            found = []
+            if t in _IP:
+                found = inv.assets_by_ip(v)
+            elif t == "host":
+                a = inv.asset(v) or inv.asset(v.split(".")[0])
+                found = [a] if a else []
+            for a in found:
+                if a.hostname in seen_hosts:
+                    continue
+                seen_hosts.add(a.hostname)
+                result.assets.append(msgspec.to_builtins(a))
+                if (
+                    a.criticality >= Criticality.CRITICAL
+                    and best < Severity.CRITICAL
+                    and (t, v) not in benign
+                ):
+                    best = min(int(Severity.CRITICAL), best + 1)
+                    result.reasons.append(f"critical asset {a.hostname}")
+            ident = None
+            if t == "user":
+                name = v.split("\\")[-1].split("@")[0]
+                ident = inv.identity(name) or (inv.identity_by_email(v) if "@" in v else None)
+            elif t == "email":
+                ident = inv.identity_by_email(v)
+            if ident is not None and ident.username not in seen_users:
+                seen_users.add(ident.username)
+                result.identities.append(msgspec.to_builtins(ident))
+    if geoip is not None and geoip.configured:
+        for t, v in obs:
+            if t in _IP:
+                geo = geoip.lookup(v)
+                if geo:
+                    result.geo[v] = geo
+    result.techniques = sorted(techniques)
+    result.severity = best
+    return result
+
+
+def apply(alert: Alert, enrichment: Enrichment) -> Alert:
+    """The alert with the enrichment's severity, techniques and tags folded in."""
+    tags = set(alert.tags)
+    if enrichment.intel:
+        tags.add("intel-match")
+    if enrichment.known_benign:
+        tags.add("known-benign")
+    return msgspec.structs.replace(
+        alert,
+        severity=Severity(enrichment.severity),
+        techniques=enrichment.techniques,
+        tags=sorted(tags),
+    )
+
+
+def enrich_alerts(
+    db: Database,
+    tenant_id: str,
+    alerts: list[Alert],
+    *,
+    warninglists: Any = None,
+    geoip: GeoIp | None = None,
+) -> list[tuple[Alert, Enrichment]]:
+    """The pipeline stage: each alert with its enrichment applied, before it is stored. Reads only."""
+    now = now_ms()
+    out = []
+    for alert in alerts:
+        e = enrich_alert(db, tenant_id, alert, warninglists=warninglists, geoip=geoip, now=now)
+        out.append((apply(alert, e), e))
+    return out

@@ -1,0 +1,122 @@
+"""Identity sync from LDAP / Active Directory with ``ldap3``: people under a base DN become identities
+(username, e-mail, display name, groups, manager, status, privileged flag).
+
+OpenLDAP (``inetOrgPerson``) uses ``uid``/``mail``/``cn``, group membership from ``groupOfNames``
+``member`` (or ``memberOf`` where the overlay is on), and ``employeeType: disabled`` marks a disabled
+account. Active Directory uses ``sAMAccountName``/``mail``/``displayName``/``memberOf`` and the disabled
+bit of ``userAccountControl``. Membership in a group named in ``privileged_groups`` sets ``privileged``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from ldap3 import ALL_ATTRIBUTES, SUBTREE, Connection, Server
+
+from bastion.enrich.inventory import ImportResult, store_identities
+from bastion.model.asset import Identity
+from bastion.store import Database
+
+__all__ = ["LdapConfig", "fetch_identities", "sync_ldap"]
+
+_DEFAULT_PRIVILEGED = ["admins", "domain admins", "enterprise admins", "administrators"]
+
+
+class LdapConfig(msgspec.Struct):
+    url: str
+    base_dn: str
+    bind_dn: str | None = None
+    password: str | None = None
+    active_directory: bool = False
+    user_filter: str | None = None
+    group_base_dn: str | None = None
+    privileged_groups: list[str] = msgspec.field(default_factory=lambda: list(_DEFAULT_PRIVILEGED))
+    timeout: int = 10
+
+
+def _first(entry: dict[str, Any], name: str) -> str | None:
+    v = entry.get(name)
+    if isinstance(v, list):
+        return str(v[0]) if v else None
+    return str(v) if v not in (None, "") else None
+
+
+def _cn(dn: str) -> str:
+    head = dn.split(",", 1)[0]
+    return head.split("=", 1)[-1]
+
+
+def fetch_identities(cfg: LdapConfig) -> list[Identity]:
+    server = Server(cfg.url, connect_timeout=cfg.timeout)
+    conn = Connection(
+        server, user=cfg.bind_dn, password=cfg.password, auto_bind=True, receive_timeout=cfg.timeout
+    )
+    try:
+        flt = cfg.user_filter or (
+            "(&(objectClass=user)(objectCategory=person))"
+            if cfg.active_directory
+            else "(objectClass=inetOrgPerson)"
+        )
+        conn.search(cfg.base_dn, flt, search_scope=SUBTREE, attributes=ALL_ATTRIBUTES)
+        people = [(str(e.entry_dn), e.entry_attributes_as_dict) for e in conn.entries]
+        groups_of: dict[str, list[str]] = {}
+        if not cfg.active_directory:
+            gbase = cfg.group_base_dn or cfg.base_dn.split(",", 1)[-1]
+            conn.search(
+                gbase,
+                "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))",
+                search_scope=SUBTREE,
+                attributes=["cn", "member", "uniqueMember"],
+            )
+            for g in conn.entries:
+                attrs = g.entry_attributes_as_dict
+                name = _first(attrs, "cn") or _cn(str(g.entry_dn))
+                for member in [*(attrs.get("member") or []), *(attrs.get("uniqueMember") or [])]:
+                    groups_of.setdefault(str(member).lower(), []).append(name)
+    finally:
+        conn.unbind()
+    privileged = {g.lower() for g in cfg.privileged_groups}
+    out: list[Identity] = []
+    for dn, attrs in people:
+        if cfg.active_directory:
+            username = _first(attrs, "sAMAccountName")
+            groups = [_cn(str(g)) for g in attrs.get("memberOf") or []]
+            uac = int(_first(attrs, "userAccountControl") or 0)
+            status = "disabled" if uac & 2 else "active"
+            display = _first(attrs, "displayName")
+        else:
+            username = _first(attrs, "uid")
+            groups = sorted(
+                {*groups_of.get(dn.lower(), []), *(_cn(str(g)) for g in attrs.get("memberOf") or [])}
+            )
+            status = "disabled" if (_first(attrs, "employeeType") or "").lower() == "disabled" else "active"
+            display = _first(attrs, "displayName") or _first(attrs, "cn")
+        if not username:
+            continue
+        manager = _first(attrs, "manager")
+        mail = _first(attrs, "mail")
+        out.append(
+            Identity(
+                username=username.lower(),
+                id=dn,
+                email=mail.lower() if mail else None,
+                display_name=display,
+                privileged=any(g.lower() in privileged for g in groups),
+                groups=groups,
+                manager=_cn(manager) if manager else None,
+                status=status,
+                department=_first(attrs, "departmentNumber") or _first(attrs, "department"),
+            )
+        )
+    return out
+
+
+def sync_ldap(db: Database, tenant_id: str, cfg: LdapConfig, *, actor: str) -> ImportResult:
+    """Fetch every person and store them as identities (one audited import)."""
+    try:
+        identities = fetch_identities(cfg)
+    except Exception as exc:
+        raise ValueError(f"LDAP sync from {cfg.url} failed: {type(exc).__name__}: {exc}") from None
+    store_identities(db, tenant_id, identities, actor=actor, source=cfg.url)
+    return ImportResult(imported=len(identities))

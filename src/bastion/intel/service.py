@@ -1,0 +1,133 @@
+"""Intel operations the CLI, API and feed poller share: take parsed indicators into the store, then
+retro-hunt and run preemptive matching on what is new; read and change the tenant's intel profile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from bastion.intel.feeds import FeedError, ParseResult, parse_bytes, parse_path
+from bastion.intel.preemptive import run_preemptive
+from bastion.intel.retrohunt import DEFAULT_RETRO_DAYS, retro_hunt
+from bastion.intel.store import LoadResult, load_indicators
+from bastion.store import Database
+from bastion.store.intel import IntelRepository
+from bastion.store.scope import TenantScope
+
+__all__ = ["IngestSummary", "get_profile", "ingest_parsed", "load_file", "load_url", "update_profile"]
+
+_PROFILE_KEYS = {"owned_domains", "sector", "region", "regions", "retro_days", "decay"}
+
+
+class IngestSummary(msgspec.Struct):
+    load: LoadResult
+    retro_alerts: int = 0
+    triggers: int = 0
+    warnings: list[str] = msgspec.field(default_factory=list)
+
+    def contract(self) -> dict[str, Any]:
+        return {
+            **self.load.contract(),
+            "retro_hunt_alerts": self.retro_alerts,
+            "triggers": self.triggers,
+            "problems": self.load.problems[:50],
+            "warnings": self.warnings[:50],
+        }
+
+
+def get_profile(db: Database, tenant_id: str) -> dict[str, Any]:
+    with db.read() as conn:
+        return IntelRepository(conn, tenant_id).profile()
+
+
+def update_profile(db: Database, tenant_id: str, changes: dict[str, Any], *, actor: str) -> dict[str, Any]:
+    """Merge ``changes`` into the tenant's intel profile (owned domains, sector, region, retro_days,
+    decay)."""
+    unknown = set(changes) - _PROFILE_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown intel profile field(s) {', '.join(sorted(unknown))}; "
+            f"use {', '.join(sorted(_PROFILE_KEYS))}"
+        )
+    if "owned_domains" in changes:
+        changes["owned_domains"] = sorted(
+            {str(d).strip().lower().rstrip(".") for d in changes["owned_domains"] if str(d).strip()}
+        )
+    if "retro_days" in changes:
+        days = int(changes["retro_days"])
+        if not 1 <= days <= 3650:
+            raise ValueError("retro_days must be between 1 and 3650")
+        changes["retro_days"] = days
+    with db.write() as conn:
+        repo = IntelRepository(conn, tenant_id)
+        profile = {**repo.profile(), **changes}
+        repo.set_profile(profile)
+        TenantScope(conn, tenant_id).audit.append(
+            actor, "intel.profile.update", "intel_profile", tenant_id, changes
+        )
+    return profile
+
+
+def ingest_parsed(
+    db: Database,
+    tenant_id: str,
+    parsed: ParseResult,
+    *,
+    actor: str,
+    feed: str | None = None,
+    half_life_days: float | None = None,
+) -> IngestSummary:
+    load = load_indicators(
+        db,
+        tenant_id,
+        parsed.indicators,
+        actor=actor,
+        rejected=parsed.rejected,
+        half_life_days=half_life_days,
+        feed=feed,
+    )
+    summary = IngestSummary(load=load, warnings=list(parsed.warnings))
+    if load.new:
+        days = int(get_profile(db, tenant_id).get("retro_days") or DEFAULT_RETRO_DAYS)
+        summary.retro_alerts = len(retro_hunt(db, tenant_id, load.new, days=days).alerts)
+        summary.triggers = len(run_preemptive(db, tenant_id, load.new, actor=actor))
+    return summary
+
+
+def load_file(
+    db: Database,
+    tenant_id: str,
+    path: Path,
+    fmt: str,
+    *,
+    actor: str,
+    source: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> IngestSummary:
+    parsed = parse_path(fmt, path, source=source, options=options)
+    return ingest_parsed(db, tenant_id, parsed, actor=actor, feed=source or path.name)
+
+
+def load_url(
+    db: Database,
+    tenant_id: str,
+    url: str,
+    fmt: str,
+    *,
+    actor: str,
+    source: str | None = None,
+    options: dict[str, Any] | None = None,
+    timeout: float = 60,
+) -> IngestSummary:
+    """Fetch a feed document (a STIX bundle, a CSV export, ...) once and load it."""
+    try:
+        resp = httpx.get(url, timeout=timeout, follow_redirects=True)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise FeedError(f"could not fetch {url}: {exc}") from None
+    parsed = parse_bytes(fmt, resp.content, source=source, options=options)
+    return ingest_parsed(db, tenant_id, parsed, actor=actor, feed=source or url)

@@ -1,0 +1,170 @@
+"""Retro-hunt over stored events through the observable index, and preemptive matching: lookalike
+domains, CVEs against installed software, sector/region tags, each raising the intel trigger hook."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bastion.enrich.inventory import parse_assets, store_assets
+from bastion.ingest.records import RawRecord
+from bastion.intel.feeds import parse_bytes
+from bastion.intel.feeds.base import ParseResult, make_indicator
+from bastion.intel.service import ingest_parsed, update_profile
+from bastion.intel.triggers import IntelTrigger, emit, on_intel_match, unsubscribe
+from bastion.model.intel import IndicatorType as T
+from bastion.pipeline import prepare_events, store_events
+from bastion.store import Database
+from bastion.store.scope import TenantScope
+
+DAY = 86_400_000
+
+
+@pytest.fixture
+def fired() -> Iterator[list[IntelTrigger]]:
+    got: list[IntelTrigger] = []
+    sub = on_intel_match(got.append)
+    yield got
+    unsubscribe(sub)
+
+
+def _event(ts: str, dst_ip: str, domain: str) -> RawRecord:
+    return RawRecord(
+        data={
+            "@timestamp": ts,
+            "event": {"category": ["network"]},
+            "source": {"ip": "10.0.0.5"},
+            "destination": {"ip": dst_ip, "domain": domain},
+        },
+        format="ecs",
+        line=1,
+    )
+
+
+def test_retro_hunt_raises_linked_alerts(db: Database, tenant_id: str) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    recent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1000 - 2 * 86400))
+    old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1000 - 60 * 86400))
+    rows, errors = prepare_events(
+        [
+            _event(recent, "203.0.113.50", "c2.evil.example"),
+            _event(old, "203.0.113.50", "old.example"),
+            _event(recent, "198.51.100.1", "benign.example"),
+        ]
+    )
+    assert not errors
+    store_events(db, tenant_id, "test", rows, errors)
+    parsed = ParseResult(
+        indicators=[
+            make_indicator(T.IPV4, "203.0.113.50", "feed", confidence=90),
+            make_indicator(T.DOMAIN, "c2.evil.example", "feed", confidence=60),
+            make_indicator(T.IPV4, "192.0.2.200", "feed"),
+        ]
+    )
+    summary = ingest_parsed(db, tenant_id, parsed, actor="test")
+    # The IP is in the recent event and in a 60-day-old one (outside the 30-day window): one hit;
+    # the domain hits the same recent event: a second alert, linked to its own indicator.
+    assert summary.retro_alerts == 2
+    with db.read() as conn:
+        alerts, _ = TenantScope(conn, tenant_id).alerts.list(source="retro-hunt")
+    assert len(alerts) == 2
+    for a in alerts:
+        assert "retro-hunt" in a.tags and a.raw["retro_hunt"] is True
+        assert a.event_ids and a.raw["indicator_id"]
+    assert {a.observables[0].value for a in alerts} == {"203.0.113.50", "c2.evil.example"}
+    # Re-running the same indicators raises nothing twice.
+    assert ingest_parsed(db, tenant_id, parsed, actor="test").retro_alerts == 0
+
+    # A wider window reaches the old event for new indicators.
+    update_profile(db, tenant_id, {"retro_days": 90}, actor="test")
+    more = ingest_parsed(
+        db, tenant_id, ParseResult([make_indicator(T.DOMAIN, "old.example", "f")]), actor="test"
+    )
+    assert more.retro_alerts == 1
+
+
+def test_lookalike_domains_of_owned_domains(
+    sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]
+) -> None:
+    update_profile(sqlite_db, sqlite_tenant, {"owned_domains": ["ExampleBank.com"]}, actor="test")
+    feed = b"\n".join(
+        [
+            b"examplebank-login.com",
+            b"examp1ebank.com",
+            b"examplebank.net",
+            b"wikipedia.org",
+            b"unrelated-shop.io",
+            b"mail.examplebank.com",
+        ]
+    )
+    summary = ingest_parsed(sqlite_db, sqlite_tenant, parse_bytes("list", feed), actor="test")
+    assert summary.load.loaded == 6
+    flagged = sorted(t.domain or "" for t in fired)
+    assert flagged == ["examp1ebank.com", "examplebank-login.com", "examplebank.net"]
+    assert all(t.type == "lookalike-domain" and t.owned_domain == "examplebank.com" for t in fired)
+    assert summary.triggers == 3
+
+
+def test_cve_against_installed_software(
+    sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]
+) -> None:
+    assets, problems = parse_assets(
+        b"hostname,ips,criticality,software\n"
+        b"web01,10.0.0.5,critical,openssl@3.0.1;nginx@1.24.0\n"
+        b"db01,10.0.0.9,high,postgresql@16.2\n"
+    )
+    assert not problems
+    store_assets(sqlite_db, sqlite_tenant, assets, actor="test")
+    cves = ParseResult(
+        indicators=[
+            make_indicator(T.CVE, "CVE-2099-0001", "nvd", details={"affects": "openssl@3.0.1"}),
+            make_indicator(
+                T.CVE, "CVE-2099-0002", "nvd", details={"affects": "cpe:2.3:a:openssl:openssl:1.1.1:*"}
+            ),
+            make_indicator(T.CVE, "CVE-2099-0003", "nvd", details={"affects": "exchange_server"}),
+        ]
+    )
+    summary = ingest_parsed(sqlite_db, sqlite_tenant, cves, actor="test")
+    assert summary.triggers == 1
+    assert [(t.type, (t.asset or {}).get("hostname"), t.indicator["value"]) for t in fired] == [
+        ("vulnerable-software", "web01", "CVE-2099-0001")
+    ]
+
+
+def test_sector_and_region_tags(sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]) -> None:
+    update_profile(sqlite_db, sqlite_tenant, {"sector": "finance", "region": "europe"}, actor="test")
+    inds = ParseResult(
+        indicators=[
+            make_indicator(T.IPV4, "192.0.2.1", "isac", tags=["sector:finance"]),
+            make_indicator(T.IPV4, "192.0.2.2", "isac", tags=["region:europe"]),
+            make_indicator(T.IPV4, "192.0.2.3", "isac", tags=["sector:energy", "region:asia"]),
+        ]
+    )
+    ingest_parsed(sqlite_db, sqlite_tenant, inds, actor="test")
+    assert sorted((t.type, t.indicator["value"]) for t in fired) == [
+        ("region", "192.0.2.2"),
+        ("sector", "192.0.2.1"),
+    ]
+
+
+def test_profile_rejects_unknown_fields(sqlite_db: Database, sqlite_tenant: str) -> None:
+    with pytest.raises(ValueError, match="unknown intel profile field"):
+        update_profile(sqlite_db, sqlite_tenant, {"colour": "blue"}, actor="test")
+    with pytest.raises(ValueError, match="retro_days"):
+        update_profile(sqlite_db, sqlite_tenant, {"retro_days": 0}, actor="test")
+
+
+def test_a_failing_subscriber_does_not_stop_others(fired: list[IntelTrigger]) -> None:
+    def broken(_t: IntelTrigger) -> None:
+        raise RuntimeError("subscriber bug")
+
+    on_intel_match(broken)
+    try:
+        trig = IntelTrigger(tenant_id="t", type="sector", key="k", indicator={"value": "x"})
+        assert emit(trig) == 1
+        assert fired == [trig]
+    finally:
+        unsubscribe(broken)
