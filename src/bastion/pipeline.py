@@ -1,10 +1,11 @@
 """The flow of DESIGN.md section 1, in one readable place.
 
-Today the pipeline runs ``ingest -> normalize -> extract observables -> detect -> store``; enrichment
-and triage slot in as they land. Everything before ``respond`` has no side effect outside Bastion's own
-store, so it runs in batches (one transaction per batch) and is safe to re-run: an event's id is its
-content fingerprint, so the same input stores nothing new the second time, and a detection alert is
-stored only with a new event (its external id is rule id and event id, so it is never stored twice).
+Today the pipeline runs ``ingest -> normalize -> extract observables -> detect -> enrich -> store``;
+triage slots in as it lands. Alerts from other tools take ``enrich -> store``. Everything before
+``respond`` has no side effect outside Bastion's own store, so it runs in batches (one transaction per
+batch) and is safe to re-run: an event's id is its content fingerprint, so the same input stores
+nothing new the second time, and a detection alert is stored only with a new event (its external id is
+rule id and event id, so it is never stored twice).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 
 from bastion.detect.alerts import alerts_for_events
 from bastion.detect.tenant import Detection
+from bastion.enrich.enricher import Enricher
 from bastion.ingest.fingerprint import canonical_bytes, fingerprint
 from bastion.ingest.normalize import normalize
 from bastion.ingest.observables import extract_observables
@@ -113,10 +115,15 @@ def store_events(
     errors: list[dict[str, Any]],
     *,
     source: str = "api",
+    enricher: Enricher | None = None,
 ) -> IngestResult:
     """Store one prepared batch in one transaction, with one audit entry for the batch and one for each
-    detection alert (stored only for events that are new)."""
+    detection alert (stored only for events that are new, enriched before the transaction)."""
     ingested = int(time.time() * 1000)
+    if enricher is not None:
+        for row in rows:
+            if row.alerts:
+                row.alerts = enricher.enrich(db, tenant_id, row.alerts)
     with db.write() as conn:
         scope = TenantScope(conn, tenant_id)
         new_ids, duplicates = scope.events.insert_batch(rows, ingested)
@@ -159,8 +166,12 @@ class AlertResult(msgspec.Struct):
     ids: list[str] = msgspec.field(default_factory=list)
 
 
-def ingest_alerts(db: Database, tenant_id: str, actor: str, alerts: list[Alert]) -> AlertResult:
-    """Store alerts from other tools (one transaction), auditing each new one."""
+def ingest_alerts(
+    db: Database, tenant_id: str, actor: str, alerts: list[Alert], *, enricher: Enricher | None = None
+) -> AlertResult:
+    """Enrich and store alerts from other tools (one transaction), auditing each new one."""
+    if enricher is not None:
+        alerts = enricher.enrich(db, tenant_id, alerts)
     result = AlertResult()
     with db.write() as conn:
         _store_alerts(TenantScope(conn, tenant_id), actor, alerts, result)

@@ -17,6 +17,7 @@ import uvicorn
 
 from bastion.api.app import create_app
 from bastion.config import Settings
+from bastion.enrich.enricher import Enricher
 from bastion.ingest.listener import SyslogListener
 from bastion.ingest.queue import IngestJob, IngestQueue, QueueFull
 from bastion.ingest.records import RawRecord
@@ -79,7 +80,10 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     db = Database(settings.database_url)
     await asyncio.to_thread(db.migrate)
-    queue = IngestQueue(db, capacity=settings.ingest_queue_size, batch_size=settings.ingest_batch_size)
+    enricher = Enricher.from_settings(settings)
+    queue = IngestQueue(
+        db, capacity=settings.ingest_queue_size, batch_size=settings.ingest_batch_size, enricher=enricher
+    )
     background: list[asyncio.Task[None]] = []
     banner: list[str] = []
 
@@ -87,7 +91,7 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     if demo:
         from bastion.demo.seed import seed_demo
 
-        report = await asyncio.to_thread(seed_demo, db, "demo")
+        report = await asyncio.to_thread(seed_demo, db, "demo", enricher=enricher)
         with db.read() as conn:
             tenant = TenantRepository(conn).by_name("demo")
         assert tenant is not None

@@ -183,7 +183,7 @@ def test_every_repository_is_scoped_to_its_tenant(db: Database) -> None:
 
 
 def test_events_sharing_a_64_bit_key_are_kept_apart(db: Database) -> None:
-    """The duplicate check indexes the first 64 bits of the id; two ids that share them are still two events."""
+    """The duplicate check indexes 64 bits of the id; two ids sharing them are still two events."""
     tid = _tenant(db, "acme")
     first, second = _row(1), _row(2)
     first.id = "ab" * 8 + "0" * 16

@@ -10,8 +10,11 @@ from fastapi import FastAPI, Request
 import bastion
 from bastion.api.errors import install_error_handlers
 from bastion.api.responses import JSON
-from bastion.api.routes import alerts, cases, events
+from bastion.api.routes import alerts, apikeys, cases, events, runs, workflows
+from bastion.api.routes import approvals as approvals_routes
+from bastion.api.routes import intel as intel_routes
 from bastion.config import Settings
+from bastion.enrich.enricher import Enricher
 from bastion.ingest.queue import IngestQueue
 from bastion.store import Database
 
@@ -30,8 +33,16 @@ def create_app(
         if own_db:
             app.state.db.migrate()
         own_queue = ingest_queue is None
+        app.state.enricher = (
+            ingest_queue.enricher
+            if ingest_queue and ingest_queue.enricher
+            else Enricher.from_settings(settings)
+        )
         app.state.ingest_queue = ingest_queue or IngestQueue(
-            app.state.db, capacity=settings.ingest_queue_size, batch_size=settings.ingest_batch_size
+            app.state.db,
+            capacity=settings.ingest_queue_size,
+            batch_size=settings.ingest_batch_size,
+            enricher=app.state.enricher,
         )
         try:
             yield
@@ -68,4 +79,9 @@ def create_app(
     app.include_router(events.router)
     app.include_router(alerts.router)
     app.include_router(cases.router)
+    app.include_router(apikeys.router)
+    app.include_router(approvals_routes.router)
+    app.include_router(workflows.router)
+    app.include_router(runs.router)
+    app.include_router(intel_routes.router)
     return app

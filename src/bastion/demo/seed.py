@@ -8,6 +8,7 @@ from typing import Any
 from bastion.cases.service import open_case
 from bastion.demo.generator import load_demo_alerts, load_demo_events, load_demo_webhooks
 from bastion.detect.tenant import DETECTORS
+from bastion.enrich.enricher import Enricher
 from bastion.ingest.alerts import map_webhook, parse_alert_document
 from bastion.ingest.records import RawRecord
 from bastion.model import Severity
@@ -20,7 +21,7 @@ __all__ = ["DEMO_CASE_TITLE", "seed_demo"]
 DEMO_CASE_TITLE = "Intrusion on WS-0142: phishing to credential theft"
 
 
-def seed_demo(db: Database, tenant_name: str = "demo") -> dict[str, Any]:
+def seed_demo(db: Database, tenant_name: str = "demo", *, enricher: Enricher | None = None) -> dict[str, Any]:
     """Create the tenant (or reuse it), load the demo set, and return a fresh API key with the counts.
     A rerun revokes the key the previous run printed.
 
@@ -51,12 +52,12 @@ def seed_demo(db: Database, tenant_name: str = "demo") -> dict[str, Any]:
         for i, (fmt, data) in enumerate(load_demo_events(now), start=1)
     ]
     rows, errors = prepare_events(records, now=now, detection=DETECTORS.for_tenant(db, tenant.id))
-    events = store_events(db, tenant.id, "demo", rows, errors, source="demo")
+    events = store_events(db, tenant.id, "demo", rows, errors, source="demo", enricher=enricher)
 
     alerts = [parse_alert_document(doc) for doc in load_demo_alerts(now)]
     for source, payload in load_demo_webhooks(now):
         alerts.extend(map_webhook(source, payload))
-    alert_result = ingest_alerts(db, tenant.id, "demo", alerts)
+    alert_result = ingest_alerts(db, tenant.id, "demo", alerts, enricher=enricher)
 
     with db.write() as conn:
         scope = TenantScope(conn, tenant.id)

@@ -10,7 +10,9 @@ The stage reads only Bastion's own store, so it is safe to re-run.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -22,9 +24,13 @@ from bastion.store import Database
 from bastion.store._util import now_ms
 from bastion.store.assets import InventoryRepository
 
-__all__ = ["Enrichment", "apply", "enrich_alert", "enrich_alerts"]
+__all__ = ["Enricher", "Enrichment", "apply", "enrich_alert", "enrich_alerts"]
+
+if TYPE_CHECKING:
+    from bastion.config import Settings
 
 _IP = {"ipv4", "ipv6"}
+_log = logging.getLogger(__name__)
 
 
 class Enrichment(msgspec.Struct):
@@ -155,3 +161,70 @@ def enrich_alerts(
         e = enrich_alert(db, tenant_id, alert, warninglists=warninglists, geoip=geoip, now=now)
         out.append((apply(alert, e), e))
     return out
+
+
+class Enricher:
+    """The enrichment stage as the pipeline runs it: warning lists and GeoIP databases are opened once
+    per process, on first use, and shared by every tenant.
+
+    Enrichment adds context; it must never cost an alert. If it fails, the alert is stored as it came
+    and the failure is logged.
+    """
+
+    def __init__(
+        self,
+        *,
+        warninglists_path: str | None = None,
+        geoip_db: str | None = None,
+        geoip_asn_db: str | None = None,
+    ) -> None:
+        self._warninglists_path = warninglists_path
+        self._geo_paths = (geoip_db, geoip_asn_db)
+        self._geoip: GeoIp | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Enricher:
+        return cls(
+            warninglists_path=settings.warninglists_path,
+            geoip_db=settings.geoip_db,
+            geoip_asn_db=settings.geoip_asn_db,
+        )
+
+    def _geo(self) -> GeoIp | None:
+        if not any(self._geo_paths):
+            return None
+        with self._lock:
+            if self._geoip is None:
+                self._geoip = GeoIp(*self._geo_paths)
+            return self._geoip
+
+    def enrich(self, db: Database, tenant_id: str, alerts: list[Alert]) -> list[Alert]:
+        """The alerts with their enrichment applied and recorded on ``Alert.enrichment``."""
+        if not alerts:
+            return alerts
+        from bastion.intel.warninglists import shared_warninglists
+
+        try:
+            pairs = enrich_alerts(
+                db,
+                tenant_id,
+                alerts,
+                warninglists=shared_warninglists(self._warninglists_path),
+                geoip=self._geo(),
+            )
+        except Exception:  # context is optional; losing an alert is not
+            _log.exception("enrichment failed; storing %d alerts without it", len(alerts))
+            return alerts
+        out = []
+        for alert, found in pairs:
+            doc = msgspec.to_builtins(found)
+            doc.pop("severity", None)
+            out.append(msgspec.structs.replace(alert, enrichment=doc))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._geoip is not None:
+                self._geoip.close()
+                self._geoip = None

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 import msgspec
 
 from bastion.detect.tenant import DETECTORS
+from bastion.enrich.enricher import Enricher
 from bastion.ingest.records import RawRecord, RecordError
 from bastion.pipeline import IngestResult, batched, prepare_events, store_events
 from bastion.store import Database
@@ -66,8 +67,11 @@ class Reservation:
 class IngestQueue:
     """Bounded queue plus the single writer thread that drains it."""
 
-    def __init__(self, db: Database, *, capacity: int, batch_size: int) -> None:
+    def __init__(
+        self, db: Database, *, capacity: int, batch_size: int, enricher: Enricher | None = None
+    ) -> None:
         self.db = db
+        self.enricher = enricher
         self.capacity = capacity
         self.batch_size = batch_size
         self._slots = threading.BoundedSemaphore(capacity)
@@ -124,7 +128,15 @@ class IngestQueue:
                 for chunk in batched(job.records, self.batch_size):
                     rows, errors = prepare_events(chunk, job.fmt, detection=detection)
                     result.add(
-                        store_events(self.db, job.tenant_id, job.actor, rows, errors, source=job.source)
+                        store_events(
+                            self.db,
+                            job.tenant_id,
+                            job.actor,
+                            rows,
+                            errors,
+                            source=job.source,
+                            enricher=self.enricher,
+                        )
                     )
                 future.set_result(result)
             except BaseException as exc:  # the caller gets every failure; the writer keeps going

@@ -41,4 +41,7 @@ class Alert(msgspec.Struct, omit_defaults=True):
     observables: list[Observable] = msgspec.field(default_factory=list)
     event_ids: list[str] = msgspec.field(default_factory=list)
     case_id: str | None = None
+    # What the enrichment stage found when the alert came in: intel matches, known-benign marks,
+    # assets, identities, GeoIP, and the reasons its severity was raised.
+    enrichment: dict[str, Any] | None = None
     raw: Any = None

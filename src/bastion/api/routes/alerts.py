@@ -38,7 +38,13 @@ async def _documents(request: Request) -> list[Any]:
 
 
 def _store(request: Request, principal: Principal, alerts: list[Alert]) -> JSON:
-    result = ingest_alerts(request.app.state.db, principal.tenant_id, principal.actor, alerts)
+    result = ingest_alerts(
+        request.app.state.db,
+        principal.tenant_id,
+        principal.actor,
+        alerts,
+        enricher=request.app.state.enricher,
+    )
     return JSON({"accepted": result.accepted, "duplicates": result.duplicates, "ids": result.ids})
 
 
