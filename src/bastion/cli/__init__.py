@@ -16,7 +16,13 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from bastion.cli import core  # noqa: F401  (registers commands)
+import bastion.cli.approvals  # noqa: F401
+from bastion.cli import (
+    core,  # noqa: F401  (registers commands)
+    detect,  # noqa: F401
+    intel,  # noqa: F401
+    workflow,  # noqa: F401
+)
 from bastion.cli._common import UserError, app, err
 
 __all__ = ["app", "main"]

@@ -1,0 +1,153 @@
+"""Policy around actions, applied by wrappers and never inside an action: approval (which calls need
+one), tenant scoping (an action only ever gets its own tenant's secrets and connection), audit (the
+engine appends an ``action.call`` entry with masked inputs for every call), per-connection rate
+limits, and secret masking in whatever is recorded.
+
+The tenant's policy is a small document (``respond_policies``): by default every ``high``-impact action
+needs an approval by the ``approver`` role; ``waivers`` drop that requirement when their condition
+holds, e.g. ``{"action": "edr.isolate_host", "condition": "${{ inputs.host is match('lab-') }}"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, insert, select, update
+
+from bastion.connectors.registry import ActionContext, ActionDef, ActionError
+from bastion.store.workflows import now_ms, respond_policies
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "MASK",
+    "RateLimiter",
+    "approval_for",
+    "get_policy",
+    "invoke",
+    "mask",
+    "set_policy",
+]
+
+MASK = "***"
+DEFAULT_POLICY: dict[str, Any] = {
+    "require_approval": ["high"],
+    "default_approval": {"roles": ["approver"], "quorum": 1, "on_timeout": "deny", "timeout_s": 86400.0},
+    "waivers": [],
+}
+
+
+def mask(value: Any, secrets: list[str] | tuple[str, ...] | set[str]) -> Any:
+    """``value`` with every occurrence of a secret value replaced by ``***`` (recursively)."""
+    hidden = sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True)
+    if not hidden:
+        return value
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            for s in hidden:
+                if s in v:
+                    v = v.replace(s, MASK)
+            return v
+        if isinstance(v, list | tuple):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    return walk(value)
+
+
+class RateLimiter:
+    """A sliding-window limit per (tenant, connection) within one worker process."""
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str], deque[float]] = {}
+
+    async def acquire(self, key: tuple[str, str], limit: int, period_s: float) -> None:
+        window = self._calls.setdefault(key, deque())
+        while True:
+            now = time.monotonic()
+            while window and now - window[0] >= period_s:
+                window.popleft()
+            if len(window) < limit:
+                window.append(now)
+                return
+            await asyncio.sleep(period_s - (now - window[0]) + 0.001)
+
+
+_LIMITER = RateLimiter()
+
+
+async def invoke(
+    defn: ActionDef, inputs: dict[str, Any], ctx: ActionContext, *, timeout_s: float | None = None
+) -> Any:
+    """Call an action under its connection's rate limit and the step's timeout."""
+    rl = ctx.connection.get("rate_limit")
+    if rl:
+        name = str(ctx.connection.get("name", defn.connection or defn.id))
+        await _LIMITER.acquire((ctx.tenant_id, name), int(rl["limit"]), float(rl.get("period_s", 1)))
+    call = defn.fn(**inputs, ctx=ctx)
+    if timeout_s is None:
+        return await call
+    try:
+        return await asyncio.wait_for(call, timeout_s)
+    except TimeoutError:
+        raise ActionError(f"{defn.id} timed out after {timeout_s:g}s") from None
+
+
+def get_policy(conn: Connection, tenant_id: str) -> dict[str, Any]:
+    row = conn.execute(
+        select(respond_policies.c.document).where(respond_policies.c.tenant_id == tenant_id)
+    ).first()
+    if row is None:
+        return dict(DEFAULT_POLICY)
+    return {**DEFAULT_POLICY, **orjson.loads(row.document)}
+
+
+def set_policy(conn: Connection, tenant_id: str, document: dict[str, Any]) -> None:
+    unknown = set(document) - set(DEFAULT_POLICY)
+    if unknown:
+        raise ValueError(f"unknown policy keys: {', '.join(sorted(unknown))}")
+    for impact in document.get("require_approval", []):
+        if impact not in ("read", "low", "high"):
+            raise ValueError(f"require_approval: unknown impact {impact!r}")
+    text = orjson.dumps(document).decode()
+    found = conn.execute(
+        select(respond_policies.c.tenant_id).where(respond_policies.c.tenant_id == tenant_id)
+    ).first()
+    if found:
+        conn.execute(
+            update(respond_policies)
+            .where(respond_policies.c.tenant_id == tenant_id)
+            .values(document=text, updated=now_ms())
+        )
+    else:
+        conn.execute(insert(respond_policies).values(tenant_id=tenant_id, document=text, updated=now_ms()))
+
+
+def approval_for(
+    policy: dict[str, Any], defn: ActionDef, step_approval: dict[str, Any] | None, context: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The approval a call needs: the step's own block, else the policy's for the action's impact."""
+    if step_approval is not None:
+        return step_approval
+    if defn.impact not in policy.get("require_approval", []):
+        return None
+    from bastion.respond.expr import ExpressionError, render
+
+    for waiver in policy.get("waivers", []):
+        if waiver.get("action") not in (None, defn.id):
+            continue
+        cond = waiver.get("condition")
+        if cond is None:
+            return None
+        try:
+            if render(cond, context):
+                return None
+        except ExpressionError:
+            continue  # a waiver that cannot be evaluated does not waive
+    return dict(policy.get("default_approval") or DEFAULT_POLICY["default_approval"])

@@ -1,0 +1,289 @@
+"""Where the engine's durable state lives and how a process joins as an executor.
+
+DBOS keeps its system tables beside the store: a SQLite store ``var/bastion.db`` gets
+``var/bastion-dbos.db`` (switched to WAL before DBOS opens it: about 2x throughput); a PostgreSQL store
+gets the schema ``bastion_dbos`` (or ``<search_path schema>_dbos``) in the same database.
+
+Every executor (a ``bastion worker``, or a CLI running one run inline) has its own DBOS executor id and
+writes a heartbeat row. A live executor periodically re-enqueues the pending runs of executors whose
+heartbeat went stale (killed, machine lost) or that left cleanly with runs still parked (a CLI that
+returned while its run waits for approval); DBOS's queue hand-over admits exactly one runner, so two
+sweeping workers never run one workflow twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import make_url
+
+from bastion.store import Database
+from bastion.store.workflows import now_ms, respond_workers
+
+__all__ = [
+    "RUN_QUEUE",
+    "DbosLocation",
+    "Executor",
+    "dbos_location",
+    "heartbeat_interval_s",
+    "install_delivery",
+    "live_workers",
+    "stale_after_s",
+]
+
+log = logging.getLogger("bastion.worker")
+RUN_QUEUE = "bastion_runs"
+APP_NAME = "bastion"
+APP_VERSION = "bastion-respond-1"
+
+
+def stale_after_s() -> float:
+    return float(os.environ.get("BASTION_WORKER_STALE_S", "15"))
+
+
+def heartbeat_interval_s() -> float:
+    return float(os.environ.get("BASTION_WORKER_HEARTBEAT_S", "1"))
+
+
+class DbosLocation:
+    def __init__(self, url: str, schema: str | None) -> None:
+        self.url = url
+        self.schema = schema
+
+
+def dbos_location(db: Database) -> DbosLocation:
+    """The DBOS system database that belongs to the store ``db``."""
+    parsed = make_url(db.engine.url.render_as_string(hide_password=False))
+    if db.dialect == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:":
+            raise ValueError("the durable engine needs a SQLite file, not an in-memory store")
+        path = Path(database)
+        sys_path = path.with_name(path.stem + "-dbos.db")
+        _sqlite_wal(sys_path)
+        return DbosLocation(f"sqlite:///{sys_path}", None)
+    options = parse_qs(str(parsed.query.get("options", "")) if parsed.query else "")
+    schema = "bastion_dbos"
+    raw_opts = parsed.query.get("options") if parsed.query else None
+    if raw_opts:
+        text = raw_opts if isinstance(raw_opts, str) else raw_opts[0]
+        for part in text.split():
+            if part.startswith("-csearch_path="):
+                schema = part.split("=", 1)[1].split(",")[0] + "_dbos"
+    del options
+    url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return DbosLocation(url, schema)
+
+
+def _sqlite_wal(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
+def live_workers(db: Database) -> list[dict[str, Any]]:
+    """Workers (``bastion worker`` processes) whose heartbeat is fresh."""
+    cutoff = now_ms() - int(stale_after_s() * 1000)
+    with db.read() as conn:
+        rows = conn.execute(select(respond_workers).where(respond_workers.c.heartbeat >= cutoff))
+        return [
+            {"executor_id": r.executor_id, "host": r.host, "pid": r.pid, "heartbeat": r.heartbeat}
+            for r in rows
+            if r.executor_id.startswith("worker-")
+        ]
+
+
+class Executor:
+    """This process as a DBOS executor: launch, heartbeat, sweep dead executors, shut down."""
+
+    def __init__(
+        self, db: Database, *, kind: str = "worker", listen: bool = True, concurrency: int = 32
+    ) -> None:
+        self.db = db
+        self.executor_id = f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.listen = listen
+        self.concurrency = concurrency
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def launch(self) -> None:
+        from dbos import DBOS
+
+        from bastion.respond import engine
+
+        loc = dbos_location(self.db)
+        engine.configure(self.db)
+        install_delivery(self.db)
+        config: dict[str, Any] = {
+            "name": APP_NAME,
+            "system_database_url": loc.url,
+            "executor_id": self.executor_id,
+            "application_version": APP_VERSION,
+            "log_level": os.environ.get("BASTION_DBOS_LOG_LEVEL", "WARNING"),
+            "notification_listener_polling_interval_sec": 0.2,
+        }
+        if loc.schema:
+            config["dbos_system_schema"] = loc.schema
+        DBOS(config=config)  # type: ignore[arg-type]
+        if not self.listen:
+            DBOS.listen_queues([])
+        DBOS.launch()
+        DBOS.register_queue(
+            RUN_QUEUE,
+            worker_concurrency=self.concurrency,
+            partition_concurrency=int(os.environ.get("BASTION_TENANT_CONCURRENCY", "16")),
+            polling_interval_sec=0.1,
+        )
+        self._beat()
+        if self.listen:  # only workers take over others' runs; a CLI running one run inline does not
+            self.sweep()
+        self._thread = threading.Thread(target=self._loop, name="bastion-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        t = now_ms()
+        with self.db.write() as conn:
+            done = conn.execute(
+                update(respond_workers)
+                .where(respond_workers.c.executor_id == self.executor_id)
+                .values(heartbeat=t)
+            ).rowcount
+            if not done:
+                conn.execute(
+                    insert(respond_workers).values(
+                        executor_id=self.executor_id,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        started=t,
+                        heartbeat=t,
+                    )
+                )
+
+    def sweep(self) -> list[str]:
+        """Re-enqueue the pending runs of dead executors; returns their ids."""
+        from dbos import DBOS
+
+        cutoff = now_ms() - int(stale_after_s() * 1000)
+        with self.db.read() as conn:
+            dead = [
+                r.executor_id
+                for r in conn.execute(
+                    select(respond_workers.c.executor_id).where(respond_workers.c.heartbeat < cutoff)
+                )
+            ]
+        pending = {
+            w.executor_id
+            for w in DBOS.list_workflows(status="PENDING", load_input=False, load_output=False)
+            if w.executor_id and w.executor_id != self.executor_id
+        }
+        with self.db.read() as conn:
+            known = {r.executor_id for r in conn.execute(select(respond_workers.c.executor_id))}
+        # An executor with pending runs but no heartbeat row left cleanly (or was never registered).
+        orphans = [e for e in pending if e not in known or e in dead]
+        if orphans:
+            handles = DBOS._recover_pending_workflows(orphans)
+            log.warning(
+                "worker %s recovered %d run(s) of %s", self.executor_id, len(handles), ", ".join(orphans)
+            )
+        if dead:
+            with self.db.write() as conn:
+                conn.execute(
+                    delete(respond_workers).where(
+                        respond_workers.c.executor_id.in_(dead), respond_workers.c.heartbeat < cutoff
+                    )
+                )
+        return orphans
+
+    def _loop(self) -> None:
+        from bastion.respond.schedule import fire_schedules
+
+        interval = heartbeat_interval_s()
+        ticks = 0
+        checked = time.time()
+        while not self._stop.wait(interval):
+            try:
+                self._beat()
+                ticks += 1
+                if self.listen and ticks % 3 == 0:
+                    self.sweep()
+                if self.listen:
+                    now = time.time()
+                    fire_schedules(self.db, checked, now)
+                    checked = now
+            except Exception as exc:  # the heartbeat must outlive a passing database error
+                log.warning("worker %s: heartbeat/sweep/schedule failed: %s", self.executor_id, exc)
+
+    def shutdown(self) -> None:
+        from dbos import DBOS
+
+        self._stop.set()
+        try:
+            DBOS.destroy(workflow_completion_timeout_sec=0)
+        finally:
+            with self.db.write() as conn:
+                conn.execute(delete(respond_workers).where(respond_workers.c.executor_id == self.executor_id))
+
+
+_delivery_db: list[Database] = []
+
+
+def install_delivery(db: Database | None = None, *, factory: Any = None) -> None:
+    """Deliver approval decisions to waiting runs: registers the approvals resolution listener.
+
+    When an approval resolves (in any process: API, CLI, link, Slack, e-mail), the listener sends
+    ``{"status", "approval_id"}`` to the run's workflow on the approval's topic, through DBOS when this
+    process is an executor and through a ``DBOSClient`` otherwise. ``db`` (or ``factory()``) names the
+    store whose DBOS system database holds the run; without either, the settings' store is used.
+    """
+    from bastion.respond.approvals import set_resolution_listener
+
+    if db is not None:
+        _delivery_db[:] = [db]
+
+    def deliver(approval: Any) -> None:
+        message = {"status": approval.status, "approval_id": approval.id}
+        from dbos import DBOS
+
+        try:
+            launched = bool(DBOS.executor_id) and _executor_launched()
+        except Exception:
+            launched = False
+        if launched:
+            DBOS.send(approval.run_id, message, topic=approval.topic)
+            return
+        from dbos import DBOSClient
+
+        from bastion.config import load_settings
+
+        target = (
+            _delivery_db[0]
+            if _delivery_db
+            else (factory() if factory else Database(load_settings().database_url))
+        )
+        loc = dbos_location(target)
+        client = DBOSClient(system_database_url=loc.url, dbos_system_schema=loc.schema or "dbos")
+        try:
+            client.send(approval.run_id, message, topic=approval.topic)
+        finally:
+            client.destroy()
+
+    set_resolution_listener(deliver)
+
+
+def _executor_launched() -> bool:
+    from dbos._dbos import _dbos_global_instance
+
+    return _dbos_global_instance is not None and bool(getattr(_dbos_global_instance, "_launched", False))

@@ -1,0 +1,459 @@
+"""Tables and repository for response: workflow definitions (versioned), webhook tokens, runs and their
+step records, the per-tenant secrets vault and connections, the tenant's approval policy, and the
+worker heartbeats used to recover the runs of a worker that died.
+
+The durable execution state itself lives in DBOS's system database; these tables are Bastion's record
+of it (what ran, with which rendered inputs and outputs, secrets masked) and what the API and CLI show.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from bastion.store.tables import ID, metadata, tenants
+
+__all__ = [
+    "RUN_STATUSES",
+    "WorkflowRepository",
+    "lock_tenant",
+    "now_ms",
+    "respond_connections",
+    "respond_policies",
+    "respond_secrets",
+    "respond_workers",
+    "workflow_defs",
+    "workflow_run_steps",
+    "workflow_runs",
+    "workflow_webhooks",
+]
+
+RUN_STATUSES = ("running", "waiting_approval", "succeeded", "failed", "cancelled")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def lock_tenant(conn: Connection, tenant_id: str) -> None:
+    """Take the tenant row's lock first in a transaction that both inserts tenant rows and audits.
+
+    On PostgreSQL an insert takes a key-share lock on the tenant row (the foreign key) and the audit
+    append then asks for the row lock: two such transactions deadlock unless the row lock comes first.
+    (SQLite's write transactions are exclusive already.)
+    """
+    conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update())
+
+
+def _tenant() -> Column[str]:
+    return Column("tenant_id", String(ID), ForeignKey("tenants.id"), nullable=False)
+
+
+workflow_defs = Table(
+    "workflow_defs",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("workflow_id", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("title", String(500), nullable=False),
+    Column("triggers", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+workflow_webhooks = Table(
+    "workflow_webhooks",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("workflow_id", String(100), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created", BigInteger, nullable=False),
+)
+
+workflow_runs = Table(
+    "workflow_runs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    _tenant(),
+    Column("workflow_id", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("outputs", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("waiting_step", String(200), nullable=True),
+    Column("parent_run_id", String(ID), nullable=True),
+    Column("retry_of", String(ID), nullable=True),
+    Column("requested_by", String(200), nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Column("finished", BigInteger, nullable=True),
+    Index(None, "tenant_id", "created"),
+)
+
+workflow_run_steps = Table(
+    "workflow_run_steps",
+    metadata,
+    Column("run_id", String(ID), ForeignKey("workflow_runs.id"), primary_key=True),
+    Column("key", String(300), primary_key=True),
+    _tenant(),
+    Column("step_id", String(100), nullable=False),
+    Column("iteration", Integer, nullable=True),
+    Column("action", String(200), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("inputs", Text, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("logs", Text, nullable=True),
+    Column("approval_id", String(100), nullable=True),
+    Column("started", BigInteger, nullable=False),
+    Column("finished", BigInteger, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+)
+
+respond_secrets = Table(
+    "respond_secrets",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+respond_connections = Table(
+    "respond_connections",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+respond_policies = Table(
+    "respond_policies",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+respond_workers = Table(
+    "respond_workers",
+    metadata,
+    Column("executor_id", String(100), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started", BigInteger, nullable=False),
+    Column("heartbeat", BigInteger, nullable=False),
+)
+
+
+def _dump(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _run(row: Any) -> dict[str, Any]:
+    return {
+        "run_id": row.id,
+        "workflow_id": row.workflow_id,
+        "version": row.version,
+        "status": row.status,
+        "trigger": _load(row.trigger),
+        "inputs": _load(row.inputs),
+        "outputs": _load(row.outputs),
+        "error": row.error,
+        "waiting_step": row.waiting_step,
+        "parent_run_id": row.parent_run_id,
+        "retry_of": row.retry_of,
+        "requested_by": row.requested_by,
+        "created": row.created,
+        "updated": row.updated,
+        "finished": row.finished,
+    }
+
+
+def _step(row: Any) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "step_id": row.step_id,
+        "iteration": row.iteration,
+        "action": row.action,
+        "status": row.status,
+        "attempts": row.attempts,
+        "inputs": _load(row.inputs),
+        "output": _load(row.output),
+        "error": row.error,
+        "logs": _load(row.logs) or [],
+        "approval_id": row.approval_id,
+        "started": row.started,
+        "finished": row.finished,
+        "duration_ms": row.duration_ms,
+    }
+
+
+class WorkflowRepository:
+    """Definitions, runs and step records of one tenant; every query filters on the tenant."""
+
+    def __init__(self, conn: Connection, tenant_id: str) -> None:
+        self.conn = conn
+        self.tenant_id = tenant_id
+
+    # ------------------------------------------------------------ definitions
+
+    def latest_version(self, workflow_id: str) -> int:
+        v = self.conn.execute(
+            select(func.max(workflow_defs.c.version)).where(
+                workflow_defs.c.tenant_id == self.tenant_id, workflow_defs.c.workflow_id == workflow_id
+            )
+        ).scalar()
+        return int(v or 0)
+
+    def add_definition(
+        self, workflow_id: str, title: str, triggers: list[str], source: str, actor: str
+    ) -> tuple[int, bool]:
+        """Store ``source`` as the next version; (version, created). Unchanged text is not stored again."""
+        latest = self.latest_version(workflow_id)
+        if latest:
+            current = self.definition(workflow_id, latest)
+            if current is not None and current["source"] == source:
+                return latest, False
+        version = latest + 1
+        self.conn.execute(
+            insert(workflow_defs).values(
+                tenant_id=self.tenant_id,
+                workflow_id=workflow_id,
+                version=version,
+                title=title,
+                triggers=_dump(triggers),
+                source=source,
+                created=now_ms(),
+                created_by=actor,
+            )
+        )
+        return version, True
+
+    def definition(self, workflow_id: str, version: int | None = None) -> dict[str, Any] | None:
+        q = select(workflow_defs).where(
+            workflow_defs.c.tenant_id == self.tenant_id, workflow_defs.c.workflow_id == workflow_id
+        )
+        q = (
+            q.where(workflow_defs.c.version == version)
+            if version is not None
+            else q.order_by(workflow_defs.c.version.desc()).limit(1)
+        )
+        row = self.conn.execute(q).first()
+        if row is None:
+            return None
+        return {
+            "workflow_id": row.workflow_id,
+            "version": row.version,
+            "title": row.title,
+            "triggers": _load(row.triggers),
+            "source": row.source,
+            "created": row.created,
+            "created_by": row.created_by,
+        }
+
+    def list_definitions(self) -> list[dict[str, Any]]:
+        latest = (
+            select(workflow_defs.c.workflow_id, func.max(workflow_defs.c.version).label("v"))
+            .where(workflow_defs.c.tenant_id == self.tenant_id)
+            .group_by(workflow_defs.c.workflow_id)
+            .subquery()
+        )
+        rows = self.conn.execute(
+            select(workflow_defs)
+            .join(
+                latest,
+                and_(
+                    workflow_defs.c.workflow_id == latest.c.workflow_id, workflow_defs.c.version == latest.c.v
+                ),
+            )
+            .where(workflow_defs.c.tenant_id == self.tenant_id)
+            .order_by(workflow_defs.c.workflow_id)
+        )
+        return [
+            {
+                "workflow_id": r.workflow_id,
+                "version": r.version,
+                "title": r.title,
+                "triggers": _load(r.triggers),
+                "created": r.created,
+            }
+            for r in rows
+        ]
+
+    def with_trigger(self, kind: str) -> list[dict[str, Any]]:
+        """Latest definitions whose triggers include ``kind``."""
+        found = []
+        for d in self.list_definitions():
+            if kind in d["triggers"]:
+                full = self.definition(d["workflow_id"], d["version"])
+                if full is not None:
+                    found.append(full)
+        return found
+
+    def set_webhook_token(self, workflow_id: str, token_hash: str) -> None:
+        self.conn.execute(
+            delete(workflow_webhooks).where(
+                workflow_webhooks.c.tenant_id == self.tenant_id,
+                workflow_webhooks.c.workflow_id == workflow_id,
+            )
+        )
+        self.conn.execute(
+            insert(workflow_webhooks).values(
+                tenant_id=self.tenant_id, workflow_id=workflow_id, token_hash=token_hash, created=now_ms()
+            )
+        )
+
+    def has_webhook_token(self, workflow_id: str) -> bool:
+        return (
+            self.conn.execute(
+                select(workflow_webhooks.c.workflow_id).where(
+                    workflow_webhooks.c.tenant_id == self.tenant_id,
+                    workflow_webhooks.c.workflow_id == workflow_id,
+                )
+            ).first()
+            is not None
+        )
+
+    # ------------------------------------------------------------ runs
+
+    def create_run(
+        self,
+        workflow_id: str,
+        version: int,
+        *,
+        inputs: dict[str, Any],
+        trigger: dict[str, Any],
+        requested_by: str | None,
+        parent_run_id: str | None = None,
+        retry_of: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        rid = run_id or uuid.uuid4().hex
+        t = now_ms()
+        self.conn.execute(
+            insert(workflow_runs).values(
+                id=rid,
+                tenant_id=self.tenant_id,
+                workflow_id=workflow_id,
+                version=version,
+                status="running",
+                trigger=_dump(trigger),
+                inputs=_dump(inputs),
+                requested_by=requested_by,
+                parent_run_id=parent_run_id,
+                retry_of=retry_of,
+                created=t,
+                updated=t,
+            )
+        )
+        return rid
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            select(workflow_runs).where(
+                workflow_runs.c.tenant_id == self.tenant_id, workflow_runs.c.id == run_id
+            )
+        ).first()
+        return _run(row) if row else None
+
+    def list_runs(
+        self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        q = select(workflow_runs).where(workflow_runs.c.tenant_id == self.tenant_id)
+        if status:
+            q = q.where(workflow_runs.c.status == status)
+        if workflow_id:
+            q = q.where(workflow_runs.c.workflow_id == workflow_id)
+        q = q.order_by(workflow_runs.c.created.desc(), workflow_runs.c.id).limit(limit).offset(offset)
+        return [_run(r) for r in self.conn.execute(q)]
+
+    def set_run_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        outputs: Any = None,
+        error: str | None = None,
+        waiting_step: str | None = None,
+        only_if_active: bool = True,
+    ) -> bool:
+        values: dict[str, Any] = {"status": status, "updated": now_ms(), "waiting_step": waiting_step}
+        if status in ("succeeded", "failed", "cancelled"):
+            values["finished"] = now_ms()
+            values["outputs"] = _dump(outputs) if outputs is not None else None
+            values["error"] = error
+        q = update(workflow_runs).where(
+            workflow_runs.c.tenant_id == self.tenant_id, workflow_runs.c.id == run_id
+        )
+        if only_if_active:
+            q = q.where(workflow_runs.c.status.in_(("running", "waiting_approval")))
+        return bool(self.conn.execute(q.values(**values)).rowcount)
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            select(workflow_run_steps)
+            .where(workflow_run_steps.c.tenant_id == self.tenant_id, workflow_run_steps.c.run_id == run_id)
+            .order_by(workflow_run_steps.c.started, workflow_run_steps.c.key)
+        )
+        return [_step(r) for r in rows]
+
+    def record_step(self, run_id: str, key: str, **values: Any) -> None:
+        """Insert or update one step record (``values`` are column values; JSON ones are encoded here)."""
+        for name in ("inputs", "output", "logs"):
+            if name in values:
+                values[name] = _dump(values[name])
+        exists = self.conn.execute(
+            select(workflow_run_steps.c.key).where(
+                workflow_run_steps.c.tenant_id == self.tenant_id,
+                workflow_run_steps.c.run_id == run_id,
+                workflow_run_steps.c.key == key,
+            )
+        ).first()
+        if exists:
+            self.conn.execute(
+                update(workflow_run_steps)
+                .where(
+                    workflow_run_steps.c.tenant_id == self.tenant_id,
+                    workflow_run_steps.c.run_id == run_id,
+                    workflow_run_steps.c.key == key,
+                )
+                .values(**values)
+            )
+        else:
+            values.setdefault("started", now_ms())
+            values.setdefault("attempts", 0)
+            values.setdefault("status", "running")
+            self.conn.execute(
+                insert(workflow_run_steps).values(tenant_id=self.tenant_id, run_id=run_id, key=key, **values)
+            )

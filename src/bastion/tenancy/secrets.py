@@ -1,0 +1,141 @@
+"""The per-tenant secrets vault: values encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256).
+
+The key comes from ``BASTION_SECRET_KEY`` (a Fernet key), or from a key file: ``BASTION_SECRET_KEY_FILE``,
+else ``secret.key`` beside the SQLite store (its ``./var/`` folder), else ``./var/secret.key``. A missing
+key file is created with mode 0600. Values are only ever decrypted inside a running step; run records
+show them masked (see :mod:`bastion.connectors.policy`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import make_url
+
+from bastion.store import Database, TenantScope
+from bastion.store.workflows import lock_tenant, now_ms, respond_secrets
+
+__all__ = ["SecretError", "SecretsVault", "delete_secret", "list_secrets", "load_key", "set_secret"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
+
+
+class SecretError(ValueError):
+    """A secret is missing or unreadable; the message says which and why."""
+
+
+def _key_file(db: Database) -> Path:
+    explicit = os.environ.get("BASTION_SECRET_KEY_FILE")
+    if explicit:
+        return Path(explicit)
+    if db.dialect == "sqlite":
+        database = make_url(db.url).database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            return Path(database).parent / "secret.key"
+    return Path("var") / "secret.key"
+
+
+def load_key(db: Database) -> bytes:
+    env = os.environ.get("BASTION_SECRET_KEY")
+    if env:
+        try:
+            Fernet(env.encode())
+        except ValueError:
+            raise SecretError("BASTION_SECRET_KEY is not a Fernet key (32 url-safe base64 bytes)") from None
+        return env.encode()
+    path = _key_file(db)
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+class SecretsVault:
+    """Encrypt and decrypt one tenant's secrets inside the caller's transaction."""
+
+    def __init__(self, key: bytes) -> None:
+        self.fernet = Fernet(key)
+
+    def put(self, scope: TenantScope, name: str, value: str) -> bool:
+        """Store ``value``; True when the secret is new."""
+        if not _NAME.match(name):
+            raise SecretError(f"invalid secret name {name!r}: letters, digits, '_', '.', '-'")
+        token = self.fernet.encrypt(value.encode()).decode()
+        t = now_ms()
+        found = scope.conn.execute(
+            select(respond_secrets.c.name).where(
+                respond_secrets.c.tenant_id == scope.tenant_id, respond_secrets.c.name == name
+            )
+        ).first()
+        if found:
+            scope.conn.execute(
+                update(respond_secrets)
+                .where(respond_secrets.c.tenant_id == scope.tenant_id, respond_secrets.c.name == name)
+                .values(ciphertext=token, updated=t)
+            )
+            return False
+        scope.conn.execute(
+            insert(respond_secrets).values(
+                tenant_id=scope.tenant_id, name=name, ciphertext=token, created=t, updated=t
+            )
+        )
+        return True
+
+    def get_many(self, scope: TenantScope, names: list[str] | None = None) -> dict[str, str]:
+        """Decrypted secrets (all of the tenant's, or ``names``; a missing name raises)."""
+        q = select(respond_secrets.c.name, respond_secrets.c.ciphertext).where(
+            respond_secrets.c.tenant_id == scope.tenant_id
+        )
+        if names is not None:
+            q = q.where(respond_secrets.c.name.in_(names))
+        out: dict[str, str] = {}
+        for row in scope.conn.execute(q):
+            try:
+                out[row.name] = self.fernet.decrypt(row.ciphertext.encode()).decode()
+            except InvalidToken:
+                raise SecretError(
+                    f"secret {row.name!r} cannot be decrypted with this key (BASTION_SECRET_KEY changed?)"
+                ) from None
+        for name in names or []:
+            if name not in out:
+                raise SecretError(f"secret {name!r} is not set for this tenant (`bastion secret set`)")
+        return out
+
+
+def set_secret(db: Database, tenant_id: str, name: str, value: str, *, actor: str) -> None:
+    vault = SecretsVault(load_key(db))
+    with db.write() as conn:
+        lock_tenant(conn, tenant_id)
+        scope = TenantScope(conn, tenant_id)
+        created = vault.put(scope, name, value)
+        scope.audit.append(actor, "secret.create" if created else "secret.update", "secret", name, {})
+
+
+def list_secrets(db: Database, tenant_id: str) -> list[dict[str, object]]:
+    with db.read() as conn:
+        rows = conn.execute(
+            select(respond_secrets.c.name, respond_secrets.c.updated)
+            .where(respond_secrets.c.tenant_id == tenant_id)
+            .order_by(respond_secrets.c.name)
+        )
+        return [{"name": r.name, "updated": r.updated} for r in rows]
+
+
+def delete_secret(db: Database, tenant_id: str, name: str, *, actor: str) -> bool:
+    with db.write() as conn:
+        gone = conn.execute(
+            delete(respond_secrets).where(
+                respond_secrets.c.tenant_id == tenant_id, respond_secrets.c.name == name
+            )
+        ).rowcount
+        if gone:
+            TenantScope(conn, tenant_id).audit.append(actor, "secret.delete", "secret", name, {})
+    return bool(gone)

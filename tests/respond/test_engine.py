@@ -1,0 +1,375 @@
+"""The engine on DBOS in this process (a real SQLite store and DBOS system database), with a local HTTP
+server counting side effects: outputs, masking, retries, for_each, parallel, on_error, retry-from-failed
+step, cancel, and an approval that resumes the run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bastion.model import Role
+from bastion.respond import service
+from bastion.respond.runtime import Executor
+from bastion.store import Database
+from bastion.tenancy.connections import set_connection
+from bastion.tenancy.secrets import set_secret
+from bastion.tenancy.service import add_user, create_tenant
+
+
+class Counter(BaseHTTPRequestHandler):
+    hits: list[str] = []
+    keys: list[str] = []
+    fail_first: dict[str, int] = {}
+
+    def do_POST(self) -> None:
+        Counter.hits.append(self.path)
+        Counter.keys.append(self.headers.get("Idempotency-Key", ""))
+        left = Counter.fail_first.get(self.path, 0)
+        if left:
+            Counter.fail_first[self.path] = left - 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp: Path = tmp_path_factory.mktemp("engine")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    db = Database(f"sqlite:///{tmp / 'bastion.db'}")
+    db.migrate()
+    tenant, _ = create_tenant(db, "acme")
+    add_user(db, "acme", "alice", Role.APPROVER)
+    set_secret(db, tenant.id, "api_token", "tok-SECRET-42", actor="test")
+    set_connection(
+        db,
+        tenant.id,
+        "counter",
+        {"base_url": f"http://127.0.0.1:{server.server_address[1]}", "allow_private": True},
+        actor="test",
+    )
+    executor = Executor(db)
+    executor.launch()
+    yield {"db": db, "tenant": tenant.id}
+    executor.shutdown()
+    server.shutdown()
+    db.dispose()
+
+
+def run(env: dict[str, Any], text: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    added = service.add_workflow(env["db"], env["tenant"], text, actor="test")
+    rid = service.start_run(
+        env["db"],
+        env["tenant"],
+        added["workflow_id"],
+        None,
+        inputs or {},
+        trigger={"type": "manual"},
+        actor="user:bob",
+    )
+    service.wait_run(env["db"], env["tenant"], rid, timeout_s=60)
+    return service.run_detail(env["db"], env["tenant"], rid)
+
+
+def test_run_records_steps_masks_secrets_and_passes_idempotency_keys(env: dict[str, Any]) -> None:
+    Counter.hits, Counter.keys = [], []
+    detail = run(
+        env,
+        """
+id: basic
+inputs: {host: {type: string}}
+steps:
+  - id: prep
+    action: core.set
+    with: {values: {host: "${{ inputs.host | lower }}"}}
+  - id: call
+    action: core.http_request
+    connection: counter
+    with:
+      url: /isolate
+      method: POST
+      headers: {Authorization: "Bearer ${{ secrets.api_token }}"}
+      json: {host: "${{ steps.prep.output.host }}"}
+  - id: skipped
+    action: core.log
+    if: "${{ steps.prep.output.host == 'other' }}"
+    with: {message: never}
+outputs: {host: "${{ steps.prep.output.host }}", status: "${{ steps.call.output.status }}"}
+""",
+        {"host": "WS-01"},
+    )
+    assert detail["status"] == "succeeded", detail
+    assert detail["outputs"] == {"host": "ws-01", "status": 200}
+    steps = {s["key"]: s for s in detail["steps"]}
+    assert steps["call"]["inputs"]["headers"]["Authorization"] == "Bearer ***"
+    assert "tok-SECRET-42" not in str(detail)
+    assert steps["skipped"]["status"] == "skipped"
+    assert Counter.hits == ["/isolate"]
+    assert Counter.keys == [f"{detail['run_id']}:call"]
+
+
+def test_retry_with_backoff_then_success(env: dict[str, Any]) -> None:
+    Counter.hits = []
+    Counter.fail_first = {"/flaky": 2}
+    detail = run(
+        env,
+        """
+id: flaky
+steps:
+  - id: call
+    action: core.http_request
+    connection: counter
+    retry: {max_attempts: 3, interval: 0.1, backoff: 1}
+    with: {url: /flaky, method: POST}
+""",
+    )
+    assert detail["status"] == "succeeded", detail
+    assert detail["steps"][0]["attempts"] == 3
+    assert Counter.hits == ["/flaky"] * 3
+
+
+def test_for_each_parallel_and_on_error(env: dict[str, Any]) -> None:
+    detail = run(
+        env,
+        """
+id: fan
+inputs: {ips: {type: array}}
+steps:
+  - id: each
+    action: core.transform
+    for_each: "${{ inputs.ips }}"
+    concurrency: 2
+    with: {value: "${{ index }}:${{ item | defang }}"}
+  - id: both
+    parallel:
+      - - id: left
+          action: core.set
+          with: {values: {side: left}}
+      - - id: right
+          action: core.set
+          with: {values: {side: right}}
+  - id: broken
+    action: core.fail
+    on_error: continue
+    with: {message: expected failure}
+  - id: guarded
+    action: core.fail
+    on_error: {handler: recover}
+    with: {message: handled}
+handlers:
+  - id: recover
+    action: core.set
+    with: {values: {recovered: true}}
+outputs:
+  each: "${{ steps.each.output }}"
+  sides: "${{ [steps.left.output.side, steps.right.output.side] }}"
+  recovered: "${{ steps.recover.output.recovered }}"
+""",
+        {"ips": ["1.2.3.4", "5.6.7.8", "9.9.9.9"]},
+    )
+    assert detail["status"] == "succeeded", detail
+    assert detail["outputs"] == {
+        "each": ["0:1[.]2[.]3[.]4", "1:5[.]6[.]7[.]8", "2:9[.]9[.]9[.]9"],
+        "sides": ["left", "right"],
+        "recovered": True,
+    }
+    keys = {s["key"]: s["status"] for s in detail["steps"]}
+    assert keys["broken"] == "failed" and keys["each[2]"] == "succeeded"
+
+
+def test_failed_run_retried_from_the_failed_step(env: dict[str, Any]) -> None:
+    Counter.hits = []
+    Counter.fail_first = {"/second": 1}
+    detail = run(
+        env,
+        """
+id: twostep
+steps:
+  - id: first
+    action: core.http_request
+    connection: counter
+    with: {url: /first, method: POST}
+  - id: second
+    action: core.http_request
+    connection: counter
+    with: {url: /second, method: POST}
+""",
+    )
+    assert detail["status"] == "failed"
+    assert "second" in detail["error"]
+    new_id = service.retry_run(env["db"], env["tenant"], detail["run_id"], actor="test")
+    retried = service.wait_run(env["db"], env["tenant"], new_id, timeout_s=60)
+    assert retried["status"] == "succeeded", retried
+    assert retried["retry_of"] == detail["run_id"]
+    assert Counter.hits == ["/first", "/second", "/second"]  # the first step did not run again
+    with pytest.raises(service.RunStateError):
+        service.retry_run(env["db"], env["tenant"], new_id, actor="test")
+
+
+def test_bad_inputs_are_refused_before_anything_runs(env: dict[str, Any]) -> None:
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        "id: typed\ninputs: {n: {type: integer}}\nsteps:\n"
+        "  - {id: a, action: core.log, with: {message: x}}\n",
+        actor="t",
+    )
+    with pytest.raises(ValueError, match="'n'"):
+        service.start_run(env["db"], env["tenant"], "typed", None, {"n": "many"}, trigger={}, actor="t")
+    with pytest.raises(ValueError, match="no input 'm'"):
+        service.start_run(env["db"], env["tenant"], "typed", None, {"m": "1"}, trigger={}, actor="t")
+
+
+def test_cancel_a_waiting_run(env: dict[str, Any]) -> None:
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: slow
+steps:
+  - id: nap
+    action: core.sleep
+    with: {seconds: 600}
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "slow", None, {}, trigger={}, actor="t")
+    result = service.cancel_run(env["db"], env["tenant"], rid, actor="t")
+    assert result["status"] == "cancelled"
+    assert service.run_detail(env["db"], env["tenant"], rid)["status"] == "cancelled"
+    with pytest.raises(service.RunStateError):
+        service.cancel_run(env["db"], env["tenant"], rid, actor="t")
+
+
+def test_approval_parks_the_run_and_a_decision_resumes_it(env: dict[str, Any]) -> None:
+    from bastion.respond.approvals import decide, list_approvals
+
+    Counter.hits = []
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: approve-me
+steps:
+  - id: act
+    action: core.http_request
+    connection: counter
+    approval: {roles: [approver], quorum: 1}
+    with: {url: /approved-action, method: POST}
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "approve-me", None, {}, trigger={}, actor="user:bob")
+    parked = service.wait_run(env["db"], env["tenant"], rid, timeout_s=60)
+    assert parked["status"] == "waiting_approval", parked
+    assert Counter.hits == []
+    pending = [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
+    assert len(pending) == 1 and pending[0].action == "core.http_request"
+    decide(
+        env["db"], env["tenant"], pending[0].id, user="alice", decision="approve", comment="ok", channel="cli"
+    )
+    deadline_run = None
+    for _ in range(600):
+        deadline_run = service.run_detail(env["db"], env["tenant"], rid)
+        if deadline_run["status"] == "succeeded":
+            break
+        threading.Event().wait(0.1)
+    assert deadline_run is not None and deadline_run["status"] == "succeeded", deadline_run
+    assert Counter.hits == ["/approved-action"]
+
+
+def _wait_status(env: dict[str, Any], rid: str, wanted: str) -> dict[str, Any]:
+    detail: dict[str, Any] = {}
+    for _ in range(600):
+        detail = service.run_detail(env["db"], env["tenant"], rid)
+        if detail["status"] == wanted:
+            return detail
+        threading.Event().wait(0.1)
+    raise AssertionError(f"run {rid} is {detail.get('status')}, not {wanted}")
+
+
+def test_approval_timeout_denies_and_the_run_fails(env: dict[str, Any]) -> None:
+    Counter.hits = []
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: times-out
+steps:
+  - id: act
+    action: core.http_request
+    connection: counter
+    approval: {roles: [approver], timeout: 1s, on_timeout: deny}
+    with: {url: /never, method: POST}
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "times-out", None, {}, trigger={}, actor="user:bob")
+    detail = _wait_status(env, rid, "failed")
+    assert "approval" in detail["error"]
+    assert next(s for s in detail["steps"] if s["key"] == "act")["status"] == "denied"
+    assert Counter.hits == []
+
+
+def test_high_impact_action_needs_approval_by_policy_and_lost_messages_are_rechecked(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.connectors import ActionContext, action
+    from bastion.respond.approvals import decide, list_approvals, set_resolution_listener
+    from bastion.respond.runtime import install_delivery
+
+    @action("testns.wipe", impact="high")
+    async def wipe(host: str, *, ctx: ActionContext) -> dict[str, str]:
+        """Wipe a host (test action).
+
+        Args:
+            host: the host
+        """
+        return {"wiped": host}
+
+    monkeypatch.setenv("BASTION_APPROVAL_RECHECK_S", "1")
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: policy-gated
+steps:
+  - id: wipe
+    action: testns.wipe
+    with: {host: ws-9}
+outputs: {result: "${{ steps.wipe.output.wiped }}"}
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "policy-gated", None, {}, trigger={}, actor="user:bob")
+    _wait_status(env, rid, "waiting_approval")
+    pending = [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
+    assert len(pending) == 1 and pending[0].roles == ["approver"]
+    set_resolution_listener(None)  # the decision's message is lost: the run must find it anyway
+    try:
+        decide(
+            env["db"],
+            env["tenant"],
+            pending[0].id,
+            user="alice",
+            decision="approve",
+            comment=None,
+            channel="cli",
+        )
+        detail = _wait_status(env, rid, "succeeded")
+    finally:
+        install_delivery(env["db"])
+    assert detail["outputs"] == {"result": "ws-9"}
