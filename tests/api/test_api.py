@@ -277,6 +277,26 @@ def test_roles_are_enforced(server: RunningServer, key: str) -> None:
         )
 
 
+def test_api_keys_are_listed_and_revoked_by_admins_only(server: RunningServer, key: str) -> None:
+    viewer = create_api_key(server.db, "acme", role=Role.VIEWER, name="ro")
+    key_b = create_tenant(server.db, "beta")[1]
+    with server.client(viewer) as c:
+        assert c.get("/api/v1/apikeys").status_code == 403
+    with server.client(key_b) as c:  # another tenant's admin sees only its own keys
+        b_keys = c.get("/api/v1/apikeys").json()["api_keys"]
+        assert [k["name"] for k in b_keys] == ["initial"]
+    with server.client(key) as c:
+        keys = c.get("/api/v1/apikeys").json()["api_keys"]
+        assert sorted(k["name"] for k in keys) == ["initial", "ro"]
+        ro = next(k for k in keys if k["name"] == "ro")
+        assert c.delete(f"/api/v1/apikeys/{b_keys[0]['id']}").status_code == 404  # not this tenant's
+        assert c.delete(f"/api/v1/apikeys/{ro['id']}").json() == {"revoked": ro["id"]}
+    with server.client(viewer) as c:
+        assert c.get("/api/v1/events").status_code == 401
+    with server.client(key_b) as c:
+        assert c.get("/api/v1/events").status_code == 200
+
+
 def test_tenant_a_sees_nothing_of_tenant_b(server: RunningServer, key: str) -> None:
     from bastion.cases.service import open_case
 
