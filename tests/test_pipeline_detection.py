@@ -91,3 +91,31 @@ def test_api_ingest_detects_and_honours_suppressions_and_disabled_rules(
         listed = c.get("/api/v1/alerts", params={"source": "sigma"}).json()["alerts"]
     assert [a["title"] for a in listed] == ["Whoami Execution"]
     assert listed[0]["severity"] in ("high", 4)
+
+
+def test_a_new_alert_starts_the_workflows_bound_to_it(server: RunningServer) -> None:
+    from bastion.respond import service as respond
+    from bastion.store.workflows import WorkflowRepository
+
+    db = server.db
+    tenant, key = create_tenant(db, "acme")
+    respond.add_workflow(
+        db,
+        tenant.id,
+        "id: triage-edr\ntrigger:\n  alert:\n    source: edr\n"
+        "    condition: \"${{ trigger.severity == 'high' }}\"\n"
+        "inputs:\n  title: {type: string}\n  alert_id: {type: string}\n"
+        'steps:\n  - {id: a, action: core.log, with: {message: "${{ inputs.title }}"}}\n',
+        actor="t",
+    )
+    with server.client(key) as c:
+        high = {"title": "Beacon", "severity": "high", "source": "edr", "external_id": "e-1"}
+        alert_id = c.post("/api/v1/alerts", json=high).json()["ids"][0]
+        c.post("/api/v1/alerts", json={**high, "severity": "low", "external_id": "e-2"})  # condition false
+        c.post("/api/v1/alerts", json={**high, "source": "ids", "external_id": "e-3"})  # source differs
+        c.post("/api/v1/alerts", json=high)  # the same alert again: not new, no second run
+    with db.read() as conn:
+        runs = WorkflowRepository(conn, tenant.id).list_runs()
+    assert [r["workflow_id"] for r in runs] == ["triage-edr"]
+    assert runs[0]["inputs"] == {"title": "Beacon", "alert_id": alert_id}
+    assert runs[0]["trigger"]["type"] == "alert"

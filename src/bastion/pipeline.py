@@ -6,11 +6,17 @@ triage slots in as it lands. Alerts from other tools take ``enrich -> store``. E
 batch) and is safe to re-run: an event's id is its content fingerprint, so the same input stores
 nothing new the second time, and a detection alert is stored only with a new event (its external id is
 rule id and event id, so it is never stored twice).
+
+Where the flow reaches ``respond``: once :func:`connect_response` has named a store, every new alert
+stored here, and every preemptive intel trigger, starts the workflows bound to it (their ``alert`` and
+``intel`` triggers), after the alert's transaction has committed.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -28,7 +34,17 @@ from bastion.model import Alert, Event
 from bastion.store import Database, TenantScope
 from bastion.store.events import EventRow
 
-__all__ = ["AlertResult", "IngestResult", "ingest_alerts", "prepare_events", "store_events"]
+__all__ = [
+    "AlertResult",
+    "IngestResult",
+    "connect_response",
+    "ingest_alerts",
+    "prepare_events",
+    "store_events",
+]
+
+log = logging.getLogger(__name__)
+_RESPONDING: weakref.WeakSet[Database] = weakref.WeakSet()
 
 _encode_event = msgspec.json.Encoder().encode
 
@@ -129,8 +145,9 @@ def store_events(
         new_ids, duplicates = scope.events.insert_batch(rows, ingested)
         fresh = set(new_ids)
         detected = [a for row in rows if row.alerts and row.id in fresh for a in row.alerts]
+        stored = AlertResult()
         if detected:
-            _store_alerts(scope, actor, detected, AlertResult())
+            _store_alerts(scope, actor, detected, stored)
         scope.audit.append(
             actor,
             "events.ingest",
@@ -144,6 +161,7 @@ def store_events(
                 "alerts": len(detected),
             },
         )
+    _alert_hooks(db, tenant_id, stored.new)
     return IngestResult(
         accepted=len(new_ids), duplicates=duplicates, rejected=len(errors), errors=list(errors)
     )
@@ -164,6 +182,7 @@ class AlertResult(msgspec.Struct):
     accepted: int = 0
     duplicates: int = 0
     ids: list[str] = msgspec.field(default_factory=list)
+    new: list[Alert] = msgspec.field(default_factory=list)  # the alerts stored for the first time
 
 
 def ingest_alerts(
@@ -175,6 +194,7 @@ def ingest_alerts(
     result = AlertResult()
     with db.write() as conn:
         _store_alerts(TenantScope(conn, tenant_id), actor, alerts, result)
+    _alert_hooks(db, tenant_id, result.new)
     return result
 
 
@@ -188,6 +208,7 @@ def _store_alerts(scope: TenantScope, actor: str, alerts: list[Alert], result: A
         result.ids.append(stored.id)
         if new:
             result.accepted += 1
+            result.new.append(stored)
             scope.audit.append(
                 actor,
                 "alert.create",
@@ -202,3 +223,51 @@ def _store_alerts(scope: TenantScope, actor: str, alerts: list[Alert], result: A
             )
         else:
             result.duplicates += 1
+
+
+# ------------------------------------------------------------------------------------ into respond
+
+
+def connect_response(db: Database) -> None:
+    """Let new alerts and intel triggers on ``db`` start their bound workflows (idempotent)."""
+    from bastion.intel.triggers import on_intel_match
+
+    _RESPONDING.add(db)
+    on_intel_match(_intel_hooks)
+
+
+def _alert_payload(alert: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": alert.id,
+        "title": alert.title,
+        "severity": alert.severity.name.lower(),
+        "source": alert.source,
+        "rule_id": alert.rule_id,
+        "rule_name": alert.rule_name,
+        "techniques": alert.techniques,
+        "tags": alert.tags,
+        "observables": [{"type": o.type.value, "value": o.value} for o in alert.observables],
+    }
+
+
+def _alert_hooks(db: Database, tenant_id: str, alerts: list[Alert]) -> None:
+    """Start the workflows bound to these new alerts. A workflow that cannot start is logged; the
+    alerts are already stored either way."""
+    if not alerts or db not in _RESPONDING:
+        return
+    from bastion.respond.service import fire_hooks, has_hooks
+
+    try:
+        if not has_hooks(db, tenant_id, "alert"):
+            return
+        for alert in alerts:
+            fire_hooks(db, tenant_id, "alert", _alert_payload(alert), actor="pipeline")
+    except Exception:  # the response side must never cost an accepted alert
+        log.exception("starting alert-triggered workflows failed for tenant %s", tenant_id)
+
+
+def _intel_hooks(trigger: Any) -> None:
+    from bastion.respond.service import fire_hooks
+
+    for db in list(_RESPONDING):
+        fire_hooks(db, trigger.tenant_id, "intel", trigger.inputs(), actor="intel")

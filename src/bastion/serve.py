@@ -21,6 +21,7 @@ from bastion.enrich.enricher import Enricher
 from bastion.ingest.listener import SyslogListener
 from bastion.ingest.queue import IngestJob, IngestQueue, QueueFull
 from bastion.ingest.records import RawRecord
+from bastion.pipeline import connect_response
 from bastion.store import Database, TenantRepository
 
 __all__ = ["serve"]
@@ -76,11 +77,31 @@ def _stop(server: uvicorn.Server) -> None:
     server.should_exit = True
 
 
+async def _poll_feeds(db: Database, every_s: float = 60.0) -> None:
+    """Poll every tenant's intel feeds that are due (each feed has its own schedule)."""
+    from bastion.intel.polling import poll_feeds
+
+    while True:
+        await asyncio.sleep(every_s)
+        with db.read() as conn:
+            tenant_ids = [t.id for t in TenantRepository(conn).list()]
+        for tenant_id in tenant_ids:
+            try:
+                await asyncio.to_thread(poll_feeds, db, tenant_id)
+            except Exception:  # one tenant's broken feed must not stop the others'
+                log.exception("feed polling failed for tenant %s", tenant_id)
+
+
 async def _serve(settings: Settings, *, demo: bool) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     db = Database(settings.database_url)
     await asyncio.to_thread(db.migrate)
     enricher = Enricher.from_settings(settings)
+    connect_response(db)
+    from bastion.respond.runtime import Executor
+
+    executor = Executor(db, kind="server", listen=True)
+    await asyncio.to_thread(executor.launch)
     queue = IngestQueue(
         db, capacity=settings.ingest_queue_size, batch_size=settings.ingest_batch_size, enricher=enricher
     )
@@ -109,6 +130,7 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
             raise ValueError(f"syslog_tenant {settings.syslog_tenant!r} does not exist")
         syslog_tenant_id = tenant.id
 
+    background.append(asyncio.create_task(_poll_feeds(db)))
     listener = None
     if syslog_tenant_id is not None and (
         settings.syslog_udp_port is not None or settings.syslog_tcp_port is not None
@@ -151,5 +173,7 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
         if listener is not None:
             await listener.stop()
         await asyncio.to_thread(queue.close)
+        # Runs parked on an approval hold executor threads; they are durable, so shutdown does not wait.
+        await asyncio.to_thread(executor.shutdown)
         db.dispose()
         print("Bastion stopped.", flush=True)

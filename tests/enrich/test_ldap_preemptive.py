@@ -85,7 +85,8 @@ def test_leaked_credential_of_ldap_identity_starts_bound_workflow(
     sqlite_db: Database, sqlite_tenant: str, tmp_path: Path
 ) -> None:
     """Acceptance: a leaked credential for an identity synced from slapd starts the tenant's bound
-    workflow, with no alert involved (the subscriber is the binding the engine provides)."""
+    workflow, with no alert involved, through the binding the product installs (connect_response)."""
+    from bastion.pipeline import connect_response
     from bastion.respond import service as respond
     from bastion.store.workflows import WorkflowRepository
 
@@ -96,26 +97,19 @@ def test_leaked_credential_of_ldap_identity_starts_bound_workflow(
         'steps:\n  - {id: a, action: core.log, with: {message: "${{ inputs.email }}"}}\n',
         actor="t",
     )
-    started: list[str] = []
-
-    def bind(trigger: IntelTrigger) -> None:
-        started.extend(respond.fire_hooks(sqlite_db, trigger.tenant_id, "intel", trigger.inputs()))
-
     with slapd(tmp_path) as url:
         seed(url)
         cfg = LdapConfig(url=url, base_dn=f"ou=people,{SUFFIX}", bind_dn=ADMIN, password=ADMIN_PASSWORD)
         sync_ldap(sqlite_db, sqlite_tenant, cfg, actor="test")
-    on_intel_match(bind)
-    try:
-        leak = b'[{"email": "bob@example.org", "source": "combo-list", "breach_date": "2026-11-01"}]'
-        ingest_parsed(sqlite_db, sqlite_tenant, parse_bytes("credential-leak", leak), actor="test")
-    finally:
-        unsubscribe(bind)
-    assert len(started) == 1
+    connect_response(sqlite_db)
+    leak = b'[{"email": "bob@example.org", "source": "combo-list", "breach_date": "2026-11-01"}]'
+    ingest_parsed(sqlite_db, sqlite_tenant, parse_bytes("credential-leak", leak), actor="test")
+    # the same leak again is not a second trigger
+    ingest_parsed(sqlite_db, sqlite_tenant, parse_bytes("credential-leak", leak), actor="test")
     with sqlite_db.read() as conn:
         runs = WorkflowRepository(conn, sqlite_tenant).list_runs()
         alerts = TenantScope(conn, sqlite_tenant).alerts.count()
-    assert runs[0]["workflow_id"] == "leak-response"
+    assert len(runs) == 1 and runs[0]["workflow_id"] == "leak-response"
     assert runs[0]["inputs"] == {"email": "bob@example.org"}
     assert runs[0]["trigger"]["type"] == "intel"
     assert alerts == 0

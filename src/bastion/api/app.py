@@ -16,6 +16,7 @@ from bastion.api.routes import intel as intel_routes
 from bastion.config import Settings
 from bastion.enrich.enricher import Enricher
 from bastion.ingest.queue import IngestQueue
+from bastion.pipeline import connect_response
 from bastion.store import Database
 
 __all__ = ["create_app"]
@@ -32,6 +33,7 @@ def create_app(
         app.state.db = db or Database(settings.database_url)
         if own_db:
             app.state.db.migrate()
+        connect_response(app.state.db)
         own_queue = ingest_queue is None
         app.state.enricher = (
             ingest_queue.enricher

@@ -201,7 +201,7 @@ def ingest(
     from bastion.detect.tenant import DETECTORS
     from bastion.ingest.normalize import NORMALIZERS
     from bastion.ingest.readers import READER_FORMATS, read_path
-    from bastion.pipeline import IngestResult, batched, prepare_events, store_events
+    from bastion.pipeline import IngestResult, batched, connect_response, prepare_events, store_events
 
     if not path.exists():
         raise UserError(f"no such file: {path}")
@@ -219,6 +219,7 @@ def ingest(
     with db.read() as conn:
         t = require_tenant(TenantRepository(conn), tenant)
     result = IngestResult()
+    connect_response(db)  # detection alerts start the workflows bound to them
     detection = DETECTORS.for_tenant(db, t.id)
     records = read_path(path, reader_fmt)
     show = not json and sys.stderr.isatty()

@@ -58,8 +58,10 @@ def intel_load(
     """Load indicators from a file, a MISP feed folder or a URL; merge, retro-hunt, preemptive matching."""
     from bastion.intel.feeds import FeedError
     from bastion.intel.service import load_file, load_url
+    from bastion.pipeline import connect_response
 
     db = open_db()
+    connect_response(db)  # intel about the tenant itself starts its bound workflows
     tid = _tenant(db, tenant)
     try:
         options = {"mapping": _mapping(map_ or [])}

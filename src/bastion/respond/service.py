@@ -30,6 +30,7 @@ __all__ = [
     "add_workflow",
     "cancel_run",
     "fire_hooks",
+    "has_hooks",
     "load_workflow_ref",
     "resolver_for",
     "retry_run",
@@ -299,6 +300,12 @@ def _matches(expected: Any, actual: Any) -> bool:
     if isinstance(expected, list):
         return actual in expected
     return bool(expected == actual)
+
+
+def has_hooks(db: Database, tenant_id: str, kind: str) -> bool:
+    """Whether any stored workflow of the tenant has a ``kind`` trigger (cheap; checked per batch)."""
+    with db.read() as conn:
+        return any(kind in d["triggers"] for d in WorkflowRepository(conn, tenant_id).list_definitions())
 
 
 def fire_hooks(
