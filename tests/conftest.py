@@ -63,14 +63,26 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     else:
         database = Database(request.getfixturevalue("pg_url"))
     database.migrate()
+    if request.param == "postgres":
+        _empty(database)  # the schema is shared by the session: start clean even after a failed test
     yield database
     if request.param == "postgres":
-        from bastion.store.tables import metadata
-
-        with database.engine.begin() as conn:
-            for table in reversed(metadata.sorted_tables):
-                conn.execute(table.delete())
+        _empty(database)
     database.dispose()
+
+
+def _empty(database: Database) -> None:
+    # Every module that defines tables, so that all of them are on the metadata and emptied in order.
+    import bastion.store.approvals
+    import bastion.store.assets
+    import bastion.store.detection
+    import bastion.store.intel
+    import bastion.store.workflows  # noqa: F401
+    from bastion.store.tables import metadata
+
+    with database.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
 
 
 @pytest.fixture
