@@ -98,6 +98,9 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     await asyncio.to_thread(db.migrate)
     enricher = Enricher.from_settings(settings)
     connect_response(db)
+    from bastion.respond.approvals.service import configure as configure_approvals
+
+    configure_approvals(settings)  # Slack, e-mail and link settings for approvals the engine requests
     from bastion.respond.runtime import Executor
 
     executor = Executor(db, kind="server", listen=True)

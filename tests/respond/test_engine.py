@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bastion.model import Role
@@ -19,6 +20,9 @@ from bastion.store import Database
 from bastion.tenancy.connections import set_connection
 from bastion.tenancy.secrets import set_secret
 from bastion.tenancy.service import add_user, create_tenant
+from tests.approvals.conftest import SIGNING_SECRET, SLACK_TOKEN, FakeSlack, fake_slack  # noqa: F401
+from tests.approvals.test_approval_slack import ENDPOINT, click, signed
+from tests.conftest import start_server
 
 
 class Counter(BaseHTTPRequestHandler):
@@ -373,3 +377,56 @@ outputs: {result: "${{ steps.wipe.output.wiped }}"}
     finally:
         install_delivery(env["db"])
     assert detail["outputs"] == {"result": "ws-9"}
+
+
+def test_slack_approval_resumes_the_run(env: dict[str, Any], fake_slack: FakeSlack) -> None:  # noqa: F811
+    """Issue 3: the run parks, the request goes to Slack (a local server speaking the Web API), a
+    correctly signed interaction to Bastion's endpoint resumes it; a bad signature is refused."""
+    from bastion.respond.approvals import list_approvals, map_slack_user
+    from bastion.respond.approvals.service import configure
+
+    db = env["db"]
+    Counter.hits = []
+    running, srv, thread = start_server(
+        db,
+        approval_link_key="k",
+        slack_bot_token=SLACK_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=fake_slack.url,
+        slack_channel="#soc-approvals",
+    )
+    configure(running.settings)  # what `bastion up` does for the approvals its engine requests
+    try:
+        service.add_workflow(
+            db,
+            env["tenant"],
+            """
+id: slack-approve-me
+steps:
+  - id: act
+    action: core.http_request
+    connection: counter
+    approval: {roles: [approver], channels: [slack]}
+    with: {url: /slack-approved, method: POST}
+""",
+            actor="t",
+        )
+        rid = service.start_run(db, env["tenant"], "slack-approve-me", None, {}, trigger={}, actor="user:bob")
+        _wait_status(env, rid, "waiting_approval")
+        [pending] = [a for a in list_approvals(db, env["tenant"]) if a.run_id == rid]
+        assert [p["channel"] for p in fake_slack.called("chat.postMessage")] == ["#soc-approvals"]
+        map_slack_user(db, env["tenant"], "U0ALICE", "alice", actor="test")
+        body = click(fake_slack, pending.id, "U0ALICE")
+        with httpx.Client(base_url=running.url, timeout=30) as c:
+            forged = c.post(ENDPOINT, content=body, headers=signed(body, secret="not-the-secret"))
+            assert forged.status_code == 401
+            assert service.run_detail(db, env["tenant"], rid)["status"] == "waiting_approval"
+            ok = c.post(ENDPOINT, content=body, headers=signed(body))
+            assert ok.status_code == 200 and ok.json()["status"] == "approved"
+        _wait_status(env, rid, "succeeded")
+        assert Counter.hits == ["/slack-approved"]
+    finally:
+        configure(None)
+        srv.should_exit = True
+        thread.join(10)
+        running.queue.close()
