@@ -258,6 +258,30 @@ steps:
         service.cancel_run(env["db"], env["tenant"], rid, actor="t")
 
 
+def test_cancelling_a_run_that_waits_for_approval_closes_its_request(env: dict[str, Any]) -> None:
+    from bastion.respond.approvals import list_approvals
+
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: wait-then-cancel
+steps:
+  - id: act
+    action: core.log
+    approval: {roles: [approver]}
+    with: {message: never}
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "wait-then-cancel", None, {}, trigger={}, actor="t")
+    _wait_status(env, rid, "waiting_approval")
+    service.cancel_run(env["db"], env["tenant"], rid, actor="t")
+    mine = [a for a in list_approvals(env["db"], env["tenant"], status=None) if a.run_id == rid]
+    assert [a.status for a in mine] == ["expired"]
+    assert not [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
+
+
 def test_approval_parks_the_run_and_a_decision_resumes_it(env: dict[str, Any]) -> None:
     from bastion.respond.approvals import decide, list_approvals
 
