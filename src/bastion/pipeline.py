@@ -102,13 +102,16 @@ def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None)
         event.time = ingest_time
     alerts: list[Alert] = []
     if detection is not None:
-        alerts = alerts_for_events(
-            detection.detector,
-            [event],
-            now=ingest_time,
-            suppressions=detection.suppressions,
-            event_ids=[event_id],
-        )
+        try:
+            alerts = alerts_for_events(
+                detection.detector,
+                [event],
+                now=ingest_time,
+                suppressions=detection.suppressions,
+                event_ids=[event_id],
+            )
+        except Exception:  # a rule that trips on an odd event must not cost the event itself
+            log.exception("detection failed on event %s; stored without its alerts", event_id)
     event.raw = None  # stored once, in its own column
     return EventRow(
         id=event_id,
