@@ -273,4 +273,7 @@ def _intel_hooks(trigger: Any) -> None:
     from bastion.respond.service import fire_hooks
 
     for db in list(_RESPONDING):
-        fire_hooks(db, trigger.tenant_id, "intel", trigger.inputs(), actor="intel")
+        try:
+            fire_hooks(db, trigger.tenant_id, "intel", trigger.inputs(), actor="intel")
+        except Exception:  # one store's failure must not keep the trigger from the others
+            log.exception("starting intel-triggered workflows failed for tenant %s", trigger.tenant_id)
