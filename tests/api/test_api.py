@@ -295,6 +295,16 @@ def test_api_keys_are_listed_and_revoked_by_admins_only(server: RunningServer, k
         assert c.get("/api/v1/events").status_code == 401
     with server.client(key_b) as c:
         assert c.get("/api/v1/events").status_code == 200
+    # a prefix that names two keys revokes neither: 409, asking for the id
+    with server.db.write() as conn:
+        repo = TenantRepository(conn)
+        tenant = repo.by_name("acme")
+        assert tenant is not None
+        repo.add_api_key(tenant.id, key_hash="0" * 64, prefix="bst_same", name="x", role=Role.VIEWER)
+        repo.add_api_key(tenant.id, key_hash="1" * 64, prefix="bst_same", name="y", role=Role.VIEWER)
+    with server.client(key) as c:
+        r = c.delete("/api/v1/apikeys/bst_same")
+        assert r.status_code == 409 and "key id" in r.json()["error"]
 
 
 def test_tenant_a_sees_nothing_of_tenant_b(server: RunningServer, key: str) -> None:

@@ -10,6 +10,7 @@ from bastion.api.deps import require_role
 from bastion.api.errors import ApiError
 from bastion.api.responses import JSON
 from bastion.model import Role
+from bastion.store.tenancy import DuplicateError
 from bastion.tenancy.service import NotFoundError, Principal, list_api_keys, revoke_api_key
 
 router = APIRouter(prefix="/api/v1", tags=["api keys"])
@@ -27,4 +28,6 @@ def revoke_key(request: Request, principal: Admin, key_id: str) -> JSON:
         revoked = revoke_api_key(request.app.state.db, principal.tenant_name, key_id, actor=principal.actor)
     except NotFoundError:
         raise ApiError(404, f"no API key {key_id} in this tenant") from None
+    except DuplicateError as exc:  # a prefix that names several keys
+        raise ApiError(409, str(exc)) from None
     return JSON({"revoked": revoked})
