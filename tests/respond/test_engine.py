@@ -280,6 +280,18 @@ steps:
     mine = [a for a in list_approvals(env["db"], env["tenant"], status=None) if a.run_id == rid]
     assert [a.status for a in mine] == ["expired"]
     assert not [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
+    # its DBOS workflow is cancelled, and the woken step does not overwrite the run's status
+    from dbos import DBOS
+
+    status = ""
+    for _ in range(300):
+        status = DBOS.get_workflow_status(rid).status  # type: ignore[union-attr]
+        if status != "PENDING":
+            break
+        threading.Event().wait(0.1)
+    assert status == "CANCELLED"
+    threading.Event().wait(1.0)  # give the woken step the chance to (wrongly) write a status
+    assert service.run_detail(env["db"], env["tenant"], rid)["status"] == "cancelled"
 
 
 def test_approval_parks_the_run_and_a_decision_resumes_it(env: dict[str, Any]) -> None:

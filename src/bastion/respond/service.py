@@ -22,7 +22,6 @@ from bastion.respond.model import Workflow
 from bastion.respond.runtime import APP_VERSION, RUN_QUEUE, dbos_location
 from bastion.respond.validate import Resolver, WorkflowInvalid, bind_inputs, parse_workflow
 from bastion.store import Database, TenantScope
-from bastion.store.approvals import ApprovalRepository
 from bastion.store.workflows import WorkflowRepository, lock_tenant, workflow_webhooks
 
 __all__ = [
@@ -236,19 +235,17 @@ def cancel_run(db: Database, tenant_id: str, run_id: str, *, actor: str) -> dict
                 f"run {run_id} is {run['status']}; only running or waiting runs can be cancelled"
             )
         repo.set_run_status(run_id, "cancelled", error=f"cancelled by {actor}")
-        audit = TenantScope(conn, tenant_id).audit
-        audit.append(actor, "run.cancel", "run", run_id, {})
-        # A cancelled run's open approval requests close with it, so no one is asked to decide them.
-        approvals = ApprovalRepository(conn, tenant_id)
-        now = int(time.time() * 1000)
-        for pending in approvals.list(status="pending", limit=10_000):
-            if pending["run_id"] == run_id and approvals.transition(pending["id"], to="expired", at=now):
-                audit.append(actor, "approval.cancel", "approval", pending["id"], {"run_id": run_id})
+        TenantScope(conn, tenant_id).audit.append(actor, "run.cancel", "run", run_id, {})
     client = _client(db)
     try:
         client.cancel_workflow(run_id)
     finally:
         client.destroy()
+    # Its open approval requests close with it (no one is asked to decide them), and a step parked on
+    # one is woken so that it stops waiting instead of holding its worker thread until a recheck.
+    from bastion.respond.approvals import close_for_run
+
+    close_for_run(db, tenant_id, run_id, actor=actor)
     return {"run_id": run_id, "status": "cancelled"}
 
 

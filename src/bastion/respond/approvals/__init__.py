@@ -16,6 +16,7 @@ from bastion.respond.approvals.model import (
     NotAllowed,
 )
 from bastion.respond.approvals.service import (
+    close_for_run,
     configure,
     decide,
     decide_from_slack,
@@ -41,6 +42,7 @@ __all__ = [
     "Decision",
     "LinkError",
     "NotAllowed",
+    "close_for_run",
     "configure",
     "decide",
     "decide_from_slack",

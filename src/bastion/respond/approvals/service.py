@@ -40,6 +40,7 @@ from bastion.store import Database, TenantScope
 from bastion.store.approvals import ApprovalRepository
 
 __all__ = [
+    "close_for_run",
     "configure",
     "decide",
     "decide_from_slack",
@@ -332,6 +333,26 @@ def decide(
     else:
         _refresh_slack(approval, settings)
     return approval
+
+
+def close_for_run(
+    db: Database, tenant_id: str, run_id: str, *, actor: str, settings: Settings | None = None
+) -> list[Approval]:
+    """End the run's pending requests as ``expired`` (the run was cancelled), audited, and wake the
+    run's waiting step so that it stops waiting. Returns the requests it closed."""
+    now = _now()
+    closed: list[str] = []
+    with db.write() as conn:
+        repo = ApprovalRepository(conn, tenant_id)
+        audit = TenantScope(conn, tenant_id).audit
+        for row in repo.list(status="pending", limit=10_000):
+            if row["run_id"] == run_id and repo.transition(row["id"], to="expired", at=now):
+                audit.append(actor, "approval.cancel", "approval", row["id"], {"run_id": run_id})
+                closed.append(row["id"])
+        approvals = [_load(repo, approval_id) for approval_id in closed]
+    for approval in approvals:
+        _announce(approval, settings)
+    return approvals
 
 
 def resolve_on_timeout(
