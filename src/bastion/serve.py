@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 
@@ -40,8 +42,17 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
-    """Run until SIGINT or SIGTERM, then shut down in order: HTTP, syslog, the ingest queue, the store."""
+    """Run until SIGINT or SIGTERM, then shut down in order: HTTP, syslog, the ingest queue, the engine,
+    the store.
+
+    Runs parked on an approval hold DBOS worker threads that Python would join at exit (for minutes).
+    Their state is durable and the next start resumes them, so once everything else is closed the
+    process ends without waiting for them, as `bastion worker` does.
+    """
     asyncio.run(_serve(settings, demo=demo))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _submit(
