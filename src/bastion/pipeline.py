@@ -258,13 +258,10 @@ def _alert_hooks(db: Database, tenant_id: str, alerts: list[Alert]) -> None:
     alerts are already stored either way."""
     if not alerts or db not in _RESPONDING:
         return
-    from bastion.respond.service import fire_hooks, has_hooks
+    from bastion.respond.service import fire_hooks_for
 
     try:
-        if not has_hooks(db, tenant_id, "alert"):
-            return
-        for alert in alerts:
-            fire_hooks(db, tenant_id, "alert", _alert_payload(alert), actor="pipeline")
+        fire_hooks_for(db, tenant_id, "alert", [_alert_payload(a) for a in alerts], actor="pipeline")
     except Exception:  # the response side must never cost an accepted alert
         log.exception("starting alert-triggered workflows failed for tenant %s", tenant_id)
 

@@ -30,7 +30,7 @@ __all__ = [
     "add_workflow",
     "cancel_run",
     "fire_hooks",
-    "has_hooks",
+    "fire_hooks_for",
     "load_workflow_ref",
     "resolver_for",
     "retry_run",
@@ -307,12 +307,6 @@ def _matches(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-def has_hooks(db: Database, tenant_id: str, kind: str) -> bool:
-    """Whether any stored workflow of the tenant has a ``kind`` trigger (cheap; checked per batch)."""
-    with db.read() as conn:
-        return any(kind in d["triggers"] for d in WorkflowRepository(conn, tenant_id).list_definitions())
-
-
 def fire_hooks(
     db: Database, tenant_id: str, kind: str, payload: dict[str, Any], *, actor: str = "hook"
 ) -> list[str]:
@@ -322,35 +316,49 @@ def fire_hooks(
     ``condition`` expression, evaluated over ``trigger`` (the payload), is true. The run's inputs are
     the payload's keys that the workflow declares. Returns the started run ids.
     """
+    return fire_hooks_for(db, tenant_id, kind, [payload], actor=actor)
+
+
+def fire_hooks_for(
+    db: Database, tenant_id: str, kind: str, payloads: list[dict[str, Any]], *, actor: str = "hook"
+) -> list[str]:
+    """:func:`fire_hooks` for a batch of payloads: the bound workflows are read and parsed once."""
     if kind not in ("alert", "case", "intel"):
         raise ValueError(f"unknown hook kind {kind!r}: use alert, case or intel")
+    if not payloads:
+        return []
     with db.read() as conn:
         definitions = WorkflowRepository(conn, tenant_id).with_trigger(kind)
-    started: list[str] = []
+    bound = []
     for d in definitions:
         workflow = parse_workflow(d["source"])
         trig = workflow.trigger(kind)
-        if trig is None or not _matches(trig.match, payload):
-            continue
-        if trig.condition is not None:
-            try:
-                if not render(trig.condition, {"trigger": payload, "tenant": {"id": tenant_id}}):
-                    continue
-            except ExpressionError:
+        if trig is not None:
+            bound.append((d["version"], workflow, trig))
+    started: list[str] = []
+    for payload in payloads:
+        for version, workflow, trig in bound:
+            if not _matches(trig.match, payload):
                 continue
-        inputs = {k: payload[k] for k in workflow.inputs if k in payload}
-        try:
-            started.append(
-                start_run(
-                    db,
-                    tenant_id,
-                    workflow.id,
-                    d["version"],
-                    inputs,
-                    trigger={"type": kind, "payload": payload},
-                    actor=actor,
+            if trig.condition is not None:
+                try:
+                    if not render(trig.condition, {"trigger": payload, "tenant": {"id": tenant_id}}):
+                        continue
+                except ExpressionError:
+                    continue
+            inputs = {k: payload[k] for k in workflow.inputs if k in payload}
+            try:
+                started.append(
+                    start_run(
+                        db,
+                        tenant_id,
+                        workflow.id,
+                        version,
+                        inputs,
+                        trigger={"type": kind, "payload": payload},
+                        actor=actor,
+                    )
                 )
-            )
-        except ValueError:
-            continue
+            except ValueError:
+                continue
     return started
