@@ -115,12 +115,14 @@ class EventRepository:
         return int(num) if num is not None else -1
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        return self._existing([id_fp(i) for i in ids])
+
+    def _existing(self, fps: Sequence[int]) -> set[str]:
+        """Stored ids whose 64-bit key is among ``fps`` (callers compare the full ids)."""
         found: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            q = select(events.c.id).where(
-                events.c.tenant_num == self.tenant_num, events.c.fp.in_({id_fp(i) for i in chunk})
-            )
+        for start in range(0, len(fps), _CHUNK):
+            chunk = set(fps[start : start + _CHUNK])
+            q = select(events.c.id).where(events.c.tenant_num == self.tenant_num, events.c.fp.in_(chunk))
             found.update(self.conn.execute(q).scalars())
         return found
 
@@ -135,15 +137,16 @@ class EventRepository:
             raise LookupError(f"no tenant with id {self.tenant_id!r}")
         if not self._sqlite:
             self.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)", (_PG_LOCK_CLASS, num))
-        seen = self.existing_ids([r.id for r in rows])
-        fresh: list[EventRow] = []
+        fps = [id_fp(r.id) for r in rows]
+        seen = self._existing(fps)
+        fresh: list[tuple[EventRow, int]] = []
         duplicates = 0
-        for row in rows:
+        for row, fp in zip(rows, fps, strict=True):
             if row.id in seen:
                 duplicates += 1
                 continue
             seen.add(row.id)
-            fresh.append(row)
+            fresh.append((row, fp))
         if not fresh:
             return [], duplicates
         p = self._param
@@ -156,7 +159,7 @@ class EventRepository:
                     pk,
                     num,
                     r.id,
-                    id_fp(r.id),
+                    fp,
                     r.time,
                     ingested,
                     r.class_uid,
@@ -165,13 +168,13 @@ class EventRepository:
                     r.normalized,
                     r.raw,
                 )
-                for pk, r in zip(pks, fresh, strict=True)
+                for pk, (r, fp) in zip(pks, fresh, strict=True)
             ],
         )
         # Observable values repeat heavily within a batch (hosts, users, images): hash each once.
         hashes: dict[tuple[str, str], int] = {}
         index_set: set[tuple[int, int, int]] = set()
-        for pk, r in zip(pks, fresh, strict=True):
+        for pk, (r, _fp) in zip(pks, fresh, strict=True):
             for obs in r.observables:
                 h = hashes.get(obs)
                 if h is None:
@@ -183,7 +186,7 @@ class EventRepository:
                 f"INSERT INTO event_observables (tenant_num, vhash, event_pk) VALUES ({p}, {p}, {p})",
                 index_rows,
             )
-        return [r.id for r in fresh], duplicates
+        return [r.id for r, _fp in fresh], duplicates
 
     def _reserve_pks(self, n: int) -> list[int]:
         """Row keys for ``n`` new events. SQLite write transactions are exclusive, so the next keys
