@@ -85,11 +85,7 @@ class DetectorCache:
         detector = self._detector(paths, disabled)
         if detector is None:
             return None
-        suppressions = [
-            Suppression(fields=r.fields, rule_id=r.rule_id, expires=r.expires, id=r.id, reason=r.reason)
-            for r in rows
-        ]
-        return Detection(detector, suppressions)
+        return Detection(detector, _suppressions(rows))
 
     def _detector(self, paths: tuple[str, ...], disabled: frozenset[str]) -> Detector | None:
         key = (paths, disabled)
@@ -199,6 +195,10 @@ def remove_suppression(db: Database, tenant: str, sid: str, *, actor: str = "cli
 def tenant_suppressions(db: Database, tenant: str, *, now: int | None = None) -> list[Suppression]:
     with db.read() as conn:
         rows = DetectionRepository(conn, _tenant_id(conn, tenant)).suppressions(active_at=now)
+    return _suppressions(rows)
+
+
+def _suppressions(rows: list[SuppressionRow]) -> list[Suppression]:
     return [
         Suppression(fields=r.fields, rule_id=r.rule_id, expires=r.expires, id=r.id, reason=r.reason)
         for r in rows
