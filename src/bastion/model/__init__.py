@@ -1,8 +1,16 @@
 """Domain types only: no I/O. Everything else in Bastion speaks these."""
 
-from bastion.model.alert import Alert, AlertStatus
+from bastion.model.alert import Alert, AlertStatus, ScoreComponent, Verdict
 from bastion.model.asset import Asset, Criticality, Identity
-from bastion.model.case import Case, CaseComment, CaseStatus, CaseTask, TaskStatus, TimelineEntry
+from bastion.model.case import (
+    Case,
+    CaseAttachment,
+    CaseComment,
+    CaseStatus,
+    CaseTask,
+    TaskStatus,
+    TimelineEntry,
+)
 from bastion.model.event import (
     ActionId,
     Actor,
@@ -29,6 +37,7 @@ __all__ = [
     "AlertStatus",
     "Asset",
     "Case",
+    "CaseAttachment",
     "CaseComment",
     "CaseStatus",
     "CaseTask",
@@ -46,6 +55,7 @@ __all__ = [
     "ObservableType",
     "Process",
     "Role",
+    "ScoreComponent",
     "Severity",
     "TaskStatus",
     "Tenant",
@@ -53,4 +63,5 @@ __all__ = [
     "Tlp",
     "Url",
     "User",
+    "Verdict",
 ]

@@ -10,7 +10,7 @@ import msgspec
 from bastion.model.event import Severity
 from bastion.model.observable import Observable
 
-__all__ = ["Alert", "AlertStatus"]
+__all__ = ["Alert", "AlertStatus", "ScoreComponent", "Verdict"]
 
 
 class AlertStatus(StrEnum):
@@ -18,6 +18,23 @@ class AlertStatus(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     IN_PROGRESS = "in_progress"
     CLOSED = "closed"
+
+
+class Verdict(StrEnum):
+    """How an alert or case was closed: required to close a case."""
+
+    TRUE_POSITIVE = "true_positive"
+    BENIGN_TRUE_POSITIVE = "benign_true_positive"
+    FALSE_POSITIVE = "false_positive"
+
+
+class ScoreComponent(msgspec.Struct, omit_defaults=True):
+    """One line of an explained risk score: what was seen (``detail``), and the points it added."""
+
+    name: str
+    points: float
+    detail: str = ""
+    weight: float = 1.0
 
 
 class Alert(msgspec.Struct, omit_defaults=True):
@@ -45,3 +62,16 @@ class Alert(msgspec.Struct, omit_defaults=True):
     # assets, identities, GeoIP, and the reasons its severity was raised.
     enrichment: dict[str, Any] | None = None
     raw: Any = None
+    # Triage (bastion.triage): the dedupe key, how many times it was seen and when last, the 0-100 score
+    # with its explanation, the queue it was routed to, and how it was closed and why.
+    fingerprint: str | None = None
+    count: int = 1
+    last_seen: int | None = None
+    score: int = 0
+    score_components: list[ScoreComponent] = msgspec.field(default_factory=list)
+    queue: str | None = None
+    verdict: Verdict | None = None
+    close_reason: str | None = None
+    auto_closed: bool = False
+    acknowledged: int | None = None
+    closed: int | None = None

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -28,7 +29,9 @@ __all__ = [
     "api_keys",
     "audit_log",
     "case_alerts",
+    "case_attachments",
     "case_comments",
+    "case_entities",
     "case_observables",
     "case_tasks",
     "case_timeline",
@@ -153,8 +156,22 @@ alerts = Table(
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
     Column("document", Text, nullable=False),
+    # Triage (bastion.triage): the dedupe key and counters, the explained score's total, the queue it was
+    # routed to, and the timestamps the metrics are computed from. ``acknowledged`` is the first
+    # acknowledgement or automated action; ``closed`` the resolution, with its verdict.
+    Column("fingerprint", String(64), nullable=True),
+    Column("count", Integer, nullable=False, default=1, server_default="1"),
+    Column("last_seen", BigInteger, nullable=True),
+    Column("score", Integer, nullable=False, default=0, server_default="0"),
+    Column("queue", String(100), nullable=True),
+    Column("verdict", String(30), nullable=True),
+    Column("auto_closed", Boolean, nullable=False, default=False, server_default="0"),
+    Column("acknowledged", BigInteger, nullable=True),
+    Column("closed", BigInteger, nullable=True),
     UniqueConstraint("tenant_id", "source", "external_id"),
     Index(None, "tenant_id", "time"),
+    Index(None, "tenant_id", "fingerprint"),
+    Index(None, "tenant_id", "created"),
 )
 
 alert_observables = Table(
@@ -180,8 +197,59 @@ cases = Table(
     Column("assignee", String(200), nullable=True),
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
+    # Triage: the explained score (total here, components in ``score_components``), the queue and tier
+    # it is routed to, how often an SLA breach escalated it, the ATT&CK techniques and tactics its
+    # alerts span, and when its newest alert fired (the correlation window is measured from it).
+    Column("score", Integer, nullable=False, default=0, server_default="0"),
+    Column("score_components", Text, nullable=False, default="[]", server_default="[]"),
+    Column("queue", String(100), nullable=True),
+    Column("tier", Integer, nullable=False, default=1, server_default="1"),
+    Column("escalations", Integer, nullable=False, default=0, server_default="0"),
+    Column("sla_breaches", Text, nullable=False, default="[]", server_default="[]"),
+    Column("techniques", Text, nullable=False, default="[]", server_default="[]"),
+    Column("tactics", Text, nullable=False, default="[]", server_default="[]"),
+    Column("last_alert", BigInteger, nullable=True),
+    Column("verdict", String(30), nullable=True),
+    Column("custom_fields", Text, nullable=False, default="{}", server_default="{}"),
+    # Lifecycle timestamps, set the first time the case reaches each state: the metrics read them.
+    Column("acknowledged", BigInteger, nullable=True),
+    Column("contained", BigInteger, nullable=True),
+    Column("resolved", BigInteger, nullable=True),
+    Column("closed", BigInteger, nullable=True),
     UniqueConstraint("tenant_id", "number"),
     Index(None, "tenant_id", "updated"),
+    Index(None, "tenant_id", "status"),
+)
+
+# The correlation index: which open case has seen which entity (host, user, significant observable), when,
+# and in which ATT&CK tactics. Triage looks alerts' entities up here to join them to a case.
+case_entities = Table(
+    "case_entities",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("type", String(20), primary_key=True),
+    Column("value", String(2048), primary_key=True),
+    Column("case_id", String(ID), ForeignKey("cases.id"), primary_key=True),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("tactics", Text, nullable=False, default="[]"),
+    Index(None, "case_id"),
+)
+
+# Evidence attached to a case: stored with its SHA-256 so it can be shown to be unchanged.
+case_attachments = Table(
+    "case_attachments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("case_id", String(ID), ForeignKey("cases.id"), nullable=False, index=True),
+    _tenant_fk(),
+    Column("name", String(500), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("added", BigInteger, nullable=False),
 )
 
 case_alerts = Table(

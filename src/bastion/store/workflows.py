@@ -110,7 +110,12 @@ workflow_runs = Table(
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
     Column("finished", BigInteger, nullable=True),
+    # The alert and case a run acted on (from its inputs or trigger payload), so a case's timeline shows
+    # its runs' steps and the metrics can count automated actions per alert.
+    Column("alert_id", String(ID), nullable=True),
+    Column("case_id", String(ID), nullable=True),
     Index(None, "tenant_id", "created"),
+    Index(None, "tenant_id", "case_id"),
 )
 
 workflow_run_steps = Table(

@@ -1,0 +1,1 @@
+"""Triage: dedupe, correlation into cases, explained risk scores, noise reduction, routing and SLAs."""
