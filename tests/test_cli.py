@@ -196,6 +196,17 @@ def test_ingest_user_mistakes(url: str, tmp_path: Path) -> None:
     assert "database" in _one_line_error(run_cli("tenant", "list", db_url="mysql://x/y")).lower()
 
 
+def test_usage_mistakes_exit_2_without_a_traceback(url: str) -> None:
+    for args, says in [
+        (("approvals", "list"), "Missing option '--tenant'"),
+        (("no-such-command",), "No such command"),
+    ]:
+        proc = run_cli(*args, db_url=url)
+        assert proc.returncode == 2, proc.stderr
+        assert says in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_database_url_option_selects_the_store(tmp_path: Path) -> None:
     other = f"sqlite:///{tmp_path / 'other.db'}"
     proc = run_cli(

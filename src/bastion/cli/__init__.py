@@ -14,13 +14,18 @@ import os
 import sys
 
 import click
+import typer
 from sqlalchemy.exc import OperationalError
 
 import bastion.cli.approvals  # noqa: F401
 from bastion.cli import (
+    cases,  # noqa: F401
     core,  # noqa: F401  (registers commands)
     detect,  # noqa: F401
     intel,  # noqa: F401
+    report,  # noqa: F401
+    sla,  # noqa: F401
+    triage,  # noqa: F401
     workflow,  # noqa: F401
 )
 from bastion.cli._common import UserError, app, err
@@ -37,13 +42,18 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
-    except click.exceptions.Exit as exc:
+    # Typer 0.29+ ships its own copy of click, with its own exception classes: catch both families.
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except (click.ClickException, typer.TyperException) as exc:
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
