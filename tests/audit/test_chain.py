@@ -35,6 +35,25 @@ def test_intact_chain_verifies(db: Database) -> None:
     assert all(e.prev_hash == p.hash for p, e in pairwise(entries))
 
 
+def test_batched_appends_continue_one_chain(db: Database) -> None:
+    tid, _ids = _chain(db, 2)
+    with db.write() as conn:
+        audit = TenantScope(conn, tid).audit
+        made = audit.append_many([("pipeline", "alert.create", "alert", f"a{i}", {"i": i}) for i in range(4)])
+        audit.append("user:ana", "case.comment", "case", "c9", None)
+    assert [e.seq for e in made] == [3, 4, 5, 6]
+    result = _verify(db, tid)
+    assert result.ok and result.entries == 7
+    with db.read() as conn:
+        entries = list(TenantScope(conn, tid).audit.entries())
+    assert [e.target_id for e in entries] == ["c0", "c1", "a0", "a1", "a2", "a3", "c9"]
+    assert all(e.prev_hash == p.hash for p, e in pairwise(entries))
+    with db.write() as conn:  # an edit inside the batch is still named
+        conn.execute(update(audit_log).where(audit_log.c.target_id == "a2").values(data="{}"))
+    bad = _verify(db, tid)
+    assert not bad.ok and bad.first_bad == entries[4].id
+
+
 def test_edited_row_is_named(db: Database) -> None:
     tid, ids = _chain(db)
     with db.write() as conn:
