@@ -84,6 +84,8 @@ def build_alert(detector: Detector, match: Match, ev: FlatEvent, event: Event | 
         "why": why,
         "falsepositives": list(sigma.falsepositives or []),
         "level": rule.level,
+        # The rule's maturity (stable, test, experimental...): triage scores fidelity from it.
+        "status": str(sigma.status.name).lower() if sigma.status is not None else None,
         "rule_source": rule.source,
     }
     return Alert(

@@ -1,15 +1,22 @@
 """Stored alerts and their observable index, scoped to one tenant.
 
 An alert re-sent by its source with the same ``external_id`` is not stored twice: ``insert`` returns the
-id of the one already there. (Fingerprint-window dedupe of *similar* alerts is triage's job.)
+id of the one already there. (Fingerprint-window dedupe of *similar* alerts is triage's job: it finds open
+alerts by fingerprint here and folds repeats into them with :meth:`AlertRepository.apply_dedupe`.)
+
+The triage columns (fingerprint, count, last seen, score, queue, verdict, auto-close and the timestamps)
+mirror the document's fields so that triage and the metrics query them without decoding documents.
 """
 
 from __future__ import annotations
 
-import msgspec
-from sqlalchemy import Connection, and_, func, or_, select, update
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from bastion.model import Alert, AlertStatus, Severity
+import msgspec
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+
+from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity
 from bastion.store._util import new_id, now_ms
 from bastion.store.events import index_value
 from bastion.store.tables import alert_observables, alerts
@@ -18,6 +25,27 @@ __all__ = ["AlertRepository"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Alert).decode
+_CHUNK = 500  # values per IN (...) list: well under every engine's bound-parameter limit
+_TYPE = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _triage_columns(alert: Alert) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "count": alert.count,
+        "last_seen": alert.last_seen,
+        "score": alert.score,
+        "queue": alert.queue,
+        "verdict": alert.verdict.value if alert.verdict is not None else None,
+        "auto_closed": alert.auto_closed,
+        "acknowledged": alert.acknowledged,
+        "closed": alert.closed,
+    }
 
 
 class AlertRepository:
@@ -29,45 +57,200 @@ class AlertRepository:
 
     def insert(self, alert: Alert) -> tuple[Alert, bool]:
         """Store ``alert``; return (the stored alert, whether it was new)."""
-        if alert.external_id is not None:
-            existing = self.conn.execute(
-                select(alerts.c.document).where(
-                    alerts.c.tenant_id == self.tenant_id,
-                    alerts.c.source == alert.source,
-                    alerts.c.external_id == alert.external_id,
+        return self.insert_many([alert])[0]
+
+    def existing_external(self, batch: Sequence[Alert]) -> dict[tuple[str, str], Alert]:
+        """The stored alerts these alerts' (source, external_id) pairs already name."""
+        by_source: dict[str, set[str]] = {}
+        for a in batch:
+            if a.external_id is not None:
+                by_source.setdefault(a.source, set()).add(a.external_id)
+        found: dict[tuple[str, str], Alert] = {}
+        for source, wanted in sorted(by_source.items()):  # (tenant, source, external_id) is indexed
+            for chunk in _chunks(sorted(wanted)):
+                rows = self.conn.execute(
+                    select(alerts.c.external_id, alerts.c.document).where(
+                        alerts.c.tenant_id == self.tenant_id,
+                        alerts.c.source == source,
+                        alerts.c.external_id.in_(chunk),
+                    )
                 )
-            ).scalar()
-            if existing is not None:
-                return _decode(existing), False
+                for r in rows:
+                    found[(source, r.external_id)] = _decode(r.document)
+        return found
+
+    def insert_many(self, batch: Sequence[Alert], *, checked: bool = False) -> list[tuple[Alert, bool]]:
+        """Store a batch with one statement per table; return (stored alert, whether new) for each,
+        in order. An alert whose (source, external_id) is already stored, or earlier in the batch,
+        is not stored again. ``checked``: the caller has already dropped re-sends (triage does)."""
+        known = {} if checked else self.existing_external(batch)
         now = now_ms()
-        stored = msgspec.structs.replace(alert, id=alert.id or new_id())
+        out: list[tuple[Alert, bool]] = []
+        rows: list[dict[str, Any]] = []
+        obs_rows: list[dict[str, Any]] = []
+        for alert in batch:
+            key = (alert.source, alert.external_id) if alert.external_id is not None else None
+            if key is not None and key in known:
+                out.append((known[key], False))
+                continue
+            stored = msgspec.structs.replace(alert, id=alert.id or new_id())
+            if key is not None:
+                known[key] = stored
+            out.append((stored, True))
+            rows.append(
+                {
+                    "id": stored.id,
+                    "tenant_id": self.tenant_id,
+                    "title": stored.title,
+                    "severity_id": int(stored.severity),
+                    "time": stored.time,
+                    "source": stored.source,
+                    "external_id": stored.external_id,
+                    "rule_id": stored.rule_id,
+                    "status": stored.status.value,
+                    "case_id": stored.case_id,
+                    "created": now,
+                    "updated": now,
+                    "document": _encode(stored).decode(),
+                    **_triage_columns(stored),
+                }
+            )
+            pairs = {(_TYPE[o.type], index_value(_TYPE[o.type], o.value)) for o in stored.observables}
+            obs_rows.extend(
+                {"tenant_id": self.tenant_id, "alert_id": stored.id, "type": t, "value": v}
+                for t, v in sorted(pairs)
+            )
+        if rows:
+            self.conn.execute(alerts.insert(), rows)
+        if obs_rows:
+            self.conn.execute(alert_observables.insert(), obs_rows)
+        return out
+
+    def open_by_fingerprints(self, fingerprints: Iterable[str]) -> dict[str, Alert]:
+        """For each fingerprint, the most recently seen alert with it that is not closed."""
+        newest: dict[str, tuple[int, str]] = {}
+        fps = sorted(set(fingerprints))
+        for chunk in _chunks(fps):
+            rows = self.conn.execute(
+                select(alerts.c.fingerprint, alerts.c.id, alerts.c.time, alerts.c.last_seen).where(
+                    alerts.c.tenant_id == self.tenant_id,
+                    alerts.c.fingerprint.in_(chunk),
+                    alerts.c.status != AlertStatus.CLOSED.value,
+                )
+            )
+            for r in rows:
+                seen = (r.last_seen or r.time, r.id)
+                if r.fingerprint not in newest or seen > newest[r.fingerprint]:
+                    newest[r.fingerprint] = seen
+        # only the newest alert per fingerprint is decoded: older open ones can absorb nothing more
+        found: dict[str, Alert] = {}
+        pairs = sorted((fp, i) for fp, (_, i) in newest.items())
+        for chunk in _chunks(pairs):
+            rows = self.conn.execute(
+                select(alerts.c.fingerprint, alerts.c.document).where(
+                    alerts.c.tenant_id == self.tenant_id,
+                    # the fingerprint keeps the (tenant, fingerprint) index in use for the id lookup
+                    alerts.c.fingerprint.in_([fp for fp, _ in chunk]),
+                    alerts.c.id.in_([i for _, i in chunk]),
+                )
+            )
+            for r in rows:
+                found[r.fingerprint] = _decode(r.document)
+        return found
+
+    def apply_dedupe(self, updates: Sequence[tuple[Alert, Sequence[Observable]]]) -> None:
+        """Save alerts that absorbed repeats (count, last seen, document) and index the observables
+        each repeat brought that the alert did not have (``new_observables``)."""
+        if not updates:
+            return
+        now = now_ms()
         self.conn.execute(
-            alerts.insert().values(
-                id=stored.id,
-                tenant_id=self.tenant_id,
-                title=stored.title,
-                severity_id=int(stored.severity),
-                time=stored.time,
-                source=stored.source,
-                external_id=stored.external_id,
-                rule_id=stored.rule_id,
-                status=stored.status.value,
-                case_id=stored.case_id,
-                created=now,
-                updated=now,
-                document=_encode(stored).decode(),
-            )
+            update(alerts)
+            .where(alerts.c.tenant_id == self.tenant_id, alerts.c.id == bindparam("_id"))
+            .values(
+                count=bindparam("_count"),
+                last_seen=bindparam("_last_seen"),
+                updated=bindparam("_updated"),
+                document=bindparam("_document"),
+            ),
+            [
+                {
+                    "_id": a.id,
+                    "_count": a.count,
+                    "_last_seen": a.last_seen,
+                    "_updated": now,
+                    "_document": _encode(a).decode(),
+                }
+                for a, _ in updates
+            ],
         )
-        pairs = {(o.type.value, index_value(o.type.value, o.value)) for o in stored.observables}
-        if pairs:
-            self.conn.execute(
-                alert_observables.insert(),
-                [
-                    {"tenant_id": self.tenant_id, "alert_id": stored.id, "type": t, "value": v}
-                    for t, v in sorted(pairs)
-                ],
+        obs_rows: list[dict[str, Any]] = []
+        for a, new_obs in updates:
+            pairs = {(_TYPE[o.type], index_value(_TYPE[o.type], o.value)) for o in new_obs}
+            obs_rows.extend(
+                {"tenant_id": self.tenant_id, "alert_id": a.id, "type": t, "value": v}
+                for t, v in sorted(pairs)
             )
-        return stored, True
+        if obs_rows:
+            self._insert_new_observables(obs_rows)
+
+    def _insert_new_observables(self, rows: list[dict[str, Any]]) -> None:
+        """Index rows not indexed yet (two observables may index to the same lower-cased value). Looked
+        up by value, the index's leading column: the alert id alone is not indexed."""
+        ids = sorted({r["alert_id"] for r in rows})
+        types = sorted({r["type"] for r in rows})
+        values = sorted({r["value"] for r in rows})
+        ao = alert_observables
+        have: set[tuple[str, str, str]] = set()
+        for chunk in _chunks(values):
+            for id_chunk in _chunks(ids):
+                have.update(
+                    (r.alert_id, r.type, r.value)
+                    for r in self.conn.execute(
+                        select(ao.c.alert_id, ao.c.type, ao.c.value).where(
+                            ao.c.tenant_id == self.tenant_id,
+                            ao.c.value.in_(chunk),
+                            ao.c.type.in_(types),
+                            ao.c.alert_id.in_(id_chunk),
+                        )
+                    )
+                )
+        fresh = []
+        for r in rows:
+            key = (r["alert_id"], r["type"], r["value"])
+            if key not in have:
+                have.add(key)
+                fresh.append(r)
+        if fresh:
+            self.conn.execute(alert_observables.insert(), fresh)
+
+    def save_many(self, batch: Sequence[Alert]) -> None:
+        """Save whole alerts (status, case, triage columns and document) in one statement."""
+        if not batch:
+            return
+        now = now_ms()
+        self.conn.execute(
+            update(alerts)
+            .where(alerts.c.tenant_id == self.tenant_id, alerts.c.id == bindparam("_id"))
+            .values(
+                status=bindparam("_status"),
+                case_id=bindparam("_case_id"),
+                updated=bindparam("_updated"),
+                document=bindparam("_document"),
+                **{k: bindparam(f"_{k}") for k in _triage_columns(batch[0])},
+            ),
+            [
+                {
+                    "_id": a.id,
+                    "_status": a.status.value,
+                    "_case_id": a.case_id,
+                    "_updated": now,
+                    "_document": _encode(a).decode(),
+                    **{f"_{k}": v for k, v in _triage_columns(a).items()},
+                }
+                for a in batch
+            ],
+        )
 
     def get(self, alert_id: str) -> Alert | None:
         doc = self.conn.execute(
@@ -98,6 +281,7 @@ class AlertRepository:
                 case_id=alert.case_id,
                 updated=now_ms(),
                 document=_encode(alert).decode(),
+                **_triage_columns(alert),
             )
         )
 

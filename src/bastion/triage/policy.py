@@ -211,6 +211,16 @@ def parse_policy(document: dict[str, Any] | None) -> TriagePolicy:
         raise PolicyError(f"invalid triage policy: {exc}") from None
     if not policy.routing.tiers:
         raise PolicyError("invalid triage policy: routing.tiers needs at least one queue")
+    from bastion.triage.fingerprint import unknown_fields
+
+    for where, fields in [("dedupe.fields", policy.dedupe.fields)] + [
+        (f"dedupe.rules[{i}].fields", r.fields) for i, r in enumerate(policy.dedupe.rules)
+    ]:
+        bad = unknown_fields(fields)
+        if bad:
+            raise PolicyError(
+                f"invalid triage policy: {where} has unknown fingerprint field(s) {', '.join(bad)}"
+            )
     return policy
 
 

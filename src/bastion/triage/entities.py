@@ -1,0 +1,46 @@
+"""Correlation entities: the hosts, users and significant observables an alert can share with a case.
+
+Known-benign values (on a warning list) never link alerts; very common values are dropped by the engine,
+which knows how many open cases already hold each value.
+"""
+
+from __future__ import annotations
+
+from bastion.model import Alert, ObservableType
+
+__all__ = ["Entity", "benign_values", "candidate_entities", "describe"]
+
+Entity = tuple[str, str]  # (observable type, lower-cased value)
+_TYPE = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
+
+
+def benign_values(alert: Alert) -> set[Entity]:
+    """(type, value) pairs the enrichment stage found on a warning list."""
+    out: set[Entity] = set()
+    for item in (alert.enrichment or {}).get("known_benign") or ():
+        if isinstance(item, dict) and item.get("value") is not None:
+            out.add((str(item.get("type", "")), str(item["value"]).lower()))
+    return out
+
+
+def candidate_entities(alert: Alert, entity_types: list[str]) -> list[Entity]:
+    """The alert's observables of ``entity_types``, lower-cased, without known-benign ones, in order."""
+    allowed = set(entity_types)
+    benign = benign_values(alert)
+    out: list[Entity] = []
+    for o in alert.observables:
+        t = _TYPE[o.type]
+        if t not in allowed:
+            continue
+        e = (t, o.value.lower()[:2048])
+        if e not in benign and e not in out:
+            out.append(e)
+    return out
+
+
+def describe(entities: list[Entity]) -> str:
+    """``host ws01 and user alice`` for a link reason."""
+    parts = [f"{t} {v}" for t, v in sorted(entities)]
+    if len(parts) > 3:
+        parts = [*parts[:3], f"{len(entities) - 3} more"]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

@@ -1,0 +1,75 @@
+"""Dedupe keys: which alerts count as "the same alert again" under a tenant's dedupe policy.
+
+A fingerprint is a hash over the policy's fields (or the first matching per-source/per-rule override),
+so the key is short, indexable and says nothing about the values themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+
+from bastion.model import Alert, ObservableType
+from bastion.triage.policy import DedupePolicy
+
+__all__ = ["FIELDS", "alert_entities_key", "dedupe_rule", "fingerprint", "unknown_fields"]
+
+log = logging.getLogger(__name__)
+_PEOPLE = frozenset({ObservableType.HOST, ObservableType.USER})
+
+
+def alert_entities_key(alert: Alert) -> str:
+    """The alert's hosts and users, sorted and lower-cased: what ``entities`` means in a fingerprint."""
+    vals = sorted({f"{o.type}:{o.value.lower()}" for o in alert.observables if o.type in _PEOPLE})
+    return ",".join(vals)
+
+
+def dedupe_rule(policy: DedupePolicy, alert: Alert) -> tuple[list[str], int]:
+    """The fields and window (seconds) that apply to ``alert``: the first rule matching its source and
+    rule id, else the policy's defaults."""
+    for rule in policy.rules:
+        if rule.source is not None and rule.source != alert.source:
+            continue
+        if rule.rule_id is not None and rule.rule_id != alert.rule_id:
+            continue
+        return rule.fields, rule.window_s if rule.window_s is not None else policy.window_s
+    return policy.fields, policy.window_s
+
+
+_ATTRS = ("source", "rule_id", "title", "external_id", "rule_name", "description")
+_LISTS = ("techniques", "tags")
+FIELDS = frozenset({*_ATTRS, *_LISTS, "severity", "entities"})
+
+
+def unknown_fields(fields: list[str]) -> list[str]:
+    """The names in ``fields`` that are not fingerprint fields (for policy validation)."""
+    return [f for f in fields if f not in FIELDS and not f.startswith("observable:")]
+
+
+def _field(alert: Alert, name: str) -> str:
+    if name == "entities":
+        return alert_entities_key(alert)
+    if name in _ATTRS:
+        return str(getattr(alert, name) or "")
+    if name.startswith("observable:"):
+        kind = name[11:]
+        return ",".join(sorted({o.value.lower() for o in alert.observables if o.type == kind}))
+    if name == "severity":
+        return str(int(alert.severity))
+    if name in _LISTS:
+        return ",".join(sorted(getattr(alert, name)))
+    _warn_unknown(name)
+    return ""  # an unknown field must not cost the alert: it adds nothing to the key
+
+
+@lru_cache(maxsize=64)
+def _warn_unknown(name: str) -> None:
+    log.warning("dedupe field %r is unknown; it is ignored (see bastion.triage.fingerprint.FIELDS)", name)
+
+
+def fingerprint(policy: DedupePolicy, alert: Alert) -> tuple[str, int]:
+    """(fingerprint hex, window in seconds) of ``alert`` under ``policy``."""
+    fields, window = dedupe_rule(policy, alert)
+    text = "\x1e".join(f"{name}\x1f{_field(alert, name)}" for name in fields)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest(), window
