@@ -1,4 +1,5 @@
-"""Alerts from other tools: the generic document, vendor webhooks, list and get."""
+"""Alerts: ingest (the generic document, vendor webhooks), list with triage filters, get, and what
+people do to one alert (acknowledge, close with a verdict, reopen)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import CurrentPrincipal, read_limited_body, require_role
@@ -15,10 +17,20 @@ from bastion.api.responses import JSON
 from bastion.api.routes.events import parse_body
 from bastion.ingest.alerts import AlertDocumentError, UnknownWebhookSource, map_webhook, parse_alert_document
 from bastion.ingest.records import RecordError
-from bastion.model import Alert, AlertStatus, Role, Severity
+from bastion.model import Alert, AlertStatus, Role, Severity, Verdict
 from bastion.pipeline import ingest_alerts
 from bastion.store import TenantScope
 from bastion.tenancy.service import Principal
+from bastion.triage.alerts import (
+    AlertConflict,
+    AlertError,
+    UnknownAlert,
+    acknowledge,
+    close_alert,
+    reopen_alert,
+    search_alerts,
+)
+from bastion.triage.suppress import SuppressionError
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 Writer = Annotated[Principal, Depends(require_role(Role.ANALYST))]
@@ -45,7 +57,17 @@ def _store(request: Request, principal: Principal, alerts: list[Alert]) -> JSON:
         alerts,
         enricher=request.app.state.enricher,
     )
-    return JSON({"accepted": result.accepted, "duplicates": result.duplicates, "ids": result.ids})
+    return JSON(
+        {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "deduplicated": result.deduplicated,
+            "auto_closed": result.auto_closed,
+            "suppressed": result.suppressed,
+            "cases": result.cases,
+            "ids": result.ids,
+        }
+    )
 
 
 @router.post("/alerts", summary="Ingest alerts (generic document)")
@@ -86,6 +108,11 @@ def list_alerts(
     start: str | None = None,
     end: str | None = None,
     value: Annotated[str | None, Query(description="alerts carrying this observable value")] = None,
+    auto_closed: Annotated[bool | None, Query(description="only alerts closed (or not) by triage")] = None,
+    queue: Annotated[str | None, Query(description="routed to this queue")] = None,
+    min_score: Annotated[int | None, Query(ge=0, le=100, description="risk score at least")] = None,
+    rule_id: str | None = None,
+    verdict: Verdict | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> JSON:
@@ -94,13 +121,20 @@ def list_alerts(
     except ValueError as exc:
         raise ApiError(400, f"severity: {exc}") from None
     with request.app.state.db.read() as conn:
-        found, nxt = TenantScope(conn, principal.tenant_id).alerts.list(
+        found, nxt = search_alerts(
+            conn,
+            principal.tenant_id,
             status=status,
             min_severity=min_sev,
             source=source,
             start=parse_time_param("start", start),
             end=parse_time_param("end", end),
             value=value,
+            auto_closed=auto_closed,
+            queue=queue,
+            min_score=min_score,
+            rule_id=rule_id,
+            verdict=verdict,
             limit=limit,
             before=parse_cursor(cursor),
         )
@@ -118,6 +152,85 @@ def get_alert(request: Request, principal: CurrentPrincipal, alert_id: str) -> J
 
 def _alert(alert: Alert) -> dict[str, Any]:
     doc: dict[str, Any] = msgspec.to_builtins(alert)
+    # The state people filter on is always present, even at its default (the document omits defaults).
+    doc["status"] = alert.status.value
+    for key in ("verdict", "close_reason", "queue", "acknowledged", "closed"):
+        doc.setdefault(key, None)
+    doc.setdefault("auto_closed", alert.auto_closed)
+    doc.setdefault("score", alert.score)
     doc["severity"] = alert.severity.name.lower()
     doc["severity_id"] = int(alert.severity)
     return doc
+
+
+# ---------------------------------------------------------------- people's operations on one alert
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: str = Field(description="true_positive, benign_true_positive or false_positive")
+    reason: str | None = Field(None, max_length=4000)
+    suppress_similar: bool = Field(
+        False, description="false positives: suppress the same rule on this entity"
+    )
+    suppress_for: str | int = Field("30d", description="how long that suppression lasts (7d, 12h, a date)")
+
+
+class ReopenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+def _op_error(exc: AlertError | SuppressionError) -> ApiError:
+    if isinstance(exc, UnknownAlert):
+        return ApiError(404, str(exc))
+    if isinstance(exc, AlertConflict):
+        return ApiError(409, str(exc))
+    return ApiError(400, str(exc))
+
+
+@router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert")
+def post_acknowledge(request: Request, principal: Writer, alert_id: str) -> JSON:
+    try:
+        with request.app.state.db.write() as conn:
+            alert = acknowledge(TenantScope(conn, principal.tenant_id), principal.actor, alert_id)
+    except AlertError as exc:
+        raise _op_error(exc) from None
+    return JSON({"alert": _alert(alert)})
+
+
+@router.post(
+    "/alerts/{alert_id}/close", summary="Close an alert with a verdict (optionally suppress similar)"
+)
+def post_close(request: Request, principal: Writer, alert_id: str, body: CloseBody) -> JSON:
+    try:
+        with request.app.state.db.write() as conn:
+            done = close_alert(
+                TenantScope(conn, principal.tenant_id),
+                principal.actor,
+                alert_id,
+                body.verdict,
+                reason=body.reason,
+                suppress_similar=body.suppress_similar,
+                suppress_for=body.suppress_for,
+            )
+    except (AlertError, SuppressionError) as exc:
+        raise _op_error(exc) from None
+    suppression = done["suppression"]
+    return JSON(
+        {"alert": _alert(done["alert"]), "suppression": suppression.to_dict() if suppression else None}
+    )
+
+
+@router.post("/alerts/{alert_id}/reopen", summary="Reopen a closed or auto-closed alert")
+def post_reopen(request: Request, principal: Writer, alert_id: str, body: ReopenBody) -> JSON:
+    try:
+        with request.app.state.db.write() as conn:
+            alert = reopen_alert(
+                TenantScope(conn, principal.tenant_id), principal.actor, alert_id, reason=body.reason
+            )
+    except AlertError as exc:
+        raise _op_error(exc) from None
+    return JSON({"alert": _alert(alert)})
