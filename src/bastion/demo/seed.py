@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bastion.cases.service import open_case
+from bastion.cases.merge import merge_cases
+from bastion.cases.service import attach_alert, get_case, open_case, update_case
 from bastion.demo.generator import load_demo_alerts, load_demo_events, load_demo_webhooks
 from bastion.detect.tenant import DETECTORS
 from bastion.enrich.enricher import Enricher
 from bastion.ingest.alerts import map_webhook, parse_alert_document
 from bastion.ingest.records import RawRecord
-from bastion.model import Severity
+from bastion.model import Case, Severity
 from bastion.pipeline import AlertResult, IngestResult, ingest_alerts, prepare_events, store_events
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.tenancy.service import create_api_key, create_tenant, list_api_keys, revoke_api_key
@@ -62,17 +63,38 @@ def seed_demo(db: Database, tenant_name: str = "demo", *, enricher: Enricher | N
     with db.write() as conn:
         scope = TenantScope(conn, tenant.id)
         story = [i for i, a in zip(alert_result.ids, alerts, strict=True) if a.severity >= Severity.HIGH]
-        case = open_case(
+        case = _story_case(scope, list(dict.fromkeys(story)))
+    assert case.id is not None
+    return _report(tenant_name, key, case.id, events, alert_result)
+
+
+def _story_case(scope: TenantScope, story: list[str]) -> Case:
+    """The demo's case: triage usually has grouped the story's alerts already (by host and user), so that
+    case is named for the story and any other case holding story alerts is merged into it; without
+    triage's grouping, a case is opened with them."""
+    reason = "demo: same host and user across the intrusion"
+    description = "Phishing mail, encoded PowerShell, LSASS access, lateral movement."
+    holding = sorted(
+        {c for a in story for c in scope.cases.cases_of_alert(a)}, key=lambda c: scope.cases.number(c) or 0
+    )
+    if not holding:
+        return open_case(
             scope,
             "demo",
             DEMO_CASE_TITLE,
             Severity.HIGH,
             alert_ids=story,
-            reason="demo: same host and user across the intrusion",
-            description="Phishing mail, encoded PowerShell, LSASS access, lateral movement.",
+            reason=reason,
+            description=description,
         )
-    assert case.id is not None
-    return _report(tenant_name, key, case.id, events, alert_result)
+    target = holding[0]
+    if holding[1:]:
+        merge_cases(scope, "demo", target, holding[1:], reason)
+    update_case(scope, "demo", target, title=DEMO_CASE_TITLE, severity=Severity.HIGH, description=description)
+    for alert_id in story:
+        if not scope.cases.cases_of_alert(alert_id):
+            attach_alert(scope, "demo", target, alert_id, reason=reason)
+    return get_case(scope, target)
 
 
 def _report(

@@ -66,6 +66,12 @@ def _db() -> Database:
     return _State.db
 
 
+def configured_store() -> Database:
+    """The store the engine was configured with: actions that write Bastion's own data (cases.*) use
+    it. Raises RuntimeError when the engine is not configured."""
+    return _db()
+
+
 class StepFailed(Exception):
     """A step failed and its on_error says to fail the run."""
 

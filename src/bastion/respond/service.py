@@ -119,6 +119,17 @@ def _client(db: Database) -> Any:
 _MIGRATED: set[str] = set()
 
 
+def _case_of(scope: TenantScope, inputs: dict[str, Any], trigger: dict[str, Any]) -> str | None:
+    """The case a run acts on: its inputs' (else trigger payload's) ``case_id``, given as the case's id or
+    number (``12``, ``#12``); ``None`` when it names no case of this tenant."""
+    payload = trigger.get("payload")
+    for source in (inputs, trigger, payload if isinstance(payload, dict) else {}):
+        ref = source.get("case_id")
+        if isinstance(ref, str | int) and not isinstance(ref, bool) and str(ref).strip():
+            return scope.cases.resolve(str(ref))
+    return None
+
+
 def start_run(
     db: Database,
     tenant_id: str,
@@ -145,6 +156,7 @@ def start_run(
         if d is None:
             raise RunError(f"no workflow {workflow_id!r} in this tenant")
         bound = bind_inputs(parse_workflow(d["source"]), inputs)
+        scope = TenantScope(conn, tenant_id)
         run_id = repo.create_run(
             workflow_id,
             d["version"],
@@ -153,8 +165,9 @@ def start_run(
             requested_by=actor,
             retry_of=retry_of,
             run_id=run_id,
+            case_id=_case_of(scope, bound, trigger),
         )
-        TenantScope(conn, tenant_id).audit.append(
+        scope.audit.append(
             actor,
             "run.start",
             "run",

@@ -8,6 +8,7 @@ of it (what ran, with which rendered inputs and outputs, secrets masked) and wha
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "workflow_webhooks",
 ]
 
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 RUN_STATUSES = ("running", "waiting_approval", "succeeded", "failed", "cancelled")
 
 
@@ -224,6 +226,16 @@ def _step(row: Any) -> dict[str, Any]:
     }
 
 
+def _linked_id(key: str, inputs: dict[str, Any], trigger: dict[str, Any]) -> str | None:
+    """An id-shaped ``key`` of the inputs, else of the trigger (or its payload); ids are 32 hex."""
+    payload = trigger.get("payload")
+    for source in (inputs, trigger, payload if isinstance(payload, dict) else {}):
+        value = source.get(key)
+        if isinstance(value, str) and _HEX_ID.match(value.strip().lower()):
+            return value.strip().lower()
+    return None
+
+
 class WorkflowRepository:
     """Definitions, runs and step records of one tenant; every query filters on the tenant."""
 
@@ -363,9 +375,15 @@ class WorkflowRepository:
         parent_run_id: str | None = None,
         retry_of: str | None = None,
         run_id: str | None = None,
+        alert_id: str | None = None,
+        case_id: str | None = None,
     ) -> str:
+        """Record a new run. The alert and case it acts on are ``alert_id``/``case_id`` when given, else
+        the ``alert_id``/``case_id`` keys of its inputs or of its trigger's payload."""
         rid = run_id or uuid.uuid4().hex
         t = now_ms()
+        alert_id = alert_id or _linked_id("alert_id", inputs, trigger)
+        case_id = case_id or _linked_id("case_id", inputs, trigger)
         self.conn.execute(
             insert(workflow_runs).values(
                 id=rid,
@@ -380,6 +398,8 @@ class WorkflowRepository:
                 retry_of=retry_of,
                 created=t,
                 updated=t,
+                alert_id=alert_id,
+                case_id=case_id,
             )
         )
         return rid
