@@ -31,3 +31,16 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null
 fi
 echo "test-services: slapd available"
+
+# Reports: weasyprint renders the PDF report through Pango and HarfBuzz (with fonts), and the report tests
+# turn its first page into an image with poppler's pdftoppm.
+report_pkgs=()
+command -v pdftoppm >/dev/null 2>&1 || report_pkgs+=(poppler-utils)
+for pkg in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || report_pkgs+=("$pkg")
+done
+if [ "${#report_pkgs[@]}" -gt 0 ]; then
+  need_root "${report_pkgs[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${report_pkgs[@]}" >/dev/null
+fi
+echo "test-services: pdftoppm and weasyprint's libraries available"
