@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = None
+    # Triage: how often ``bastion up`` checks case SLAs (escalation and notification); 0 turns it off.
+    sla_check_interval_s: int = Field(60, ge=0, description="seconds between SLA checks in bastion up")
 
     @classmethod
     def settings_customise_sources(

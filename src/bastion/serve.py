@@ -1,4 +1,5 @@
-"""``bastion up``: the HTTP API, the ingest writer and the syslog listener in one process.
+"""``bastion up``: the HTTP API, the ingest writer and the syslog listener in one process, with the
+scheduled jobs (intel feed polling, SLA checks) beside them.
 
 With ``--demo`` it also loads the demo tenant and keeps a trickle of fresh demo events flowing through
 the same ingest queue the API uses, so a newcomer sees live data.
@@ -103,6 +104,28 @@ async def _poll_feeds(db: Database, every_s: float = 60.0) -> None:
                 log.exception("feed polling failed for tenant %s", tenant_id)
 
 
+async def _check_slas(db: Database, settings: Settings) -> None:
+    """Escalate and notify on SLA breaches every ``sla_check_interval_s`` (a failed check is logged and
+    the next one runs as usual: each breach is recorded once, so nothing is lost or repeated)."""
+    from bastion.triage.sla import check_slas
+
+    while True:
+        await asyncio.sleep(settings.sla_check_interval_s)
+        try:
+            breaches = await asyncio.to_thread(check_slas, db, settings)
+        except Exception:
+            log.exception("SLA check failed")
+            continue
+        for b in breaches:
+            log.info(
+                "SLA breach: tenant %s case #%s %s, escalated to %s",
+                b["tenant"],
+                b["number"],
+                b["kind"],
+                b["to_queue"],
+            )
+
+
 async def _serve(settings: Settings, *, demo: bool) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     db = Database(settings.database_url)
@@ -112,6 +135,9 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     from bastion.respond.approvals.service import configure as configure_approvals
 
     configure_approvals(settings)  # Slack, e-mail and link settings for approvals the engine requests
+    from bastion.connectors.notify import configure as configure_notify
+
+    configure_notify(settings)  # SMTP settings for notify.email, from workflows and SLA escalation
     from bastion.respond.runtime import Executor
 
     executor = Executor(db, kind="server", listen=True)
@@ -145,6 +171,8 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
         syslog_tenant_id = tenant.id
 
     background.append(asyncio.create_task(_poll_feeds(db)))
+    if settings.sla_check_interval_s > 0:
+        background.append(asyncio.create_task(_check_slas(db, settings)))
     listener = None
     if syslog_tenant_id is not None and (
         settings.syslog_udp_port is not None or settings.syslog_tcp_port is not None

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 import bastion
 from bastion.api.errors import install_error_handlers
 from bastion.api.responses import JSON
-from bastion.api.routes import alerts, apikeys, cases, events, runs, workflows
+from bastion.api.routes import alerts, apikeys, cases, events, metrics, runs, triage, workflows
 from bastion.api.routes import approvals as approvals_routes
 from bastion.api.routes import intel as intel_routes
 from bastion.config import Settings
@@ -86,4 +86,6 @@ def create_app(
     app.include_router(workflows.router)
     app.include_router(runs.router)
     app.include_router(intel_routes.router)
+    app.include_router(triage.router)
+    app.include_router(metrics.router)
     return app

@@ -211,7 +211,7 @@ def action(
 
 
 def _load_builtins() -> None:
-    from bastion.connectors import core, templates  # noqa: F401  (registers on import)
+    from bastion.connectors import cases, core, notify, templates  # noqa: F401  (registers on import)
 
     templates.load_all()
 
