@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity
+from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity, Verdict
 from bastion.store._util import new_id, now_ms
 from bastion.store.events import index_value
 from bastion.store.tables import alert_observables, alerts
@@ -79,12 +79,16 @@ class AlertRepository:
                     found[(source, r.external_id)] = _decode(r.document)
         return found
 
-    def insert_many(self, batch: Sequence[Alert], *, checked: bool = False) -> list[tuple[Alert, bool]]:
+    def insert_many(
+        self, batch: Sequence[Alert], *, checked: bool = False, now: int | None = None
+    ) -> list[tuple[Alert, bool]]:
         """Store a batch with one statement per table; return (stored alert, whether new) for each,
         in order. An alert whose (source, external_id) is already stored, or earlier in the batch,
-        is not stored again. ``checked``: the caller has already dropped re-sends (triage does)."""
+        is not stored again. ``checked``: the caller has already dropped re-sends (triage does).
+        ``now`` is the stored ``created`` time: triage passes the time its decisions (auto-close,
+        acknowledgement) carry, so no alert is acknowledged before it was created."""
         known = {} if checked else self.existing_external(batch)
-        now = now_ms()
+        now = now if now is not None else now_ms()
         out: list[tuple[Alert, bool]] = []
         rows: list[dict[str, Any]] = []
         obs_rows: list[dict[str, Any]] = []
@@ -298,10 +302,16 @@ class AlertRepository:
         start: int | None = None,
         end: int | None = None,
         value: str | None = None,
+        auto_closed: bool | None = None,
+        queue: str | None = None,
+        min_score: int | None = None,
+        rule_id: str | None = None,
+        verdict: Verdict | None = None,
         limit: int = 100,
         before: tuple[int, str] | None = None,
     ) -> tuple[list[Alert], tuple[int, str] | None]:
-        """Newest first; ``before`` is the (time, id) cursor of the previous page."""
+        """Newest first, filtered by any of the given fields (triage state included: auto-closed alerts
+        stay searchable); ``before`` is the (time, id) cursor of the previous page."""
         q = select(alerts.c.document, alerts.c.time, alerts.c.id).where(alerts.c.tenant_id == self.tenant_id)
         if status is not None:
             q = q.where(alerts.c.status == status.value)
@@ -319,6 +329,16 @@ class AlertRepository:
                 alert_observables.c.value.in_(sorted({value, value.lower()})),
             )
             q = q.where(alerts.c.id.in_(sub))
+        if auto_closed is not None:
+            q = q.where(alerts.c.auto_closed == auto_closed)
+        if queue is not None:
+            q = q.where(alerts.c.queue == queue)
+        if min_score is not None:
+            q = q.where(alerts.c.score >= min_score)
+        if rule_id is not None:
+            q = q.where(alerts.c.rule_id == rule_id)
+        if verdict is not None:
+            q = q.where(alerts.c.verdict == verdict.value)
         if before is not None:
             t, aid = before
             q = q.where(or_(alerts.c.time < t, and_(alerts.c.time == t, alerts.c.id < aid)))

@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection
 
 from bastion.model import Alert, AlertStatus, ObservableType, Severity, Verdict
 from bastion.store import TenantScope
 from bastion.store._util import now_ms
 from bastion.store.alerts import AlertRepository
-from bastion.store.tables import alert_observables, alerts
 from bastion.triage.suppress import Suppression, add_suppression
 
 __all__ = [
@@ -214,53 +213,19 @@ def search_alerts(
     before: tuple[int, str] | None = None,
 ) -> tuple[list[Alert], tuple[int, str] | None]:
     """Alerts of one tenant, newest first, filtered also by triage state; ``before`` is the (time, id)
-    cursor of the previous page. Without triage filters this is the repository's own listing."""
-    repo = AlertRepository(conn, tenant_id)
-    if auto_closed is None and queue is None and min_score is None and rule_id is None and verdict is None:
-        return repo.list(
-            status=status,
-            min_severity=min_severity,
-            source=source,
-            start=start,
-            end=end,
-            value=value,
-            limit=limit,
-            before=before,
-        )
-    c = alerts.c
-    q = select(c.document, c.id, c.time).where(c.tenant_id == tenant_id)
-    if status is not None:
-        q = q.where(c.status == status.value)
-    if min_severity is not None:
-        q = q.where(c.severity_id >= int(min_severity))
-    if source is not None:
-        q = q.where(c.source == source)
-    if start is not None:
-        q = q.where(c.time >= start)
-    if end is not None:
-        q = q.where(c.time < end)
-    if value is not None:
-        sub = select(alert_observables.c.alert_id).where(
-            alert_observables.c.tenant_id == tenant_id,
-            alert_observables.c.value.in_(sorted({value, value.lower()})),
-        )
-        q = q.where(c.id.in_(sub))
-    if auto_closed is not None:
-        q = q.where(c.auto_closed == auto_closed)
-    if queue is not None:
-        q = q.where(c.queue == queue)
-    if min_score is not None:
-        q = q.where(c.score >= min_score)
-    if rule_id is not None:
-        q = q.where(c.rule_id == rule_id)
-    if verdict is not None:
-        q = q.where(c.verdict == verdict.value)
-    if before is not None:
-        t, aid = before
-        q = q.where(or_(c.time < t, and_(c.time == t, c.id < aid)))
-    rows = list(conn.execute(q.order_by(c.time.desc(), c.id.desc()).limit(limit + 1)))
-    cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        cursor = (rows[-1].time, rows[-1].id)
-    return [_decode(r.document) for r in rows], cursor
+    cursor of the previous page."""
+    return AlertRepository(conn, tenant_id).list(
+        status=status,
+        min_severity=min_severity,
+        source=source,
+        start=start,
+        end=end,
+        value=value,
+        auto_closed=auto_closed,
+        queue=queue,
+        min_score=min_score,
+        rule_id=rule_id,
+        verdict=verdict,
+        limit=limit,
+        before=before,
+    )

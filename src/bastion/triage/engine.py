@@ -298,7 +298,7 @@ class _Batch:
     def write(self) -> None:
         repo = self.repo
         repo.insert_cases(self.case_rows)
-        stored = self.scope.alerts.insert_many(self.new_alerts, checked=True)
+        stored = self.scope.alerts.insert_many(self.new_alerts, checked=True, now=self.now)
         self.result.new = [a for a, fresh in stored if fresh]
         self.scope.alerts.apply_dedupe(list(self.dedupe_updates.values()))
         repo.insert_case_alerts(self.case_alert_rows)
