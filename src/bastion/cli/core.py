@@ -199,6 +199,7 @@ def ingest(
 ) -> None:
     """Ingest a file into a tenant. Exits 1 when any record was rejected (good ones are stored anyway)."""
     from bastion.detect.tenant import DETECTORS
+    from bastion.enrich.enricher import Enricher
     from bastion.ingest.normalize import NORMALIZERS
     from bastion.ingest.readers import READER_FORMATS, read_path
     from bastion.pipeline import IngestResult, batched, connect_response, prepare_events, store_events
@@ -221,6 +222,7 @@ def ingest(
     result = IngestResult()
     connect_response(db)  # detection alerts start the workflows bound to them
     detection = DETECTORS.for_tenant(db, t.id)
+    enricher = Enricher.from_settings(settings)  # the same context as alerts ingested over the API
     records = read_path(path, reader_fmt)
     show = not json and sys.stderr.isatty()
     with Progress(
@@ -236,7 +238,9 @@ def ingest(
         task = progress.add_task(f"ingesting {path.name}", total=None)
         for chunk in batched(records, settings.ingest_batch_size):
             rows, errors = prepare_events(chunk, normalizer, detection=detection)
-            result.add(store_events(db, t.id, "cli", rows, errors, source=f"file:{path.name}"))
+            result.add(
+                store_events(db, t.id, "cli", rows, errors, source=f"file:{path.name}", enricher=enricher)
+            )
             progress.advance(task, len(chunk))
     doc = {
         "accepted": result.accepted,
