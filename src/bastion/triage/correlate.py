@@ -103,9 +103,11 @@ def choose_case(
         shared = [e for e in entities if e in case.entities]
         if not shared:
             continue
+        gap = abs(alert_time - case.last_alert)
+        if gap > window * 2:  # beyond even a progression's reach: skip the tactic work
+            continue
         phrase = _progression_phrase(case, shared, tactics) if policy.progression else None
-        reach = window * 2 if phrase else window
-        if abs(alert_time - case.last_alert) > reach:
+        if gap > (window * 2 if phrase else window):
             continue
         key = (phrase is not None, len(shared), case.last_alert)
         if best is None or key > best[0]:

@@ -21,7 +21,7 @@ from bastion.store.triage import TriageRepository
 from bastion.triage import suppress
 from bastion.triage.autoclose import autoclose_reason
 from bastion.triage.correlate import CaseView, EntitySeen, choose_case
-from bastion.triage.entities import Entity, candidate_entities
+from bastion.triage.entities import TYPE_NAME, Entity, candidate_entities
 from bastion.triage.fingerprint import fingerprint
 from bastion.triage.policy import CaseTemplate, TriagePolicy
 from bastion.triage.routing import choose_queue
@@ -279,7 +279,8 @@ class _Batch:
         self.add_case_observables(case.id, alert.observables)
 
     def add_case_observables(self, case_id: str, observables: list[Observable]) -> None:
-        self.case_observables.setdefault(case_id, set()).update((o.type.value, o.value) for o in observables)
+        pairs = ((TYPE_NAME[o.type], o.value) for o in observables)
+        self.case_observables.setdefault(case_id, set()).update(pairs)
 
     def timeline(self, case_id: str, kind: str, summary: str, data: dict[str, Any]) -> None:
         self.timeline_rows.append(

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from bastion.model import Alert, ObservableType
 
-__all__ = ["Entity", "benign_values", "candidate_entities", "describe"]
+__all__ = ["TYPE_NAME", "Entity", "benign_values", "candidate_entities", "describe"]
 
 Entity = tuple[str, str]  # (observable type, lower-cased value)
-_TYPE = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
+TYPE_NAME = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
 
 
 def benign_values(alert: Alert) -> set[Entity]:
@@ -26,16 +26,15 @@ def benign_values(alert: Alert) -> set[Entity]:
 def candidate_entities(alert: Alert, entity_types: list[str]) -> list[Entity]:
     """The alert's observables of ``entity_types``, lower-cased, without known-benign ones, in order."""
     allowed = set(entity_types)
-    benign = benign_values(alert)
-    out: list[Entity] = []
+    found: dict[Entity, None] = {}  # ordered and unique: alerts from rich events carry many observables
     for o in alert.observables:
-        t = _TYPE[o.type]
-        if t not in allowed:
-            continue
-        e = (t, o.value.lower()[:2048])
-        if e not in benign and e not in out:
-            out.append(e)
-    return out
+        t = TYPE_NAME[o.type]
+        if t in allowed:
+            found[(t, o.value.lower()[:2048])] = None
+    if alert.enrichment and alert.enrichment.get("known_benign"):
+        for e in benign_values(alert):
+            found.pop(e, None)
+    return list(found)
 
 
 def describe(entities: list[Entity]) -> str:
