@@ -6,6 +6,7 @@ Every command module under ``bastion.cli`` imports ``app`` from here and registe
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import orjson
@@ -21,12 +22,14 @@ __all__ = [
     "TenantOpt",
     "UserError",
     "app",
+    "check_output",
     "cli_settings",
     "emit",
     "err",
     "fail",
     "open_db",
     "out",
+    "write_output",
 ]
 
 app = typer.Typer(
@@ -62,6 +65,21 @@ def open_db() -> Database:
 
 def emit(obj: Any) -> None:
     sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def check_output(path: Path | None) -> Path:
+    """A command's ``--out`` file, checked before any work: missing or a folder is a user mistake."""
+    if path is None:
+        raise UserError("--out FILE is required")
+    if path.is_dir():
+        raise UserError(f"--out {path} is a directory; give a file name")
+    return path
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write a command's file output, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -19,7 +19,17 @@ import orjson
 import typer
 from rich.table import Table
 
-from bastion.cli._common import JsonOpt, TenantOpt, UserError, app, emit, open_db, out
+from bastion.cli._common import (
+    JsonOpt,
+    TenantOpt,
+    UserError,
+    app,
+    check_output,
+    emit,
+    open_db,
+    out,
+    write_output,
+)
 from bastion.model import Case, Observable, ObservableType, Severity
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.tenancy.service import require_tenant
@@ -495,8 +505,7 @@ def cases_report(
 
     if format not in ("html", "md", "pdf"):
         raise UserError(f"unknown format {format!r}: use html, md or pdf")
-    if output is None:
-        raise UserError("--out FILE is required")
+    output = check_output(output)
     db = open_db()
     tid = _tenant_id(db, tenant)
     with db.read() as conn:
@@ -504,7 +513,7 @@ def cases_report(
 
         case_id = require_case(TenantScope(conn, tid), case)
     data = render_case_report(db, tid, case_id, format)
-    output.write_bytes(data)
+    write_output(output, data)
     if json:
         emit({"case_id": case_id, "format": format, "out": str(output), "bytes": len(data)})
     else:

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from bastion.cli._common import JsonOpt, TenantOpt, UserError, app, emit, open_db, out
+from bastion.cli._common import (
+    JsonOpt,
+    TenantOpt,
+    UserError,
+    app,
+    check_output,
+    emit,
+    open_db,
+    out,
+    write_output,
+)
 from bastion.model import Severity
 from bastion.store import Database, TenantRepository
 from bastion.tenancy.service import require_tenant
@@ -123,13 +133,10 @@ def report_command(
     from bastion.report.render import check_format, render_report
 
     fmt = check_format(format)
-    if output is None:
-        raise UserError("--out FILE is required")
-    if output.is_dir():
-        raise UserError(f"--out {output} is a directory; give a file name")
+    output = check_output(output)
     m, name = _compute(tenant, period, start, end, severity, source)
     data = render_report(m, fmt, tenant=name)
-    output.write_bytes(data)
+    write_output(output, data)
     if json:
         emit({"format": fmt, "out": str(output), "bytes": len(data), "alerts": m["alerts"]})
     else:
