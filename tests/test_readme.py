@@ -64,6 +64,16 @@ def test_readme_cli_block(tmp_path: Path, shared_data: Path) -> None:
     assert "10.0.2.17" not in proc.stderr and "chain intact" in proc.stdout
 
 
+def test_readme_triage_block(tmp_path: Path, shared_data: Path) -> None:
+    proc = _run(_block("triage"), {"BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'triage.db'}"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Case #1" in proc.stdout and "severity:" in proc.stdout  # the score, explained
+    metrics = next(orjson.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"'))
+    assert metrics["alerts"] > 0 and metrics["cases"] > 0 and metrics["deduplicated"] > 0
+    report = (ROOT / "var" / "soc-report.html").read_text()
+    assert "<svg" in report and "soc" in report
+
+
 def test_readme_api_block(sqlite_db: Database) -> None:
     running, srv, thread = start_server(sqlite_db)
     try:
