@@ -218,6 +218,10 @@ def test_alerts_generic_and_webhooks(server: RunningServer, key: str) -> None:
         assert c.post("/api/v1/alerts", json=doc).json() == {
             "accepted": 0,
             "duplicates": 1,
+            "deduplicated": 0,
+            "auto_closed": 0,
+            "suppressed": 0,
+            "cases": 0,
             "ids": [alert_id],
         }
         got = c.get(f"/api/v1/alerts/{alert_id}").json()

@@ -8,6 +8,7 @@ import pytest
 from bastion.cases.service import open_case
 from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity, Verdict
 from bastion.store import Database, TenantScope
+from bastion.store.alerts import AlertRepository
 from bastion.tenancy.service import create_tenant
 from bastion.triage.alerts import (
     AlertConflict,
@@ -16,7 +17,6 @@ from bastion.triage.alerts import (
     acknowledge,
     close_alert,
     reopen_alert,
-    search_alerts,
 )
 from bastion.triage.suppress import active_suppressions, list_suppressions, match
 
@@ -196,7 +196,7 @@ def test_reopen_an_auto_closed_alert_keeps_the_reason(db: Database, tenant: str)
     assert entry.data["was_auto_closed"] is True
     assert entry.data["previous_close_reason"] == "auto-closed: score 8 <= 20"
     with db.read() as conn:
-        found, _ = search_alerts(conn, tenant, auto_closed=True)
+        found, _ = AlertRepository(conn, tenant).list(auto_closed=True)
     assert found == []
 
 
@@ -230,7 +230,7 @@ def test_search_by_triage_state(db: Database, tenant: str) -> None:
 
     def found(**kw: object) -> list[str]:
         with db.read() as conn:
-            alerts, _ = search_alerts(conn, tenant, **kw)  # type: ignore[arg-type]
+            alerts, _ = AlertRepository(conn, tenant).list(**kw)  # type: ignore[arg-type]
         return [str(a.id) for a in alerts]
 
     assert found(auto_closed=True) == [ids[1], ids[0]]
@@ -242,9 +242,9 @@ def test_search_by_triage_state(db: Database, tenant: str) -> None:
     assert found(verdict=Verdict.TRUE_POSITIVE) == [ids[3]]
     assert found(auto_closed=True, queue="tier2") == [ids[1]]
     with db.read() as conn:
-        page, cursor = search_alerts(conn, tenant, auto_closed=False, limit=1)
-        rest, end = search_alerts(conn, tenant, auto_closed=False, limit=1, before=cursor)
+        page, cursor = AlertRepository(conn, tenant).list(auto_closed=False, limit=1)
+        rest, end = AlertRepository(conn, tenant).list(auto_closed=False, limit=1, before=cursor)
     assert [a.id for a in page + rest] == [ids[3], ids[2]] and cursor is not None and end is None
     other = create_tenant(db, "beta")[0].id
     with db.read() as conn:
-        assert search_alerts(conn, other, auto_closed=True)[0] == []
+        assert AlertRepository(conn, other).list(auto_closed=True)[0] == []

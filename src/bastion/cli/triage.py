@@ -86,7 +86,7 @@ def alerts_list(
     json: JsonOpt = False,
 ) -> None:
     """List a tenant's alerts, newest first, by status and triage state."""
-    from bastion.triage.alerts import parse_verdict, search_alerts
+    from bastion.triage.alerts import parse_verdict
 
     try:
         st = AlertStatus(status) if status is not None else None
@@ -98,9 +98,7 @@ def alerts_list(
     db = open_db()
     tid = _tenant_id(db, tenant)
     with db.read() as conn:
-        found, _ = search_alerts(
-            conn,
-            tid,
+        found, _ = TenantScope(conn, tid).alerts.list(
             status=st,
             auto_closed=auto_closed,
             queue=queue,

@@ -2,9 +2,8 @@
 what automation did (workflow steps), who approved what, the evidence (observables, attachments with
 their SHA-256) and the alerts behind it. HTML, Markdown, or PDF through the same HTML.
 
-It reads the case as the case service presents it (``scope.cases.get``) and uses the service's full
-timeline and linked-run view when they are there, so the report and ``bastion cases show`` never
-disagree.
+It reads the case as the case service presents it (``scope.cases.get``, the full timeline and the
+linked runs), so the report and ``bastion cases show`` never disagree.
 """
 
 from __future__ import annotations
@@ -14,34 +13,23 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
-from bastion.model import Case, ScoreComponent
+from bastion.model import Case
 from bastion.report.query import is_containment
 from bastion.report.render import ReportError, check_format, html_to_pdf, template_env
 from bastion.store import Database, TenantScope
 from bastion.store._util import now_ms
+from bastion.triage.score import explain
 
 __all__ = ["case_report_data", "render_case_report"]
 
 
-def _score_lines(components: list[ScoreComponent]) -> list[str]:
-    try:
-        from bastion.triage.score import explain
-    except ImportError:  # the triage core is optional for a report: fall back to our own wording
-        return [f"{c.points:+.1f} {c.name}: {c.detail}" for c in components]
-    return list(explain(components))
-
-
 def _timeline(conn: Connection, tenant_id: str, case: Case) -> list[dict[str, Any]]:
-    entries: list[Any] = list(case.timeline)
-    try:
-        from bastion.cases.service import case_timeline
-    except ImportError:
-        case_timeline = None
-    if case_timeline is not None:
-        entries = list(case_timeline(conn, tenant_id, case.id))
+    from bastion.cases.service import case_timeline
+
+    assert case.id is not None
     out = []
-    for e in entries:
-        d = e if isinstance(e, dict) else msgspec.to_builtins(e)
+    for e in case_timeline(conn, tenant_id, case.id):
+        d = msgspec.to_builtins(e)
         out.append(
             {
                 "time": d.get("time"),
@@ -53,66 +41,9 @@ def _timeline(conn: Connection, tenant_id: str, case: Case) -> list[dict[str, An
     return sorted(out, key=lambda e: e["time"] or 0)
 
 
-def _linked_runs(scope: TenantScope, case: Case) -> list[dict[str, Any]]:
-    """Runs that acted on the case or its alerts, with steps and approvals (and their decisions)."""
-    linked = getattr(scope.cases, "linked_runs", None)
-    if linked is not None:
-        return list(linked(case.id))
-    from sqlalchemy import or_, select
-
-    from bastion.store.approvals import ApprovalRepository, approvals
-    from bastion.store.workflows import WorkflowRepository, workflow_runs
-
-    conn, tid = scope.conn, scope.tenant_id
-    wf = WorkflowRepository(conn, tid)
-    conds = [workflow_runs.c.case_id == case.id]
-    if case.alert_ids:
-        conds.append(workflow_runs.c.alert_id.in_(case.alert_ids))
-    runs = []
-    for r in conn.execute(
-        select(workflow_runs)
-        .where(workflow_runs.c.tenant_id == tid, or_(*conds))
-        .order_by(workflow_runs.c.created, workflow_runs.c.id)
-    ):
-        appr = [
-            {
-                "id": a.id,
-                "step_id": a.step_id,
-                "action": a.action,
-                "summary": a.summary,
-                "status": a.status,
-                "requested_by": a.requested_by,
-                "requested_at": a.requested_at,
-                "resolved_at": a.resolved_at,
-            }
-            for a in conn.execute(
-                select(approvals).where(approvals.c.tenant_id == tid, approvals.c.run_id == r.id)
-            )
-        ]
-        decisions = ApprovalRepository(conn, tid).decisions([a["id"] for a in appr])
-        for a in appr:
-            a["decisions"] = decisions.get(a["id"], [])
-        runs.append(
-            {
-                "run_id": r.id,
-                "workflow_id": r.workflow_id,
-                "status": r.status,
-                "created": r.created,
-                "finished": r.finished,
-                "requested_by": r.requested_by,
-                "alert_id": r.alert_id,
-                "case_id": r.case_id,
-                "steps": wf.steps(r.id),
-                "approvals": appr,
-            }
-        )
-    return runs
-
-
 def case_report_data(scope: TenantScope, case_id: str) -> dict[str, Any]:
     """Everything the case report shows, as plain data (also what a JSON export would hold)."""
-    resolve = getattr(scope.cases, "resolve", None)  # the case service's "#12" / number references
-    found = resolve(str(case_id)) if resolve is not None else case_id
+    found = scope.cases.resolve(str(case_id))  # an id, a number or "#12"
     case = scope.cases.get(found) if found else None
     if case is None or case.id is None:
         raise ReportError(f"no case {case_id} in this tenant")
@@ -139,7 +70,7 @@ def case_report_data(scope: TenantScope, case_id: str) -> dict[str, Any]:
                 "techniques": a.techniques,
             }
         )
-    runs = _linked_runs(scope, case)
+    runs = scope.cases.linked_runs(case.id)
     actions: list[dict[str, Any]] = []
     approvals: list[dict[str, Any]] = []
     for run in runs:
@@ -171,7 +102,7 @@ def case_report_data(scope: TenantScope, case_id: str) -> dict[str, Any]:
             "verdict": case.verdict.value if case.verdict else None,
             "assignee": case.assignee,
             "score": case.score,
-            "score_lines": _score_lines(case.score_components),
+            "score_lines": explain(case.score_components),
             "queue": case.queue,
             "tier": case.tier,
             "escalations": case.escalations,

@@ -167,27 +167,7 @@ class AlertRepository:
         each repeat brought that the alert did not have (``new_observables``)."""
         if not updates:
             return
-        now = now_ms()
-        self.conn.execute(
-            update(alerts)
-            .where(alerts.c.tenant_id == self.tenant_id, alerts.c.id == bindparam("_id"))
-            .values(
-                count=bindparam("_count"),
-                last_seen=bindparam("_last_seen"),
-                updated=bindparam("_updated"),
-                document=bindparam("_document"),
-            ),
-            [
-                {
-                    "_id": a.id,
-                    "_count": a.count,
-                    "_last_seen": a.last_seen,
-                    "_updated": now,
-                    "_document": _encode(a).decode(),
-                }
-                for a, _ in updates
-            ],
-        )
+        self.save_many([a for a, _ in updates])
         obs_rows: list[dict[str, Any]] = []
         for a, new_obs in updates:
             pairs = {(_TYPE[o.type], index_value(_TYPE[o.type], o.value)) for o in new_obs}

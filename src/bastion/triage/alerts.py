@@ -11,12 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection
 
-from bastion.model import Alert, AlertStatus, ObservableType, Severity, Verdict
+from bastion.model import Alert, AlertStatus, ObservableType, Verdict
 from bastion.store import TenantScope
 from bastion.store._util import now_ms
-from bastion.store.alerts import AlertRepository
 from bastion.triage.suppress import Suppression, add_suppression
 
 __all__ = [
@@ -27,7 +25,6 @@ __all__ = [
     "close_alert",
     "parse_verdict",
     "reopen_alert",
-    "search_alerts",
 ]
 
 
@@ -194,38 +191,3 @@ def reopen_alert(
     return alert
 
 
-def search_alerts(
-    conn: Connection,
-    tenant_id: str,
-    *,
-    status: AlertStatus | None = None,
-    min_severity: Severity | None = None,
-    source: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
-    value: str | None = None,
-    auto_closed: bool | None = None,
-    queue: str | None = None,
-    min_score: int | None = None,
-    rule_id: str | None = None,
-    verdict: Verdict | None = None,
-    limit: int = 100,
-    before: tuple[int, str] | None = None,
-) -> tuple[list[Alert], tuple[int, str] | None]:
-    """Alerts of one tenant, newest first, filtered also by triage state; ``before`` is the (time, id)
-    cursor of the previous page."""
-    return AlertRepository(conn, tenant_id).list(
-        status=status,
-        min_severity=min_severity,
-        source=source,
-        start=start,
-        end=end,
-        value=value,
-        auto_closed=auto_closed,
-        queue=queue,
-        min_score=min_score,
-        rule_id=rule_id,
-        verdict=verdict,
-        limit=limit,
-        before=before,
-    )

@@ -28,7 +28,6 @@ from bastion.triage.alerts import (
     acknowledge,
     close_alert,
     reopen_alert,
-    search_alerts,
 )
 from bastion.triage.suppress import SuppressionError
 
@@ -121,9 +120,7 @@ def list_alerts(
     except ValueError as exc:
         raise ApiError(400, f"severity: {exc}") from None
     with request.app.state.db.read() as conn:
-        found, nxt = search_alerts(
-            conn,
-            principal.tenant_id,
+        found, nxt = TenantScope(conn, principal.tenant_id).alerts.list(
             status=status,
             min_severity=min_sev,
             source=source,
