@@ -248,40 +248,11 @@ def _inputs(
 async def _call_action(
     db: Database, tenant_id: str, action_id: str, calls: list[dict[str, Any]], key: str
 ) -> None:
-    """Call a registered action as a workflow step would: the tenant's connection and secrets, checked
-    inputs, the policy wrapper (rate limit). Raises on failure."""
-    from bastion.connectors.policy import invoke
-    from bastion.connectors.registry import ActionContext, ActionError, check_inputs, get_action
-    from bastion.tenancy.connections import get_connection
-    from bastion.tenancy.secrets import SecretError, SecretsVault, load_key
+    """Call the notification action once per message, as a workflow step would. Raises on failure."""
+    from bastion.connectors.call import call_action
 
-    defn = get_action(action_id)
-    if defn is None:
-        raise ActionError(f"unknown notification action {action_id!r} (policy sla.notify_action)")
-    with db.read() as conn:
-        connection = get_connection(conn, tenant_id, defn.connection) if defn.connection else None
-        connection = {**(connection or {}), "name": defn.connection} if defn.connection else {}
-        wanted = sorted(set(defn.secrets) | set(connection.get("secrets", [])))
-        secrets: dict[str, str] = {}
-        if wanted:
-            found = SecretsVault(load_key(db)).get_many(TenantScope(conn, tenant_id))
-            missing = [name for name in wanted if name not in found]
-            if missing:
-                raise SecretError(f"{action_id} needs secret(s) {', '.join(missing)} (`bastion secret set`)")
-            secrets = {name: found[name] for name in wanted}
     for i, inputs in enumerate(calls):
-        problems = check_inputs(defn, inputs)
-        if problems:
-            raise ActionError("; ".join(m for _, m in problems))
-        ctx = ActionContext(
-            tenant_id=tenant_id,
-            run_id=ACTOR,
-            step_id="notify",
-            idempotency_key=f"{key}:{i}",
-            secrets=secrets,
-            connection=connection,
-        )
-        await invoke(defn, inputs, ctx, timeout_s=60.0)
+        await call_action(db, tenant_id, action_id, inputs, caller=ACTOR, key=f"{key}:{i}")
 
 
 def _notify(
