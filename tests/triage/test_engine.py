@@ -160,3 +160,20 @@ def test_detection_alerts_are_triaged_on_event_ingest(tenant: Tenant, tmp_path: 
 def test_resent_within_one_batch_maps_to_the_first(tenant: Tenant) -> None:
     res = tenant.ingest(make_alert(external_id="e-1"), make_alert(external_id="e-1", host="WS02"))
     assert (res.accepted, res.duplicates, res.ids[0] == res.ids[1]) == (1, 1, True)
+
+
+def test_triage_links_put_the_alert_enrichment_on_the_case_timeline(tenant: Tenant) -> None:
+    from bastion.cases.service import case_timeline
+
+    enrichment = {
+        "assets": [{"hostname": "ws01", "criticality": 3, "owner": "it"}],
+        "identities": [{"username": "alice", "privileged": True, "groups": ["Domain Admins"]}],
+        "intel": [{"indicator": "203.0.113.9", "source": "feodo", "confidence": 80}],
+    }
+    res = tenant.ingest(make_alert(enrichment=enrichment))
+    (case,) = tenant.cases()
+    with tenant.db.read() as conn:
+        entries = [e for e in case_timeline(conn, tenant.id, case.id) if e.kind == "enrichment"]
+    assert len(entries) == 1 and entries[0].data is not None
+    assert entries[0].data["alert_id"] == res.ids[0]
+    assert "intel 203.0.113.9 (feodo, 80)" in entries[0].summary and "identities alice" in entries[0].summary

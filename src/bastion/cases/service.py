@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from bastion.cases.enrichment import enrichment_summary
 from bastion.cases.errors import CaseError, CaseNotFound, TransitionError
 from bastion.model import Alert, Case, CaseComment, CaseStatus, CaseTask, Observable, Severity, TaskStatus
 from bastion.store import TenantScope
@@ -210,38 +211,6 @@ def apply_template(scope: TenantScope, actor: str, case_ref: str, template: Case
 # ---------------------------------------------------------------------------------- alerts
 
 
-def _enrichment_summary(alert: Alert) -> tuple[str, dict[str, Any]] | None:
-    e = alert.enrichment or {}
-    intel = [
-        {"indicator": m.get("indicator"), "source": m.get("source"), "confidence": m.get("confidence")}
-        for m in e.get("intel") or []
-        if isinstance(m, dict)
-    ]
-    assets = [
-        {"hostname": a.get("hostname"), "criticality": a.get("criticality"), "owner": a.get("owner")}
-        for a in e.get("assets") or []
-        if isinstance(a, dict)
-    ]
-    identities = [
-        {"username": i.get("username"), "privileged": i.get("privileged"), "groups": i.get("groups")}
-        for i in e.get("identities") or []
-        if isinstance(i, dict)
-    ]
-    if not (intel or assets or identities):
-        return None
-    parts = []
-    if intel:
-        parts.append(
-            "intel " + ", ".join(f"{m['indicator']} ({m['source']}, {m['confidence']})" for m in intel)
-        )
-    if assets:
-        parts.append("assets " + ", ".join(str(a["hostname"]) for a in assets))
-    if identities:
-        parts.append("identities " + ", ".join(str(i["username"]) for i in identities))
-    data = {"alert_id": alert.id, "intel": intel, "assets": assets, "identities": identities}
-    return f"Enrichment of {alert.title}: " + "; ".join(parts), data
-
-
 def attach_alert(
     scope: TenantScope, actor: str, case_id: str, alert_id: str, *, reason: str | None = None
 ) -> None:
@@ -275,7 +244,7 @@ def attach_alert(
         {"alert_id": alert_id, "reason": reason},
         audit="case.alert_added",
     )
-    summary = _enrichment_summary(alert)
+    summary = enrichment_summary(alert)
     if summary is not None:
         scope.cases.add_timeline(case_id, "enrichment", summary[0], actor=actor, data=summary[1])
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import orjson
 
+from bastion.cases.enrichment import enrichment_summary
 from bastion.model import Alert, AlertStatus, Observable, Severity
 from bastion.store._util import new_id
 from bastion.store.triage import TriageRepository
@@ -276,6 +277,9 @@ class _Batch:
         self.timeline(
             case.id, "alert.added", f"Alert added: {alert.title}", {"alert_id": alert.id, "reason": reason}
         )
+        enriched = enrichment_summary(alert)
+        if enriched is not None:
+            self.timeline(case.id, "enrichment", *enriched)
         self.add_case_observables(case.id, alert.observables)
 
     def add_case_observables(self, case_id: str, observables: list[Observable]) -> None:
