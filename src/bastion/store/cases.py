@@ -255,8 +255,15 @@ class CaseRepository:
         self._touch(case_id)
         return comment
 
+    def _last_task_position(self, case_id: str) -> int:
+        q = select(func.coalesce(func.max(case_tasks.c.position), 0)).where(
+            self._children(case_tasks, case_id)
+        )
+        return int(self.conn.execute(q).scalar_one())
+
     def add_task(self, case_id: str, title: str, assignee: str | None = None) -> CaseTask:
         task = CaseTask(id=new_id(), title=title, assignee=assignee)
+        position = self._last_task_position(case_id) + 1
         self.conn.execute(
             case_tasks.insert().values(
                 id=task.id,
@@ -266,6 +273,7 @@ class CaseRepository:
                 status=task.status.value,
                 assignee=assignee,
                 created=now_ms(),
+                position=position,
             )
         )
         self._touch(case_id)
@@ -375,6 +383,12 @@ class CaseRepository:
         """Move comments, tasks, attachments and observables of ``source_id`` to ``target_id``, and copy
         its timeline there with ``note`` in each entry's data (the source keeps its own history)."""
         moved: dict[str, int] = {}
+        # the source's checklist goes after the target's, in its own order
+        self.conn.execute(
+            update(case_tasks)
+            .where(self._children(case_tasks, source_id))
+            .values(position=case_tasks.c.position + self._last_task_position(target_id))
+        )
         for name, table in (
             ("comments", case_comments),
             ("tasks", case_tasks),
@@ -429,7 +443,7 @@ class CaseRepository:
             for r in self.conn.execute(
                 select(case_tasks)
                 .where(self._children(case_tasks, case_id))
-                .order_by(case_tasks.c.created, case_tasks.c.id)
+                .order_by(case_tasks.c.position, case_tasks.c.created, case_tasks.c.id)
             )
         ]
         case.timeline = self.timeline(case_id)

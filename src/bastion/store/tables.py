@@ -293,6 +293,8 @@ case_tasks = Table(
     Column("status", String(20), nullable=False),
     Column("assignee", String(200), nullable=True),
     Column("created", BigInteger, nullable=False),
+    # The checklist order: tasks created in the same millisecond (a template's) keep their order.
+    Column("position", Integer, nullable=False, default=0, server_default="0"),
 )
 
 case_timeline = Table(

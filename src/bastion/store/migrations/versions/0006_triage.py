@@ -58,6 +58,9 @@ def upgrade() -> None:
     # The lifecycle now starts at "new" (then triaged, in progress, contained, resolved, closed).
     op.execute("UPDATE cases SET status = 'new' WHERE status = 'open'")
 
+    with op.batch_alter_table("case_tasks", schema=None) as b:
+        b.add_column(sa.Column("position", sa.Integer(), nullable=False, server_default="0"))
+
     op.create_table(
         "case_entities",
         sa.Column("tenant_id", sa.String(length=32), nullable=False),
@@ -141,6 +144,8 @@ def downgrade() -> None:
     op.drop_table("triage_policies")
     op.drop_table("case_attachments")
     op.drop_table("case_entities")
+    with op.batch_alter_table("case_tasks", schema=None) as b:
+        b.drop_column("position")
     op.execute("UPDATE cases SET status = 'open' WHERE status = 'new'")
     with op.batch_alter_table("cases", schema=None) as b:
         b.drop_index(b.f("ix_cases_tenant_id_status"))
