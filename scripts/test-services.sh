@@ -32,6 +32,17 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
 fi
 echo "test-services: slapd available"
 
+# unbound + dig: the DNS blocking tests start their own unbound on a free port with their own config
+# (never the system one, which the package may start on hosts with systemd) and ask it with dig.
+dns_pkgs=()
+command -v unbound >/dev/null 2>&1 || [ -x /usr/sbin/unbound ] || dns_pkgs+=(unbound)
+command -v dig >/dev/null 2>&1 || dns_pkgs+=(bind9-dnsutils)
+if [ "${#dns_pkgs[@]}" -gt 0 ]; then
+  need_root "${dns_pkgs[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${dns_pkgs[@]}" >/dev/null
+fi
+echo "test-services: unbound and dig available"
+
 # Reports: weasyprint renders the PDF report through Pango and HarfBuzz (with fonts), and the report tests
 # turn its first page into an image with poppler's pdftoppm.
 report_pkgs=()

@@ -126,6 +126,20 @@ async def _check_slas(db: Database, settings: Settings) -> None:
             )
 
 
+async def _expire_changes(db: Database, every_s: float = 60.0) -> None:
+    """Undo containment changes whose expiry passed (a 24-hour block), every minute. A failed undo is
+    recorded on the change and tried again next time."""
+    from bastion.connectors.undo import expire_changes
+
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            for undone in await expire_changes(db):
+                log.info("expired change %s undone", undone.get("id"))
+        except Exception:
+            log.exception("expiring changes failed")
+
+
 async def _serve(settings: Settings, *, demo: bool) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     db = Database(settings.database_url)
@@ -171,6 +185,7 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
         syslog_tenant_id = tenant.id
 
     background.append(asyncio.create_task(_poll_feeds(db)))
+    background.append(asyncio.create_task(_expire_changes(db)))
     if settings.sla_check_interval_s > 0:
         background.append(asyncio.create_task(_check_slas(db, settings)))
     listener = None

@@ -12,6 +12,8 @@ from bastion.api.errors import install_error_handlers
 from bastion.api.responses import JSON
 from bastion.api.routes import alerts, apikeys, cases, events, metrics, runs, triage, workflows
 from bastion.api.routes import approvals as approvals_routes
+from bastion.api.routes import changes as changes_routes
+from bastion.api.routes import edl as edl_routes
 from bastion.api.routes import intel as intel_routes
 from bastion.config import Settings
 from bastion.enrich.enricher import Enricher
@@ -88,4 +90,6 @@ def create_app(
     app.include_router(intel_routes.router)
     app.include_router(triage.router)
     app.include_router(metrics.router)
+    app.include_router(changes_routes.router)
+    app.include_router(edl_routes.router)
     return app

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 import bastion.cli.approvals  # noqa: F401
 from bastion.cli import (
     cases,  # noqa: F401
+    connectors,  # noqa: F401
     core,  # noqa: F401  (registers commands)
     detect,  # noqa: F401
     intel,  # noqa: F401
