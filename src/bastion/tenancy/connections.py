@@ -33,8 +33,10 @@ def _check(name: str, config: dict[str, Any]) -> None:
     unknown = set(config) - _KEYS
     if unknown:
         raise ConnectionError_(f"unknown connection settings: {', '.join(sorted(unknown))}")
-    if "base_url" in config and not str(config["base_url"]).startswith(("http://", "https://")):
-        raise ConnectionError_("base_url must start with http:// or https://")
+    if "base_url" in config and not str(config["base_url"]).startswith(
+        ("http://", "https://", "ldap://", "ldaps://")
+    ):
+        raise ConnectionError_("base_url must start with http://, https://, ldap:// or ldaps://")
     rl = config.get("rate_limit")
     if rl is not None and (
         not isinstance(rl, dict)
