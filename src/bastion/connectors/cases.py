@@ -1,5 +1,6 @@
-"""Case actions for workflows and agents: ``cases.create``, ``cases.comment``, ``cases.set_status`` and
-``cases.add_observable`` (impact ``low``: they change only Bastion's own records).
+"""Case actions for workflows and agents: ``cases.create``, ``cases.update``, ``cases.comment``,
+``cases.set_status``, ``cases.add_observable`` and ``cases.close`` (impact ``low``: they change only
+Bastion's own records).
 
 They act through the case service, as the actor ``workflow:<run id>``, on the store the engine was
 configured with (``bastion.respond.engine.configure``), in the tenant of the step's context. A case
@@ -16,7 +17,7 @@ from sqlalchemy import update
 from bastion.connectors.registry import ActionContext, ActionError, action
 from bastion.store import Database, TenantScope
 
-__all__ = ["add_observable", "comment", "create", "set_status"]
+__all__ = ["add_observable", "close", "comment", "create", "set_status", "update_fields"]
 
 _KEY_FIELD = "workflow_step"
 
@@ -187,3 +188,89 @@ async def add_observable(case_id: str | int, type: str, value: str, *, ctx: Acti
         except ValueError as exc:
             raise _errors(exc) from None
     return {"added": added}
+
+
+@action("cases.update", impact="low")
+async def update_fields(
+    case_id: str | int,
+    title: str | None = None,
+    severity: str | None = None,
+    description: str | None = None,
+    assignee: str | None = None,
+    custom_fields: dict[str, Any] | None = None,
+    *,
+    ctx: ActionContext,
+) -> dict[str, Any]:
+    """Change a case's title, severity, description, assignee or custom fields (only those given).
+
+    Args:
+        case_id: the case's id or number
+        title: a new title
+        severity: informational, low, medium, high or critical
+        description: a new description
+        assignee: the user to assign; an empty string unassigns
+        custom_fields: fields to set; a null value removes that field
+    """
+    from bastion.cases.errors import CaseError
+    from bastion.cases.service import assign, set_custom_field, unset_custom_field, update_case
+    from bastion.model import Severity
+
+    sev = None
+    if severity is not None:
+        try:
+            sev = Severity.parse(severity)
+        except ValueError as exc:
+            raise ActionError(f"severity: {exc}") from None
+    actor = _actor(ctx)
+    with _db().write() as conn:
+        scope = TenantScope(conn, ctx.tenant_id)
+        ref = _case_ref(case_id)
+        try:
+            case = update_case(scope, actor, ref, title=title, severity=sev, description=description)
+            assert case.id is not None
+            cid = case.id
+            if assignee is not None and (assignee.strip() or None) != case.assignee:
+                case = assign(scope, actor, cid, assignee or None)
+            for key, value in (custom_fields or {}).items():
+                if value is None:
+                    if key in case.custom_fields:
+                        case = unset_custom_field(scope, actor, cid, key)
+                elif case.custom_fields.get(key) != value:
+                    case = set_custom_field(scope, actor, cid, key, value)
+        except (CaseError, ValueError) as exc:
+            raise _errors(exc) from None
+    return {
+        "id": case.id,
+        "number": case.number,
+        "title": case.title,
+        "severity": case.severity.name.lower(),
+        "assignee": case.assignee,
+        "custom_fields": {k: v for k, v in case.custom_fields.items() if k != _KEY_FIELD},
+    }
+
+
+@action("cases.close", impact="low")
+async def close(
+    case_id: str | int, verdict: str, reason: str | None = None, *, ctx: ActionContext
+) -> dict[str, Any]:
+    """Close a case with a verdict; its alerts still open are closed with the same verdict.
+
+    Args:
+        case_id: the case's id or number
+        verdict: true_positive, benign_true_positive or false_positive
+        reason: why (kept in the timeline)
+    """
+    from bastion.cases.lifecycle import close_case
+
+    with _db().write() as conn:
+        try:
+            scope = TenantScope(conn, ctx.tenant_id)
+            case = close_case(scope, _actor(ctx), _case_ref(case_id), verdict, reason=reason)
+        except ValueError as exc:
+            raise _errors(exc) from None
+    return {
+        "id": case.id,
+        "number": case.number,
+        "status": case.status.value,
+        "verdict": case.verdict.value if case.verdict else None,
+    }

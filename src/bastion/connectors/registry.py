@@ -211,7 +211,28 @@ def action(
 
 
 def _load_builtins() -> None:
-    from bastion.connectors import cases, core, notify, templates  # noqa: F401  (registers on import)
+    from bastion.connectors import (  # noqa: F401  (each module registers its actions on import)
+        cases,
+        core,
+        crowdstrike,
+        defender,
+        dns,
+        edl,
+        email,
+        entra,
+        jira,
+        ldap,
+        notify,
+        okta,
+        pagerduty,
+        sentinelone,
+        servicenow,
+        slack,
+        teams,
+        templates,
+        thehive,
+        webhook,
+    )
 
     templates.load_all()
 
