@@ -114,7 +114,8 @@ def test_throttled_call_waits_for_retry_after_then_succeeds(falcon: CrowdStrikeD
 
 def test_throttling_that_does_not_end_fails_after_bounded_retries(falcon: CrowdStrikeDouble) -> None:
     falcon.throttle, falcon.retry_after = 50, "0"
-    with pytest.raises(ActionError, match=r"^crowdstrike: 429 API rate limit exceeded\.$"):
+    limited = r"^crowdstrike: 429 API rate limit exceeded\. \(rate limited: gave up after 4 attempt"
+    with pytest.raises(ActionError, match=limited):
         run("crowdstrike.get_device", ctx(falcon), device_id=HOST)
     assert len([r for r in falcon.seen if r["status"] == 429]) == 4
 

@@ -17,7 +17,7 @@ from bastion.connectors import entra
 from bastion.connectors.call import call_action
 from bastion.connectors.policy import invoke
 from bastion.connectors.registry import ActionContext, ActionError, get_action
-from bastion.connectors.vendor_http import VendorHTTPError
+from bastion.connectors.vendor_http import VendorError, clear_token_cache
 from tests.connectors.vendor_servers import EntraDouble, change_count, change_row, serve, tenant_store
 
 ACTIONS = (
@@ -50,7 +50,7 @@ def double(env: dict[str, Any]) -> EntraDouble:
     found.seen.clear()
     found.throttle.clear()
     found.reject_all = False
-    entra.clear_token_cache()
+    clear_token_cache()
     return found
 
 
@@ -117,7 +117,7 @@ def test_client_credentials_token_then_bearer_and_the_token_is_cached(
 def test_a_wrong_client_secret_fails_with_the_aadsts_reason(env: dict[str, Any], double: EntraDouble) -> None:
     double.add_user("x.y@contoso.com")
     with pytest.raises(
-        VendorHTTPError, match=r"^entra: 401 invalid_client AADSTS7000215: Invalid client secret"
+        VendorError, match=r"^entra: 401 invalid_client AADSTS7000215: Invalid client secret"
     ) as info:
         run(env, "entra.get_user", secret="wrong", user="x.y@contoso.com")
     assert info.value.status == 401 and info.value.code == "invalid_client"
@@ -259,7 +259,7 @@ def test_a_fresh_token_refused_by_graph_is_not_retried(env: dict[str, Any], doub
     user = double.add_user("no.consent@contoso.com")
     double.reject_all = True
     with pytest.raises(
-        VendorHTTPError, match=r"^entra: 401 InvalidAuthenticationToken Access token validation failure"
+        VendorError, match=r"^entra: 401 InvalidAuthenticationToken Access token validation failure"
     ) as info:
         run(env, "entra.revoke_sessions", user=user["id"])
     assert info.value.code == "InvalidAuthenticationToken"

@@ -328,9 +328,9 @@ def test_the_tenants_connection_and_vault_secrets_reach_the_vendor(
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:
-    from bastion.connectors.ticket_http import retry_after_s
+    from bastion.connectors.vendor_http import retry_delay
 
-    assert retry_after_s({"Retry-After": "7"}) == 7.0
-    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT"}, now=1445412480.0) == 30.0
-    assert retry_after_s({"Retry-After": "soon"}) is None
-    assert retry_after_s({}) is None
+    assert retry_delay({"Retry-After": "7"}, 0) == 7.0
+    assert retry_delay({"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT"}, 0, now=1445412480.0) == 30.0
+    assert retry_delay({"Retry-After": "soon"}, 1) == 2.0  # unreadable: the backoff
+    assert retry_delay({}, 0) == 1.0

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.connectors.changes import record_change
-from bastion.connectors.edr_http import base_url, bearer_request, earlier_change, secret, step_key
 from bastion.connectors.registry import ActionContext, ActionError, action
+from bastion.connectors.undo import earlier_change, step_key
+from bastion.connectors.vendor_http import base_url, oauth_request, secret
 
 __all__ = ["contain_host", "find_device", "get_device", "lift_containment"]
 
@@ -30,19 +31,23 @@ def _errors(body: Any) -> str:
     return "; ".join(str(e.get("message") or e.get("code")) for e in found)
 
 
+def _describe(status: int, body: Any, text: str) -> tuple[str, str]:
+    return "", _errors(body)
+
+
 async def _call(
     ctx: ActionContext, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
 ) -> Any:
     base = base_url(ctx, VENDOR)
     form = {"client_id": secret(ctx, VENDOR, SECRETS[0]), "client_secret": secret(ctx, VENDOR, SECRETS[1])}
-    reply = await bearer_request(
+    reply = await oauth_request(
         ctx,
         VENDOR,
         method,
         base + path,
         token_url=base + "/oauth2/token",
         token_form=form,
-        errors=_errors,
+        describe=_describe,
         params=params,
         json=json,
     )

@@ -15,8 +15,9 @@ import re
 from typing import Any, Literal
 
 from bastion.connectors.changes import record_change
-from bastion.connectors.edr_http import base_url, bearer_request, earlier_change, secret, segment, step_key
 from bastion.connectors.registry import ActionContext, ActionError, action
+from bastion.connectors.undo import earlier_change, step_key
+from bastion.connectors.vendor_http import oauth_request, secret, segment
 
 __all__ = [
     "collect_investigation_package",
@@ -35,14 +36,14 @@ _LIVE = ("Pending", "InProgress", "Succeeded")
 MAX_PAGES = 50
 
 
-def _errors(body: Any) -> str:
+def _describe(status: int, body: Any, text: str) -> tuple[str, str]:
     err = body.get("error")
     if isinstance(err, dict):
         target = f" (target {err['target']})" if err.get("target") else ""
-        return f"{err.get('code')} {err.get('message')}{target}"
+        return str(err.get("code") or ""), f"{err.get('message')}{target}"
     if isinstance(err, str):  # the Entra token endpoint: {"error", "error_description"}
-        return f"{err}: {body.get('error_description', '')}".strip()
-    return ""
+        return "", f"{err}: {body.get('error_description', '')}".strip()
+    return "", ""
 
 
 def _token(ctx: ActionContext) -> tuple[str, dict[str, str]]:
@@ -57,23 +58,21 @@ def _token(ctx: ActionContext) -> tuple[str, dict[str, str]]:
         "client_secret": secret(ctx, VENDOR, SECRETS[1]),
         "scope": SCOPE,
     }
-    return f"{login}/{segment(tenant, 'azure_tenant_id', VENDOR)}/oauth2/v2.0/token", form
+    return f"{login}/{segment(VENDOR, tenant, 'azure_tenant_id')}/oauth2/v2.0/token", form
 
 
 async def _call(
     ctx: ActionContext, method: str, url: str, *, params: dict[str, Any] | None = None, json: Any = None
 ) -> Any:
     token_url, form = _token(ctx)
-    if url.startswith("/"):
-        url = base_url(ctx, VENDOR) + url
-    reply = await bearer_request(
+    reply = await oauth_request(
         ctx,
         VENDOR,
         method,
         url,
         token_url=token_url,
         token_form=form,
-        errors=_errors,
+        describe=_describe,
         params=params,
         json=json,
     )
@@ -125,7 +124,7 @@ async def get_machine(machine_id: str, *, ctx: ActionContext) -> dict[str, Any]:
         machine_id: the Defender machine id
     """
     mid = _machine_id(machine_id)
-    machine = await _call(ctx, "GET", f"/api/machines/{segment(mid, 'machine_id', VENDOR)}")
+    machine = await _call(ctx, "GET", f"/api/machines/{segment(VENDOR, mid, 'machine_id')}")
     return {
         "machine_id": machine.get("id", mid),
         "computer_name": machine.get("computerDnsName"),
@@ -158,7 +157,7 @@ async def isolate_machine(
     answer = await _call(
         ctx,
         "POST",
-        f"/api/machines/{segment(mid, 'machine_id', VENDOR)}/isolate",
+        f"/api/machines/{segment(VENDOR, mid, 'machine_id')}/isolate",
         json={"Comment": comment, "IsolationType": isolation_type},
     )
     change_id = record_change(
@@ -188,7 +187,7 @@ async def release_machine(machine_id: str, comment: str, *, ctx: ActionContext) 
     answer = await _call(
         ctx,
         "POST",
-        f"/api/machines/{segment(mid, 'machine_id', VENDOR)}/unisolate",
+        f"/api/machines/{segment(VENDOR, mid, 'machine_id')}/unisolate",
         json={"Comment": comment},
     )
     return {**_action_out(mid, answer), "isolated": False, "already": False}
@@ -209,7 +208,7 @@ async def run_av_scan(
     answer = await _call(
         ctx,
         "POST",
-        f"/api/machines/{segment(mid, 'machine_id', VENDOR)}/runAntiVirusScan",
+        f"/api/machines/{segment(VENDOR, mid, 'machine_id')}/runAntiVirusScan",
         json={"Comment": comment, "ScanType": scan_type},
     )
     return _action_out(mid, answer)
@@ -229,7 +228,7 @@ async def collect_investigation_package(
     answer = await _call(
         ctx,
         "POST",
-        f"/api/machines/{segment(mid, 'machine_id', VENDOR)}/collectInvestigationPackage",
+        f"/api/machines/{segment(VENDOR, mid, 'machine_id')}/collectInvestigationPackage",
         json={"Comment": comment},
     )
     return _action_out(mid, answer)

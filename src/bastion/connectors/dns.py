@@ -37,7 +37,7 @@ from typing import Any
 from bastion.connectors.changes import record_change
 from bastion.connectors.edl import BlocklistError, expires_at, normalise_domain
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.undo import find_step_change
+from bastion.connectors.undo import earlier_change, step_key
 
 __all__ = ["block_domain", "list_blocks", "read_blocks", "render_local_zones", "render_rpz", "unblock_domain"]
 
@@ -220,17 +220,6 @@ async def _apply(ctx: ActionContext, domain: str, *, block: bool) -> tuple[bool,
     return True, how, settings
 
 
-def _earlier(ctx: ActionContext, name: str) -> str | None:
-    from bastion.respond.engine import configured_store
-
-    try:
-        db = configured_store()
-    except RuntimeError:
-        return None
-    with db.read() as conn:
-        return find_step_change(conn, ctx, "dns.block_domain", name)
-
-
 @action("dns.block_domain", impact="high", idempotent=True, connection="dns")
 async def block_domain(
     domain: str, reason: str = "", expires_in: str | None = None, *, ctx: ActionContext
@@ -254,7 +243,8 @@ async def block_domain(
     changed, how, settings = await _apply(ctx, name, block=True)
     change_id = None
     if not changed:
-        change_id = _earlier(ctx, name)  # a retried step: its first attempt made the block
+        # a retried step: its first attempt made the block
+        change_id = earlier_change(ctx, "dns.block_domain", name)
     if changed:
         change_id = record_change(
             ctx,
@@ -266,7 +256,7 @@ async def block_domain(
                 "response": settings.get("response", "always_nxdomain"),
                 "reason": reason or None,
                 "expires": expires,
-                "idempotency_key": ctx.idempotency_key or None,
+                **step_key(ctx),
             },
             undo_action="dns.unblock_domain",
             undo_inputs={"domain": name},

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from bastion.connectors.changes import record_change
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.undo import find_step_change
+from bastion.connectors.undo import find_step_change, step_key
 from bastion.store import Database
 from bastion.store._util import now_ms
 from bastion.store.audit import AuditRepository
@@ -389,7 +389,7 @@ async def add(
                 "value": canonical,
                 "kind": kind,
                 "expires": expires,
-                "idempotency_key": ctx.idempotency_key or None,
+                **step_key(ctx),
             },
             undo_action="edl.remove",
             undo_inputs={"list": list, "value": canonical},

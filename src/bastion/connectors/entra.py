@@ -6,26 +6,21 @@ The connection ``entra`` gives ``base_url`` (``https://graph.microsoft.com``; pa
 optionally ``login_url`` (default the public cloud's ``https://login.microsoftonline.com``) and ``scope``
 (default ``https://graph.microsoft.com/.default``); sovereign clouds set all three URLs. The app's
 secret is the vault secret ``entra_client_secret``. Tokens come from the OAuth2 client-credentials
-grant and are cached per (Bastion tenant, login URL, directory, client, scope, secret) until shortly
-before they expire; a Graph 401 on a cached token drops it and the call is tried once more with a fresh one.
-Graph's error body (``{"error": {"code", "message"}}``) becomes the action's message, and 429s with
-``Retry-After`` are retried by :mod:`bastion.connectors.vendor_http`.
+grant, cached and refreshed by :func:`bastion.connectors.vendor_http.oauth_request`, which also retries
+429s. Graph's error body (``{"error": {"code", "message"}}``) becomes the action's message.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
 from typing import Any
-from urllib.parse import quote
 
 from bastion.connectors.changes import record_change
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.vendor_http import VendorHTTPError, VendorResponse, earlier_change, request_json
+from bastion.connectors.undo import earlier_change, step_key
+from bastion.connectors.vendor_http import VendorResponse, oauth_request, secret, segment
 from bastion.store._util import now_ms
 
 __all__ = [
-    "clear_token_cache",
     "confirm_compromised",
     "disable_user",
     "enable_user",
@@ -36,15 +31,7 @@ __all__ = [
 SECRET = "entra_client_secret"  # noqa: S105  (the vault name of the secret, not its value)
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
 DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
-EXPIRY_MARGIN_S = 120.0
 USER_FIELDS = "id,displayName,userPrincipalName,mail,accountEnabled"
-
-_tokens: dict[tuple[str, ...], tuple[str, float]] = {}
-
-
-def clear_token_cache() -> None:
-    """Forget every cached access token (after rotating an app secret, or between tests)."""
-    _tokens.clear()
 
 
 def describe_error(status: int, body: Any, text: str) -> tuple[str, str]:
@@ -56,50 +43,7 @@ def describe_error(status: int, body: Any, text: str) -> tuple[str, str]:
         if isinstance(error, str):
             description = str(body.get("error_description") or "").strip().splitlines()
             return error, description[0] if description else ""
-    return "", text.strip()[:200] or "no error body"
-
-
-def _settings(ctx: ActionContext) -> tuple[str, str, str, str]:
-    settings = ctx.connection.get("settings") or {}
-    tenant = str(settings.get("tenant") or settings.get("tenant_id") or "")
-    client_id = str(settings.get("client_id") or "")
-    if not tenant or not client_id:
-        raise ActionError("entra: the connection needs settings.tenant and settings.client_id")
-    login = str(settings.get("login_url") or DEFAULT_LOGIN_URL).rstrip("/")
-    scope = str(settings.get("scope") or DEFAULT_SCOPE)
-    return tenant, client_id, login, scope
-
-
-async def _token(ctx: ActionContext) -> tuple[tuple[str, ...], str, bool]:
-    """(cache key, access token, whether it came from the cache)."""
-    tenant, client_id, login, scope = _settings(ctx)
-    secret = ctx.secrets.get(SECRET)
-    if not secret:
-        raise ActionError(f"entra: secret {SECRET!r} is not set (`bastion secret set {SECRET}`)")
-    key = (ctx.tenant_id, login, tenant, client_id, scope, hashlib.sha256(secret.encode()).hexdigest())
-    cached = _tokens.get(key)
-    if cached and cached[1] > time.monotonic():
-        return key, cached[0], True
-    answer = await request_json(
-        "entra",
-        ctx,
-        "POST",
-        f"{login}/{quote(tenant, safe='')}/oauth2/v2.0/token",
-        describe=describe_error,
-        form={
-            "client_id": client_id,
-            "client_secret": secret,
-            "scope": scope,
-            "grant_type": "client_credentials",
-        },
-    )
-    body = answer.json if isinstance(answer.json, dict) else {}
-    token = body.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise ActionError("entra: the token endpoint answered without an access_token")
-    lifetime = float(body.get("expires_in") or 0)
-    _tokens[key] = (token, time.monotonic() + max(0.0, lifetime - EXPIRY_MARGIN_S))
-    return key, token, False
+    return "", ""
 
 
 async def _graph(
@@ -110,32 +54,33 @@ async def _graph(
     json: Any = None,
     params: dict[str, Any] | None = None,
 ) -> VendorResponse:
-    while True:
-        key, token, cached = await _token(ctx)
-        try:
-            return await request_json(
-                "entra",
-                ctx,
-                method,
-                path,
-                describe=describe_error,
-                headers={"Authorization": f"Bearer {token}"},
-                json=json,
-                params=params,
-            )
-        except VendorHTTPError as exc:
-            if exc.status != 401:
-                raise
-            _tokens.pop(key, None)
-            if not cached:
-                raise
-            # A cached token was refused (revoked, or the app's permissions changed): one fresh try.
+    settings = ctx.connection.get("settings") or {}
+    tenant = str(settings.get("tenant") or settings.get("tenant_id") or "")
+    client_id = str(settings.get("client_id") or "")
+    if not tenant or not client_id:
+        raise ActionError("entra: the connection needs settings.tenant and settings.client_id")
+    login = str(settings.get("login_url") or DEFAULT_LOGIN_URL).rstrip("/")
+    form = {
+        "client_id": client_id,
+        "client_secret": secret(ctx, "entra", SECRET),
+        "scope": str(settings.get("scope") or DEFAULT_SCOPE),
+        "grant_type": "client_credentials",
+    }
+    return await oauth_request(
+        ctx,
+        "entra",
+        method,
+        path,
+        token_url=f"{login}/{segment('entra', tenant, 'settings.tenant')}/oauth2/v2.0/token",
+        token_form=form,
+        describe=describe_error,
+        json=json,
+        params=params,
+    )
 
 
 def _user_path(user: str) -> str:
-    if not user or not user.strip():
-        raise ActionError("entra: give a user object id or userPrincipalName")
-    return f"/v1.0/users/{quote(user.strip(), safe='@')}"
+    return f"/v1.0/users/{segment('entra', user, 'the user object id or userPrincipalName', safe='@')}"
 
 
 def _summary(body: Any) -> dict[str, Any]:
@@ -191,7 +136,7 @@ async def disable_user(user: str, expires_in_s: int | None = None, *, ctx: Actio
         action="entra.disable_user",
         target=target,
         prior={"accountEnabled": found["account_enabled"], "userPrincipalName": found["user_principal_name"]},
-        change={"accountEnabled": False, "idempotency_key": ctx.idempotency_key or None},
+        change={"accountEnabled": False, **step_key(ctx)},
         undo_action="entra.enable_user",
         undo_inputs={"user": found["id"]},
         expires=now_ms() + expires_in_s * 1000 if expires_in_s else None,

@@ -12,15 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.ticket_http import (
-    Answer,
-    base_url,
-    basic_auth,
-    path_part,
-    secret,
-    text_of,
-    vendor_request,
-)
+from bastion.connectors.vendor_http import VendorResponse, base_url, basic_auth, request, secret, segment
 
 __all__ = ["adf", "comment_issue", "create_issue", "update_issue"]
 
@@ -45,24 +37,20 @@ def adf(text: str) -> dict[str, Any]:
     return {"type": "doc", "version": 1, "content": paragraphs}
 
 
-def _describe(answer: Answer) -> str:
-    doc = answer.json
+def _describe(status: int, doc: Any, text: str) -> tuple[str, str]:
     if isinstance(doc, dict) and ("errorMessages" in doc or "errors" in doc):
         parts = [str(m) for m in doc.get("errorMessages") or []]
         parts += [f"{k}: {v}" for k, v in (doc.get("errors") or {}).items()]
-        return "; ".join(parts)
-    return text_of(answer)
+        return "", "; ".join(parts)
+    return "", ""
 
 
 async def _call(
     ctx: ActionContext, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
-) -> Answer:
-    headers = {
-        **basic_auth(secret(ctx, "jira", "jira_email"), secret(ctx, "jira", "jira_api_token")),
-        "Accept": "application/json",
-    }
+) -> VendorResponse:
+    headers = basic_auth(secret(ctx, "jira", "jira_email"), secret(ctx, "jira", "jira_api_token"))
     url = base_url(ctx, "jira", EXAMPLE) + path
-    return await vendor_request(
+    return await request(
         ctx, "jira", method, url, headers=headers, json=json, params=params, describe=_describe
     )
 
@@ -151,7 +139,7 @@ async def update_issue(
     await _call(
         ctx,
         "PUT",
-        f"/rest/api/3/issue/{path_part(key)}",
+        f"/rest/api/3/issue/{segment('jira', key, 'key')}",
         json={"fields": body},
         params=None if notify_users else {"notifyUsers": "false"},
     )
@@ -168,6 +156,8 @@ async def comment_issue(key: str, body: str, *, ctx: ActionContext) -> dict[str,
     """
     if not body.strip():
         raise ActionError("jira: a comment needs text")
-    answer = await _call(ctx, "POST", f"/rest/api/3/issue/{path_part(key)}/comment", json={"body": adf(body)})
+    answer = await _call(
+        ctx, "POST", f"/rest/api/3/issue/{segment('jira', key, 'key')}/comment", json={"body": adf(body)}
+    )
     doc = answer.json if isinstance(answer.json, dict) else {}
     return {"key": key, "comment_id": doc.get("id"), "self": doc.get("self")}

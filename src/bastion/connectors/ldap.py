@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from bastion.connectors.changes import record_change
 from bastion.connectors.ldap_client import Directory, Entry, check_address, config_from, entry_username
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.undo import find_step_change
+from bastion.connectors.undo import earlier_change, step_key
 
 __all__ = [
     "add_to_group",
@@ -71,15 +71,6 @@ def _need_store() -> None:
         configured_store()
     except RuntimeError as exc:
         raise ActionError(str(exc)) from None
-
-
-def _earlier_change(ctx: ActionContext, action_id: str, target: str) -> str | None:
-    """A retried call (same idempotency key) finds the system already changed: return the change its
-    first attempt recorded (the key is stored in the change as ``idempotency_key``)."""
-    from bastion.respond.engine import configured_store
-
-    with configured_store().read() as conn:
-        return find_step_change(conn, ctx, action_id, target)
 
 
 def _lock_scheme(d: Directory) -> str:
@@ -214,7 +205,7 @@ async def disable_user(username: str, *, ctx: ActionContext) -> dict[str, Any]:
         return out
 
     out = await _run(ctx, work)
-    out["change_id"] = _earlier_change(ctx, "ldap.disable_user", out["dn"])
+    out["change_id"] = earlier_change(ctx, "ldap.disable_user", out["dn"])
     if out["changed"]:
         out["change_id"] = record_change(
             ctx,
@@ -224,7 +215,7 @@ async def disable_user(username: str, *, ctx: ActionContext) -> dict[str, Any]:
             change={
                 "disabled": True,
                 "scheme": out["scheme"],
-                "idempotency_key": ctx.idempotency_key or None,
+                **step_key(ctx),
             },
             undo_action="ldap.enable_user",
             undo_inputs={"username": username},
@@ -371,7 +362,7 @@ async def remove_from_group(username: str, group: str, *, ctx: ActionContext) ->
     out = await _run(ctx, work)
     out["removed"] = True
     target = f"{out['dn']} in {out['group']}"
-    out["change_id"] = _earlier_change(ctx, "ldap.remove_from_group", target)
+    out["change_id"] = earlier_change(ctx, "ldap.remove_from_group", target)
     if out["changed"]:
         out["change_id"] = record_change(
             ctx,
@@ -381,7 +372,7 @@ async def remove_from_group(username: str, group: str, *, ctx: ActionContext) ->
             change={
                 "removed": out["dn"],
                 "group": out["group"],
-                "idempotency_key": ctx.idempotency_key or None,
+                **step_key(ctx),
             },
             undo_action="ldap.add_to_group",
             undo_inputs={"username": username, "group": out["group"]},

@@ -14,11 +14,11 @@ a retried step (same idempotency key) gets back the change its first attempt rec
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from bastion.connectors.changes import record_change
-from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.vendor_http import VendorResponse, earlier_change, request_json
+from bastion.connectors.registry import ActionContext, action
+from bastion.connectors.undo import earlier_change, step_key
+from bastion.connectors.vendor_http import VendorResponse, request, secret, segment
 from bastion.store._util import now_ms
 
 __all__ = ["clear_sessions", "get_user", "reset_factors", "suspend_user", "unsuspend_user"]
@@ -39,18 +39,16 @@ def describe_error(status: int, body: Any, text: str) -> tuple[str, str]:
         if causes:
             summary += f" ({'; '.join(causes)})"
         return str(body.get("errorCode") or ""), summary
-    return "", text.strip()[:200] or "no error body"
+    return "", ""  # not Okta's shape: the error shows the body as it came
 
 
 async def _call(
     ctx: ActionContext, method: str, path: str, *, params: dict[str, Any] | None = None
 ) -> VendorResponse:
-    token = ctx.secrets.get(SECRET)
-    if not token:
-        raise ActionError(f"okta: secret {SECRET!r} is not set (`bastion secret set {SECRET}`)")
-    return await request_json(
-        "okta",
+    token = secret(ctx, "okta", SECRET)
+    return await request(
         ctx,
+        "okta",
         method,
         path,
         describe=describe_error,
@@ -60,9 +58,7 @@ async def _call(
 
 
 def _user_path(user: str, suffix: str = "") -> str:
-    if not user or not user.strip():
-        raise ActionError("okta: give a user id or login")
-    return f"/api/v1/users/{quote(user.strip(), safe='@')}{suffix}"
+    return f"/api/v1/users/{segment('okta', user, 'the user id or login', safe='@')}{suffix}"
 
 
 def _summary(body: Any) -> dict[str, Any]:
@@ -116,7 +112,7 @@ async def suspend_user(user: str, expires_in_s: int | None = None, *, ctx: Actio
         action="okta.suspend_user",
         target=target,
         prior={"status": found["status"], "login": found["login"]},
-        change={"status": SUSPENDED, "idempotency_key": ctx.idempotency_key or None},
+        change={"status": SUSPENDED, **step_key(ctx)},
         undo_action="okta.unsuspend_user",
         undo_inputs={"user": found["id"]},
         expires=now_ms() + expires_in_s * 1000 if expires_in_s else None,

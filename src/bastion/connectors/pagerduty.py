@@ -13,26 +13,25 @@ import hashlib
 from typing import Any, Literal
 
 from bastion.connectors.registry import ActionContext, action
-from bastion.connectors.ticket_http import Answer, base_url, secret, text_of, vendor_request
+from bastion.connectors.vendor_http import base_url, request, secret
 
 __all__ = ["resolve", "trigger"]
 
 EXAMPLE = "https://events.pagerduty.com"
 
 
-def _describe(answer: Answer) -> str:
-    doc = answer.json
+def _describe(status: int, doc: Any, text: str) -> tuple[str, str]:
     if isinstance(doc, dict) and ("message" in doc or "errors" in doc):
         errors = doc.get("errors") or []
         head = str(doc.get("message") or doc.get("status") or "")
-        return f"{head}: {'; '.join(map(str, errors))}" if errors else head
-    return text_of(answer)
+        return "", f"{head}: {'; '.join(map(str, errors))}" if errors else head
+    return "", ""
 
 
 async def _enqueue(ctx: ActionContext, event: dict[str, Any]) -> dict[str, Any]:
     event = {"routing_key": secret(ctx, "pagerduty", "pagerduty_routing_key"), **event}
     url = base_url(ctx, "pagerduty", EXAMPLE) + "/v2/enqueue"
-    answer = await vendor_request(ctx, "pagerduty", "POST", url, json=event, describe=_describe)
+    answer = await request(ctx, "pagerduty", "POST", url, json=event, describe=_describe)
     doc = answer.json if isinstance(answer.json, dict) else {}
     return {
         "status": doc.get("status", "success"),

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.connectors.changes import record_change
-from bastion.connectors.edr_http import earlier_change, request, secret, step_key
 from bastion.connectors.registry import ActionContext, ActionError, action
+from bastion.connectors.undo import earlier_change, step_key
+from bastion.connectors.vendor_http import request, secret
 
 __all__ = ["disconnect_agent", "get_agent", "reconnect_agent"]
 
@@ -24,14 +25,14 @@ _DISCONNECTED = ("disconnected", "disconnecting")
 _CONNECTED = ("connected", "connecting")
 
 
-def _errors(body: Any) -> str:
+def _describe(status: int, body: Any, text: str) -> tuple[str, str]:
     found = body.get("errors") or []
     parts = []
     for e in found:
         if isinstance(e, dict):
             detail = f": {e['detail']}" if e.get("detail") else ""
             parts.append(f"{e.get('code')} {e.get('title')}{detail}")
-    return "; ".join(parts)
+    return "", "; ".join(parts)
 
 
 async def _call(
@@ -43,7 +44,7 @@ async def _call(
         VENDOR,
         method,
         API + path,
-        errors=_errors,
+        describe=_describe,
         params=params,
         json=json,
         headers={"Authorization": f"ApiToken {token}"},

@@ -12,15 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.ticket_http import (
-    Answer,
-    base_url,
-    basic_auth,
-    path_part,
-    secret,
-    text_of,
-    vendor_request,
-)
+from bastion.connectors.vendor_http import base_url, basic_auth, request, secret, segment
 
 __all__ = ["create_incident", "update_incident"]
 
@@ -29,25 +21,20 @@ SECRETS = ("servicenow_username", "servicenow_password")
 TABLE = "/api/now/table/incident"
 
 
-def _describe(answer: Answer) -> str:
-    doc = answer.json
+def _describe(status: int, doc: Any, text: str) -> tuple[str, str]:
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         err = doc["error"]
         message, detail = str(err.get("message") or ""), err.get("detail")
-        return f"{message}: {detail}" if detail else message
-    return text_of(answer)
+        return "", f"{message}: {detail}" if detail else message
+    return "", ""
 
 
 async def _call(ctx: ActionContext, method: str, path: str, record: dict[str, Any]) -> dict[str, Any]:
-    headers = {
-        **basic_auth(
-            secret(ctx, "servicenow", "servicenow_username"),
-            secret(ctx, "servicenow", "servicenow_password"),
-        ),
-        "Accept": "application/json",
-    }
+    headers = basic_auth(
+        secret(ctx, "servicenow", "servicenow_username"), secret(ctx, "servicenow", "servicenow_password")
+    )
     url = base_url(ctx, "servicenow", EXAMPLE) + path
-    answer = await vendor_request(
+    answer = await request(
         ctx,
         "servicenow",
         method,
@@ -160,5 +147,5 @@ async def update_incident(
     )
     if not record:
         raise ActionError("servicenow: nothing to update: give at least one field")
-    result = await _call(ctx, "PATCH", f"{TABLE}/{path_part(sys_id)}", record)
+    result = await _call(ctx, "PATCH", f"{TABLE}/{segment('servicenow', sys_id, 'sys_id')}", record)
     return {**_out(ctx, result), "updated": sorted(record)}

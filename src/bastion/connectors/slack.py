@@ -20,7 +20,7 @@ from slack_sdk.http_retry import RateLimitErrorRetryHandler
 
 from bastion.connectors.core import check_url
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.ticket_http import secret
+from bastion.connectors.vendor_http import secret
 
 __all__ = ["post_message"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.connectors.registry import ActionContext, action
-from bastion.connectors.ticket_http import secret, text_of, vendor_request
+from bastion.connectors.vendor_http import request, secret
 
 __all__ = ["adaptive_card", "post_card"]
 
@@ -65,5 +65,5 @@ async def post_card(
             {"contentType": CARD_TYPE, "contentUrl": None, "content": adaptive_card(title, text, facts, link)}
         ],
     }
-    answer = await vendor_request(ctx, "teams", "POST", url, json=message, describe=text_of)
+    answer = await request(ctx, "teams", "POST", url, json=message)
     return {"delivered": True, "status": answer.status}

@@ -17,15 +17,7 @@ import uuid
 from typing import Any
 
 from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.ticket_http import (
-    Answer,
-    VendorError,
-    base_url,
-    bearer,
-    secret,
-    text_of,
-    vendor_request,
-)
+from bastion.connectors.vendor_http import VendorError, VendorResponse, base_url, bearer, request, secret
 
 __all__ = ["create_alert", "create_case"]
 
@@ -33,12 +25,11 @@ EXAMPLE = "http://thehive.example.org:9000"
 _SEVERITY = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
-def _describe(answer: Answer) -> str:
-    doc = answer.json
+def _describe(status: int, doc: Any, text: str) -> tuple[str, str]:
     if isinstance(doc, dict) and "message" in doc:
         kind = doc.get("type")
-        return f"{kind}: {doc['message']}" if kind else str(doc["message"])
-    return text_of(answer)
+        return "", f"{kind}: {doc['message']}" if kind else str(doc["message"])
+    return "", ""
 
 
 def _severity(value: int | str) -> int:
@@ -61,10 +52,10 @@ def _level(name: str, value: int, top: int) -> int:
 
 async def _post(
     ctx: ActionContext, path: str, doc: dict[str, Any], params: dict[str, Any] | None = None
-) -> Answer:
+) -> VendorResponse:
     url = base_url(ctx, "thehive", EXAMPLE) + path
-    headers = {**bearer(secret(ctx, "thehive", "thehive_api_key")), "Accept": "application/json"}
-    return await vendor_request(
+    headers = bearer(secret(ctx, "thehive", "thehive_api_key"))
+    return await request(
         ctx, "thehive", "POST", url, headers=headers, json=doc, params=params, describe=_describe
     )
 
@@ -78,7 +69,7 @@ async def _create(ctx: ActionContext, path: str, doc: dict[str, Any]) -> dict[st
 
 
 def _already_exists(exc: VendorError) -> bool:
-    body = exc.answer.json
+    body = exc.body
     return exc.status == 400 and isinstance(body, dict) and body.get("type") == "CreateError"
 
 

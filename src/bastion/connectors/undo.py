@@ -28,10 +28,12 @@ __all__ = [
     "AlreadyUndone",
     "ChangeNotFound",
     "UndoError",
+    "earlier_change",
     "expire_changes",
     "find_step_change",
     "get_change",
     "list_changes",
+    "step_key",
     "undo_change",
 ]
 
@@ -107,6 +109,27 @@ def find_step_change(conn: Connection, ctx: ActionContext, action: str, target: 
         if orjson.loads(row.change).get("idempotency_key") == ctx.idempotency_key:
             return str(row.id)
     return None
+
+
+def step_key(ctx: ActionContext) -> dict[str, str | None]:
+    """What a recorded change carries so a retry of the same step finds it (:func:`find_step_change`)."""
+    return {"idempotency_key": ctx.idempotency_key or None}
+
+
+def earlier_change(ctx: ActionContext, action: str, target: str) -> str | None:
+    """:func:`find_step_change` in the engine's store, for an action that finds its target already
+    changed: the change is this step's when a first attempt made it. Without a key, or without a store
+    (so nothing could have been recorded), None."""
+    if not ctx.idempotency_key:
+        return None
+    from bastion.respond.engine import configured_store
+
+    try:
+        db = configured_store()
+    except RuntimeError:
+        return None
+    with db.read() as conn:
+        return find_step_change(conn, ctx, action, target)
 
 
 async def _run_undo(

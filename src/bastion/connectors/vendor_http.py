@@ -1,33 +1,28 @@
-"""A small async JSON client for SaaS vendor APIs, behind the same SSRF guard as ``core.http_request``.
+"""The one way connectors call a vendor's JSON API (identity, EDR, chat, paging, ticketing).
 
-Vendor connectors (Okta, Microsoft Graph, ...) need more than ``core.http_request`` gives: the status and
-the vendor's own error code on failure (so the message says what the vendor said, and callers branch on
-:class:`VendorHTTPError` attributes, never on text), and polite handling of rate limits. This module
-does exactly that and nothing vendor-specific:
+``core.http_request`` is a workflow action; vendor connectors need more, and all need the same:
 
-* every attempt passes :func:`bastion.connectors.core.check_url` (loopback/private addresses need the
-  connection's ``allow_private``); redirects are not followed, so no hop escapes the check;
-* the connection's ``headers`` and ``verify_tls`` apply as in ``core.http_request``;
-* a 429 (or a 503 that carries ``Retry-After``) is retried at most ``max_retries`` times, waiting what the
-  vendor asks (``Retry-After`` in seconds or as an HTTP date, else an epoch ``X-Rate-Limit-Reset`` /
-  ``X-RateLimit-Reset``, else a short backoff); a wait longer than ``max_wait_s`` is not slept through:
-  the call fails at once and says when to try again;
-* any other non-success status raises :class:`VendorHTTPError` whose message the connector builds from
-  the vendor's error body with its ``describe`` function.
-
-:func:`earlier_change` is the one non-HTTP helper: vendor state changes converge (suspending a suspended
-user does nothing), so a retried step must find the change its first attempt recorded.
+* every attempt passes :func:`~bastion.connectors.core.check_url` (internal addresses need the
+  connection's ``allow_private``), and redirects are not followed, so no hop escapes that check;
+* the connection's ``headers`` and ``verify_tls`` apply, a relative URL is joined to its ``base_url``;
+* a 429 (or a 503 with ``Retry-After``) is retried at most :data:`MAX_RETRIES` times after the wait the
+  vendor asks for (:func:`retry_delay`); a wait over :data:`MAX_WAIT_S` is refused at once, not slept;
+* any other non-2xx raises :class:`VendorError` keeping status, vendor code and body, so callers branch
+  on attributes, never on text; the connector's ``describe`` reads its vendor's error body;
+* :func:`oauth_request` adds a cached OAuth2 client-credentials token, replaced once when refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import hashlib
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -35,21 +30,30 @@ from bastion.connectors.core import MAX_BODY, check_url
 from bastion.connectors.registry import ActionContext, ActionError
 
 __all__ = [
-    "DescribeError",
-    "VendorHTTPError",
+    "MAX_RETRIES",
+    "MAX_WAIT_S",
+    "Describe",
+    "VendorError",
     "VendorRateLimited",
     "VendorResponse",
-    "earlier_change",
-    "join_url",
-    "request_json",
+    "base_url",
+    "basic_auth",
+    "bearer",
+    "clear_token_cache",
+    "oauth_request",
+    "request",
     "retry_delay",
+    "secret",
+    "segment",
 ]
 
-#: Builds the human message from (status, parsed JSON body or None, raw text): returns (code, message).
-DescribeError = Callable[[int, Any, str], tuple[str, str]]
+MAX_RETRIES = 3  # after the first attempt: four requests at most
+MAX_WAIT_S = 30.0
+TOKEN_MARGIN_S = 60.0  # a cached token is dropped this long before the vendor says it expires
 
-DEFAULT_RETRIES = 3
-DEFAULT_MAX_WAIT_S = 30.0
+#: (status, parsed JSON body or None, raw text) -> (vendor error code or "", message); "" falls back to
+#: the body's text.
+Describe = Callable[[int, Any, str], tuple[str, str]]
 
 
 @dataclass
@@ -60,11 +64,11 @@ class VendorResponse:
     text: str
 
 
-class VendorHTTPError(ActionError):
-    """The vendor refused the request: ``status`` and the vendor's ``code`` are kept for callers."""
+class VendorError(ActionError):
+    """The vendor refused the request: ``status``, its ``code`` and ``body`` are kept for callers."""
 
     def __init__(self, vendor: str, status: int, code: str, message: str, body: Any = None) -> None:
-        super().__init__(f"{vendor}: {status} {code} {message}".replace("  ", " ").strip())
+        super().__init__(" ".join(p for p in (f"{vendor}:", str(status), code, message) if p))
         self.vendor = vendor
         self.status = status
         self.code = code
@@ -72,47 +76,61 @@ class VendorHTTPError(ActionError):
         self.body = body
 
 
-class VendorRateLimited(VendorHTTPError):
-    """Still rate limited after the allowed retries, or asked to wait longer than we will."""
+class VendorRateLimited(VendorError):
+    """Still rate limited after the retries, or asked to wait longer than :data:`MAX_WAIT_S`."""
 
     def __init__(
-        self, vendor: str, status: int, code: str, message: str, retry_after_s: float | None
+        self, vendor: str, status: int, code: str, message: str, body: Any, retry_after_s: float
     ) -> None:
-        super().__init__(vendor, status, code, message)
+        super().__init__(vendor, status, code, message, body)
         self.retry_after_s = retry_after_s
 
 
-def earlier_change(ctx: ActionContext, action: str, target: str) -> str | None:
-    """The open change a previous attempt of this same step (same idempotency key) recorded for
-    ``target``, so a retried containment step that finds the vendor already changed still returns the
-    ``change_id`` (the key is stored in the change as ``idempotency_key``). None without a key."""
-    if not ctx.idempotency_key:
-        return None
-    from bastion.connectors.undo import find_step_change
-    from bastion.respond.engine import configured_store
-
-    try:
-        db = configured_store()
-    except RuntimeError as exc:
-        raise ActionError(str(exc)) from None
-    with db.read() as conn:
-        return find_step_change(conn, ctx, action, target)
+def base_url(ctx: ActionContext, vendor: str, example: str | None = None) -> str:
+    """The connection's base URL without a trailing slash; there is no default: each tenant names its own."""
+    base = str(ctx.connection.get("base_url") or "").rstrip("/")
+    if not base:
+        hint = f", for example {example}" if example else ""
+        raise ActionError(
+            f"{vendor}: the connection has no base_url (`bastion connection set {vendor}`{hint})"
+        )
+    return base
 
 
-def join_url(base: str, path: str) -> str:
-    """``path`` under the connection's ``base``; an absolute ``path`` is used as it is."""
-    if urlsplit(path).scheme:
-        return path
-    return urljoin(base.rstrip("/") + "/", path.lstrip("/"))
+def secret(ctx: ActionContext, vendor: str, name: str) -> str:
+    value = ctx.secrets.get(name)
+    if not value:
+        raise ActionError(f"{vendor}: secret {name!r} is not set (`bastion secret set {name}`)")
+    return value
+
+
+def segment(vendor: str, value: str, what: str = "id", *, safe: str = "") -> str:
+    """``value`` quoted as one path segment, so an id taken from an input cannot reach another endpoint."""
+    value = str(value).strip()
+    if not value:
+        raise ActionError(f"{vendor}: {what} must not be empty")
+    return quote(value, safe=safe)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {raw}"}
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
 def retry_delay(headers: Mapping[str, str], attempt: int, *, now: float | None = None) -> float:
-    """Seconds to wait before retrying, from the vendor's headers; ``attempt`` (0-based) sets a short
-    exponential fallback when the vendor says nothing."""
+    """Seconds to wait before retry ``attempt`` (0-based): ``Retry-After`` (seconds or HTTP date), else an
+    epoch ``X-Rate-Limit-Reset`` (Okta) / ``X-RateLimit-Reset``, else a short backoff of 1, 2, 4, 8 s."""
     now = time.time() if now is None else now
-    value = headers.get("retry-after")
+    value = (_header(headers, "retry-after") or "").strip()
     if value:
-        value = value.strip()
         try:
             return max(0.0, float(value))
         except ValueError:
@@ -121,12 +139,10 @@ def retry_delay(headers: Mapping[str, str], attempt: int, *, now: float | None =
             except (TypeError, ValueError):
                 pass
     for name in ("x-rate-limit-reset", "x-ratelimit-reset"):
-        reset = headers.get(name)
-        if reset:
-            try:
-                return max(0.0, float(reset) - now)
-            except ValueError:
-                continue
+        try:
+            return max(0.0, float(_header(headers, name) or "") - now)
+        except ValueError:
+            continue
     return float(min(2**attempt, 8))
 
 
@@ -137,77 +153,132 @@ def _parse(response: httpx.Response) -> tuple[Any, str]:
         try:
             return response.json(), text
         except ValueError:
-            return None, text
+            pass
     return None, text
 
 
-async def request_json(
-    vendor: str,
+def _describe(describe: Describe | None, status: int, body: Any, text: str) -> tuple[str, str]:
+    try:
+        code, message = describe(status, body, text) if describe else ("", "")
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        code, message = "", ""  # an error body of an unexpected shape must not hide the status
+    if not code and not message:
+        message = text.strip()[:300] or "no error body"
+    return code, message
+
+
+async def request(
     ctx: ActionContext,
+    vendor: str,
     method: str,
     url: str,
     *,
-    describe: DescribeError,
+    describe: Describe | None = None,
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,
     json: Any = None,
     form: Mapping[str, str] | None = None,
-    ok: Collection[int] | None = None,
+    content: bytes | None = None,
     timeout: float = 30.0,
-    max_retries: int = DEFAULT_RETRIES,
-    max_wait_s: float = DEFAULT_MAX_WAIT_S,
 ) -> VendorResponse:
-    """Send one request to a vendor API and return its parsed answer, retrying rate limits politely.
+    """Send one request (``url`` absolute or a path under ``base_url``) and return its 2xx answer.
+    Without ``describe`` a refusal shows the vendor's body as it came.
 
-    ``url`` is absolute or a path under the connection's ``base_url``. ``ok`` lists the statuses that
-    count as success (default: any 2xx). Raises :class:`VendorHTTPError` (message from ``describe``),
-    :class:`VendorRateLimited`, :class:`~bastion.connectors.core.SSRFError`, or :class:`ActionError` when
-    the vendor cannot be reached.
-    """
-    conn = ctx.connection
-    base = conn.get("base_url")
+    Raises :class:`VendorError` / :class:`VendorRateLimited`, :class:`~bastion.connectors.core.SSRFError`,
+    or :class:`ActionError` when the vendor cannot be reached."""
     if not urlsplit(url).scheme:
-        if not base:
-            raise ActionError(f"{vendor}: the connection has no base_url (`bastion connection set`)")
-        url = join_url(str(base), url)
+        url = base_url(ctx, vendor) + "/" + url.lstrip("/")
+    conn = ctx.connection
     allow_private = bool(conn.get("allow_private", False))
-    verify = bool(conn.get("verify_tls", True))
-    send_headers = {str(k): str(v) for k, v in (conn.get("headers") or {}).items()}
-    send_headers.setdefault("Accept", "application/json")
-    send_headers.update(headers or {})
+    send = {str(k): str(v) for k, v in (conn.get("headers") or {}).items()}
+    send.update(headers or {})
+    send.setdefault("Accept", "application/json")
     method = method.upper()
+    verify = bool(conn.get("verify_tls", True))
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=verify) as client:
         attempt = 0
         while True:
             await check_url(url, allow_private=allow_private)
             try:
                 response = await client.request(
-                    method, url, headers=send_headers, params=params, json=json, data=form
+                    method, url, headers=send, params=params, json=json, data=form, content=content
                 )
             except httpx.HTTPError as exc:
                 raise ActionError(f"{vendor}: {method} {url} failed: {type(exc).__name__}: {exc}") from None
-            parsed, text = _parse(response)
+            body, text = _parse(response)
             status = response.status_code
-            success = status in ok if ok is not None else 200 <= status < 300
-            if success:
-                return VendorResponse(status, dict(response.headers), parsed, text)
+            if 200 <= status < 300:
+                return VendorResponse(status, dict(response.headers), body, text)
             limited = status == 429 or (status == 503 and "retry-after" in response.headers)
             if not limited:
-                code, message = describe(status, parsed, text)
-                raise VendorHTTPError(vendor, status, code, message, parsed)
+                raise VendorError(vendor, status, *_describe(describe, status, body, text), body)
             wait = retry_delay(response.headers, attempt)
-            if attempt >= max_retries or wait > max_wait_s:
-                code, message = describe(status, parsed, text)
-                raise VendorRateLimited(
-                    vendor,
-                    status,
-                    code,
-                    f"{message} (rate limited: gave up after {attempt + 1} attempt(s); "
-                    f"the vendor asks to retry in {wait:.0f}s)",
-                    wait,
+            if attempt >= MAX_RETRIES or wait > MAX_WAIT_S:
+                code, message = _describe(describe, status, body, text)
+                note = (
+                    f"(rate limited: gave up after {attempt + 1} attempt(s); "
+                    f"the vendor asks to retry in {wait:.0f}s)"
                 )
-            ctx.log(
-                f"{vendor}: {status} rate limited on {method} {urlsplit(url).path}; retrying in {wait:.1f}s"
-            )
+                raise VendorRateLimited(vendor, status, code, f"{message} {note}", body, wait)
+            ctx.log(f"{vendor}: {status} rate limited on {method} {urlsplit(url).path}; retry in {wait:g}s")
             await asyncio.sleep(wait)
             attempt += 1
+
+
+_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+
+def clear_token_cache() -> None:
+    """Forget every cached access token (after rotating an app secret, or between tests)."""
+    _tokens.clear()
+
+
+async def _token(
+    ctx: ActionContext, vendor: str, token_url: str, form: Mapping[str, str], describe: Describe
+) -> tuple[tuple[str, str, str], str, bool]:
+    """(cache key, access token, whether it came from the cache). The key holds a hash of the form (so
+    of the secret): a rotated secret gets a new token."""
+    digest = hashlib.sha256(repr(sorted(form.items())).encode()).hexdigest()
+    key = (ctx.tenant_id, token_url, digest)
+    cached = _tokens.get(key)
+    if cached and cached[1] > time.monotonic():
+        return key, cached[0], True
+    answer = await request(ctx, vendor, "POST", token_url, describe=describe, form=form)
+    body = answer.json if isinstance(answer.json, dict) else {}
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise ActionError(f"{vendor}: the token endpoint answered without an access_token")
+    try:
+        lifetime = float(body.get("expires_in", 300))
+    except (TypeError, ValueError):
+        lifetime = 300.0
+    _tokens[key] = (token, time.monotonic() + max(lifetime - TOKEN_MARGIN_S, 0.0))
+    return key, token, False
+
+
+async def oauth_request(
+    ctx: ActionContext,
+    vendor: str,
+    method: str,
+    url: str,
+    *,
+    token_url: str,
+    token_form: Mapping[str, str],
+    describe: Describe,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+) -> VendorResponse:
+    """:func:`request` with an OAuth2 client-credentials bearer token (``token_form`` is the grant's
+    form). A 401 drops the token; when it came from the cache (revoked, rotated) one fresh token is tried."""
+    while True:
+        key, token, cached = await _token(ctx, vendor, token_url, token_form, describe)
+        try:
+            return await request(
+                ctx, vendor, method, url, describe=describe, headers=bearer(token), params=params, json=json
+            )
+        except VendorError as exc:
+            if exc.status != 401:
+                raise
+            _tokens.pop(key, None)
+            if not cached:
+                raise

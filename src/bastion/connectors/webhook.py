@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from bastion.connectors.registry import ActionContext, action
-from bastion.connectors.ticket_http import secret, text_of, vendor_request
+from bastion.connectors.vendor_http import request, secret
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "send_signed", "sign", "verify"]
 
@@ -86,7 +86,6 @@ async def send_signed(
         SIGNATURE_HEADER: sign(key, timestamp, body),
         DELIVERY_HEADER: delivery,
     }
-    answer = await vendor_request(
-        ctx, "webhook", "POST", url, headers=send, body=body.decode(), describe=text_of
-    )
-    return {"status": answer.status, "delivery": delivery, "json": answer.json, "text": answer.text}
+    answer = await request(ctx, "webhook", "POST", url, headers=send, content=body)
+    text = None if answer.json is not None else answer.text
+    return {"status": answer.status, "delivery": delivery, "json": answer.json, "text": text}
