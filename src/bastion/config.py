@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     # Triage: how often ``bastion up`` checks case SLAs (escalation and notification); 0 turns it off.
     sla_check_interval_s: int = Field(60, ge=0, description="seconds between SLA checks in bastion up")
+    # DNS blocking (dns.block_domain): the operator's resolver integration. Tenants choose nothing here:
+    # a file path or a command from a tenant's connection would let a tenant write files or run programs
+    # on the Bastion host. Each tenant's files are <dns_blocks_dir>/<tenant id>.local-zone.conf and/or
+    # <tenant id>.rpz; unbound includes them (``include: "<dir>/*.local-zone.conf"``) or loads the zone.
+    dns_blocks_dir: str | None = Field(None, description="folder of the per-tenant DNS block files")
+    dns_format: Literal["local-zone", "rpz", "both"] = "local-zone"
+    dns_reload_command: list[str] | None = Field(
+        None, description='argv that reloads the resolver, e.g. ["unbound-control", "reload"]'
+    )
+    dns_pid_file: str | None = Field(None, description="the resolver's pid file: SIGHUP reloads it")
 
     @classmethod
     def settings_customise_sources(

@@ -149,9 +149,9 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     from bastion.respond.approvals.service import configure as configure_approvals
 
     configure_approvals(settings)  # Slack, e-mail and link settings for approvals the engine requests
-    from bastion.connectors.notify import configure as configure_notify
+    from bastion.connectors.settings import configure as configure_connectors
 
-    configure_notify(settings)  # SMTP settings for notify.email, from workflows and SLA escalation
+    configure_connectors(settings)  # SMTP and DNS resolver settings for the connectors' actions
     from bastion.respond.runtime import Executor
 
     executor = Executor(db, kind="server", listen=True)

@@ -20,7 +20,7 @@ import bastion.connectors.webhook  # noqa: F401  (registers the actions in this 
 from bastion.config import Settings
 from bastion.connectors import ActionContext, ActionError, get_action
 from bastion.connectors.core import SSRFError
-from bastion.connectors.notify import using_settings
+from bastion.connectors.settings import using_settings
 from bastion.connectors.vendor_http import VendorRateLimited
 from bastion.connectors.webhook import sign, verify
 from tests.approvals.conftest import Smtp, smtp  # noqa: F401  (the real SMTP server fixture)

@@ -24,8 +24,10 @@ import pytest
 from sqlalchemy import select
 
 import bastion.connectors.dns  # noqa: F401  (registers the dns.* actions in this process)
+from bastion.config import Settings
 from bastion.connectors.call import call_action
 from bastion.connectors.registry import ActionError
+from bastion.connectors.settings import using_settings
 from bastion.connectors.undo import expire_changes, get_change, undo_change
 from bastion.respond.engine import configure
 from bastion.store import Database
@@ -123,6 +125,7 @@ def unbound(extra: list[str], files: dict[str, str], *, local_data: bool = True)
     """A real unbound on a free port in a short temporary folder (unix socket paths are limited)."""
     folder = Path(tempfile.mkdtemp(prefix="ub-"))
     for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
     port = free_port()
     conf = _config(
@@ -153,40 +156,40 @@ def local_zone_unbound() -> Iterator[dict[str, Any]]:
     from bastion.connectors.dns import render_local_zones
 
     extra = [
-        '  include: "{dir}/bastion-blocks.conf"',
+        '  include: "{dir}/blocks/*.local-zone.conf"',  # every tenant's file, as an operator sets it up
         '  module-config: "iterator"',
         "remote-control:",
         "  control-enable: yes",
         '  control-interface: "{dir}/unbound.ctl"',
         "  control-use-cert: no",
     ]
-    with unbound(extra, {"bastion-blocks.conf": render_local_zones([])}) as running:
+    with unbound(extra, {"blocks/none.local-zone.conf": render_local_zones([])}) as running:
         yield running
 
 
-def _store(tmp_path: Path, settings: dict[str, Any]) -> tuple[Database, str]:
+def _store(tmp_path: Path) -> tuple[Database, str]:
     db = Database(f"sqlite:///{tmp_path / 'bastion.db'}")
     db.migrate()
     configure(db)
     tenant, _ = create_tenant(db, "acme", actor="test")
-    set_connection(db, tenant.id, "dns", {"settings": settings}, actor="test")
+    set_connection(db, tenant.id, "dns", {"settings": {"response": "always_nxdomain"}}, actor="test")
     return db, tenant.id
+
+
+def _operator(**kw: Any) -> Settings:
+    """The operator's resolver integration (Settings, not the tenant's connection: it reaches the host)."""
+    return Settings(database_url="sqlite://", **kw)
 
 
 @pytest.fixture
 def store(tmp_path: Path, local_zone_unbound: dict[str, Any]) -> Iterator[tuple[Database, str]]:
-    folder = local_zone_unbound["folder"]
-    settings = {
-        "local_zone_file": str(folder / "bastion-blocks.conf"),
-        "control_command": [
-            _exe("unbound-control", "unbound"),
-            "-c",
-            str(local_zone_unbound["conf"]),
-            "reload",
-        ],
-    }
-    db, tenant_id = _store(tmp_path, settings)
-    yield db, tenant_id
+    reload = [_exe("unbound-control", "unbound"), "-c", str(local_zone_unbound["conf"]), "reload"]
+    operator = _operator(
+        dns_blocks_dir=str(local_zone_unbound["folder"] / "blocks"), dns_reload_command=reload
+    )
+    db, tenant_id = _store(tmp_path)
+    with using_settings(operator):
+        yield db, tenant_id
     db.dispose()
 
 
@@ -218,7 +221,7 @@ def test_a_blocked_domain_stops_resolving_while_others_still_do_and_undo_restore
     out = _call(db, tenant_id, "dns.block_domain", {"domain": "Evil.Example.", "reason": "C2"}, key="step-1")
     assert out["domain"] == "evil.example" and out["changed"] and out["reload"] == "control"
     assert out["change_id"]
-    text = (local_zone_unbound["folder"] / "bastion-blocks.conf").read_text()
+    text = (local_zone_unbound["folder"] / "blocks" / f"{tenant_id}.local-zone.conf").read_text()
     assert 'local-zone: "evil.example." always_nxdomain' in text
 
     assert settle(port, "evil.example", "NXDOMAIN") == ("NXDOMAIN", [])
@@ -266,20 +269,21 @@ def test_a_block_with_an_expiry_is_lifted_when_it_expires(
 def test_a_failing_reload_reports_unbound_controls_error(
     tmp_path: Path, local_zone_unbound: dict[str, Any]
 ) -> None:
-    settings = {
-        "local_zone_file": str(tmp_path / "blocks.conf"),
-        "control_command": [
-            _exe("unbound-control", "unbound"),
-            *("-c", str(local_zone_unbound["conf"]), "-s", str(tmp_path / "no.ctl"), "reload"),
-        ],
-    }
-    db, tenant_id = _store(tmp_path, settings)
+    reload = [
+        _exe("unbound-control", "unbound"),
+        *("-c", str(local_zone_unbound["conf"]), "-s", str(tmp_path / "no.ctl"), "reload"),
+    ]
+    db, tenant_id = _store(tmp_path)
     try:
-        with pytest.raises(ActionError, match=r"dns: control command exited 1: .*no\.ctl"):
-            _call(db, tenant_id, "dns.block_domain", {"domain": "bad.example"})
-        assert "bad.example" not in (tmp_path / "blocks.conf").read_text()  # put back: a retry redoes it
-        with pytest.raises(ActionError, match="invalid domain"):
-            _call(db, tenant_id, "dns.block_domain", {"domain": "not a domain"})
+        with using_settings(_operator(dns_blocks_dir=str(tmp_path / "blocks"), dns_reload_command=reload)):
+            with pytest.raises(ActionError, match=r"dns: reload command exited 1: .*no\.ctl"):
+                _call(db, tenant_id, "dns.block_domain", {"domain": "bad.example"})
+            written = (tmp_path / "blocks" / f"{tenant_id}.local-zone.conf").read_text()
+            assert "bad.example" not in written  # put back: a retry redoes it
+            with pytest.raises(ActionError, match="invalid domain"):
+                _call(db, tenant_id, "dns.block_domain", {"domain": "not a domain"})
+        with pytest.raises(ActionError, match="not set up on this Bastion"):  # no resolver integration
+            _call(db, tenant_id, "dns.block_domain", {"domain": "evil.example"})
     finally:
         db.dispose()
 
@@ -305,22 +309,26 @@ def test_the_rpz_zone_file_blocks_in_a_real_unbound_reloaded_by_sighup(tmp_path:
     zone = "$ORIGIN example.\n$TTL 60\n@ IN SOA ns.example. hostmaster.example. (1 3600 600 86400 60)\n"
     zone += "@ IN NS ns.example.\nns IN A 192.0.2.1\n"
     zone += "".join(f"{name.removesuffix('.example.')} IN A {ip}\n" for name, ip in LOCAL_DATA.items())
-    files = {"bastion.rpz": render_rpz([]), "example.zone": zone}
+    db, tenant_id = _store(tmp_path)
+    rpz = f"blocks/{tenant_id}.rpz"
+    extra = [line.replace("{dir}/bastion.rpz", "{dir}/" + rpz) for line in extra]
+    files = {rpz: render_rpz([]), "example.zone": zone}
     with unbound(extra, files, local_data=False) as running:
         folder, port = running["folder"], running["port"]
-        db, tenant_id = _store(
-            tmp_path, {"rpz_file": str(folder / "bastion.rpz"), "pid_file": str(folder / "unbound.pid")}
+        operator = _operator(
+            dns_blocks_dir=str(folder / "blocks"), dns_format="rpz", dns_pid_file=str(folder / "unbound.pid")
         )
         try:
-            assert dig(port, "rpz-evil.example") == ("NOERROR", ["192.0.2.70"])
-            out = _call(db, tenant_id, "dns.block_domain", {"domain": "rpz-evil.example"})
-            assert out["reload"] == "sighup" and out["change_id"]
-            assert "rpz-evil.example CNAME ." in (folder / "bastion.rpz").read_text()
-            assert settle(port, "rpz-evil.example", "NXDOMAIN")[0] == "NXDOMAIN"
-            assert dig(port, "good.example") == ("NOERROR", ["192.0.2.10"])
-            blocked_zone = (folder / "bastion.rpz").read_text()
-            _call(db, tenant_id, "dns.unblock_domain", {"domain": "rpz-evil.example"})
-            assert _serial(blocked_zone) < _serial((folder / "bastion.rpz").read_text())
-            assert settle(port, "rpz-evil.example", "NOERROR") == ("NOERROR", ["192.0.2.70"])
+            with using_settings(operator):
+                assert dig(port, "rpz-evil.example") == ("NOERROR", ["192.0.2.70"])
+                out = _call(db, tenant_id, "dns.block_domain", {"domain": "rpz-evil.example"})
+                assert out["reload"] == "sighup" and out["change_id"]
+                assert "rpz-evil.example CNAME ." in (folder / rpz).read_text()
+                assert settle(port, "rpz-evil.example", "NXDOMAIN")[0] == "NXDOMAIN"
+                assert dig(port, "good.example") == ("NOERROR", ["192.0.2.10"])
+                blocked_zone = (folder / rpz).read_text()
+                _call(db, tenant_id, "dns.unblock_domain", {"domain": "rpz-evil.example"})
+                assert _serial(blocked_zone) < _serial((folder / rpz).read_text())
+                assert settle(port, "rpz-evil.example", "NOERROR") == ("NOERROR", ["192.0.2.70"])
         finally:
             db.dispose()

@@ -16,7 +16,7 @@ import pytest
 from bastion.config import Settings
 from bastion.connectors import ActionContext, ActionError, get_action
 from bastion.connectors.core import SSRFError
-from bastion.connectors.notify import using_settings
+from bastion.connectors.settings import using_settings
 from bastion.store import Database
 from bastion.tenancy.service import create_tenant
 from tests.approvals.conftest import Smtp, smtp  # noqa: F401  (the real SMTP server fixture)

@@ -3,17 +3,21 @@ file and an RPZ zone file, then a reload of unbound. Actions ``dns.block_domain`
 change whose undo is ``dns.unblock_domain``, with an optional expiry), ``dns.unblock_domain`` (low) and
 ``dns.list_blocks`` (read).
 
-The ``dns`` connection's ``settings`` say where and how:
+Where the files are and how the resolver reloads are the operator's settings, never a tenant's: a
+path or command from a tenant's connection would let a tenant write files or run programs on the host.
 
-* ``local_zone_file``: the file unbound includes (``include: /etc/unbound/bastion-blocks.conf``
-  at the top level); each block is ``local-zone: "evil.example." always_nxdomain`` (``response:
-  always_refuse`` or ``refuse`` instead), which covers the domain and every name below it.
-* ``rpz_file``: an RPZ zone file (``evil.example CNAME .`` and ``*.evil.example CNAME .``, i.e.
-  NXDOMAIN) for resolvers that load a response-policy zone (unbound's ``rpz:``, BIND, PowerDNS).
-* ``control_command``: the argv that makes the resolver re-read its files, e.g.
-  ``["unbound-control", "-c", "/etc/unbound/unbound.conf", "reload"]``; else ``restart_command`` (e.g.
-  ``["systemctl", "restart", "unbound"]``); else ``pid_file`` (unbound re-reads on SIGHUP); else the
-  files are written and the output says ``reloaded: false``.
+* ``dns_blocks_dir``: the folder of the files; each tenant's are ``<tenant id>.local-zone.conf`` (unbound
+  includes them: ``include: "<dir>/*.local-zone.conf"`` at the top level; each block is ``local-zone:
+  "evil.example." always_nxdomain``, which covers the domain and every name below it) and/or
+  ``<tenant id>.rpz``, an RPZ zone file (``evil.example CNAME .`` and ``*.evil.example CNAME .``,
+  i.e. NXDOMAIN) for resolvers that load a response-policy zone (unbound's ``rpz:``, BIND, PowerDNS);
+  ``dns_format`` picks ``local-zone``, ``rpz`` or ``both``.
+* ``dns_reload_command``: the argv that makes the resolver re-read its files, e.g.
+  ``["unbound-control", "reload"]``; else ``dns_pid_file`` (unbound re-reads on SIGHUP); else the files
+  are written and the output says ``reloaded: false``.
+
+The tenant's ``dns`` connection may set ``settings.response`` (``always_nxdomain``, ``always_refuse``
+or ``refuse``).
 
 The files are the state: Bastion owns them (a header says so), reads the blocked set back from the
 local-zone file (or the RPZ file when that is the only one), changes it under a lock and replaces the
@@ -37,6 +41,7 @@ from typing import Any
 from bastion.connectors.changes import record_change
 from bastion.connectors.edl import BlocklistError, expires_at, normalise_domain
 from bastion.connectors.registry import ActionContext, ActionError, action
+from bastion.connectors.settings import current_settings
 from bastion.connectors.undo import earlier_change, step_key
 
 __all__ = ["block_domain", "list_blocks", "read_blocks", "render_local_zones", "render_rpz", "unblock_domain"]
@@ -50,16 +55,28 @@ _COMMAND_TIMEOUT_S = 30.0
 
 
 def _settings(ctx: ActionContext) -> dict[str, Any]:
-    settings = ctx.connection.get("settings") or {}
-    if not settings.get("local_zone_file") and not settings.get("rpz_file"):
+    """The files and reload of this tenant's blocks, from the operator's settings, and the tenant's
+    chosen response."""
+    operator = current_settings()
+    if not operator.dns_blocks_dir:
         raise ActionError(
-            "dns: the dns connection needs settings.local_zone_file or settings.rpz_file "
-            "(`bastion connection set dns ...`)"
+            "dns: DNS blocking is not set up on this Bastion: the operator sets dns_blocks_dir "
+            "(BASTION_DNS_BLOCKS_DIR) and how the resolver reloads (dns_reload_command or dns_pid_file)"
         )
-    response = settings.get("response", "always_nxdomain")
+    folder = Path(operator.dns_blocks_dir)
+    response = (ctx.connection.get("settings") or {}).get("response", "always_nxdomain")
     if response not in _RESPONSES:
         raise ActionError(f"dns: settings.response must be one of {', '.join(_RESPONSES)}, not {response!r}")
-    return dict(settings)
+    settings: dict[str, Any] = {"response": response}
+    if operator.dns_format in ("local-zone", "both"):
+        settings["local_zone_file"] = str(folder / f"{ctx.tenant_id}.local-zone.conf")
+    if operator.dns_format in ("rpz", "both"):
+        settings["rpz_file"] = str(folder / f"{ctx.tenant_id}.rpz")
+    if operator.dns_reload_command:
+        settings["control_command"] = list(operator.dns_reload_command)
+    if operator.dns_pid_file:
+        settings["pid_file"] = operator.dns_pid_file
+    return settings
 
 
 def _domain(value: str) -> str:
@@ -175,22 +192,11 @@ async def _run(argv: list[str], what: str) -> None:
         raise ActionError(f"dns: {what} exited {proc.returncode}: {text[:500]}")
 
 
-def _argv(value: Any, name: str) -> list[str]:
-    if isinstance(value, str):
-        return value.split()
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise ActionError(f"dns: settings.{name} must be a command line or a list of arguments")
-
-
 async def _reload(settings: dict[str, Any]) -> str | None:
     """Make the resolver re-read the files; how it was done, or None when nothing is configured."""
     if settings.get("control_command"):
-        await _run(_argv(settings["control_command"], "control_command"), "control command")
+        await _run(settings["control_command"], "reload command")
         return "control"
-    if settings.get("restart_command"):
-        await _run(_argv(settings["restart_command"], "restart_command"), "restart command")
-        return "restart"
     if settings.get("pid_file"):
         try:
             pid = int(Path(settings["pid_file"]).read_text().split()[0])

@@ -3,53 +3,21 @@
 
 They are what SLA escalation and workflows use to tell people something happened. E-mail reuses the
 approval mailer's SMTP code (:func:`bastion.respond.approvals.email.send`), so there is one place that
-speaks SMTP. Which SMTP server is used is the process's :class:`~bastion.config.Settings`: the ones given
-to :func:`configure` (``bastion up`` does), or, inside :func:`using_settings`, the caller's; otherwise
-the environment and ``bastion.toml``.
+speaks SMTP; the SMTP server is the operator's (:mod:`bastion.connectors.settings`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from email.message import EmailMessage
 from typing import Any
 
-from bastion.config import Settings, load_settings
 from bastion.connectors.core import http_request
 from bastion.connectors.registry import ActionContext, ActionError, action
+from bastion.connectors.settings import current_settings
 
-__all__ = ["configure", "current_settings", "post_webhook", "send_email", "using_settings"]
-
-_configured: list[Settings] = []
-_override: ContextVar[Settings | None] = ContextVar("bastion_notify_settings", default=None)
-
-
-def configure(settings: Settings | None) -> None:
-    """The settings (SMTP server, sender) notifications use in this process; None forgets them."""
-    _configured[:] = [settings] if settings is not None else []
-
-
-@contextmanager
-def using_settings(settings: Settings) -> Iterator[None]:
-    """Use ``settings`` for notifications sent from this context (and tasks started in it)."""
-    token = _override.set(settings)
-    try:
-        yield
-    finally:
-        _override.reset(token)
-
-
-def current_settings() -> Settings:
-    found = _override.get()
-    if found is not None:
-        return found
-    if not _configured:
-        _configured.append(load_settings())
-    return _configured[0]
+__all__ = ["post_webhook", "send_email"]
 
 
 def _recipients(to: list[str] | str) -> list[str]:

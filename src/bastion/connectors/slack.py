@@ -28,7 +28,7 @@ RATE_LIMIT_RETRIES = 2
 
 
 def _client(ctx: ActionContext) -> WebClient:
-    from bastion.connectors.notify import current_settings
+    from bastion.connectors.settings import current_settings
 
     token = secret(ctx, "slack", "slack_bot_token")
     base = str(ctx.connection.get("base_url") or current_settings().slack_api_url)

@@ -265,7 +265,7 @@ def _notify(
 ) -> None:
     """Tell ``policy.sla.notify`` about each escalated case (one message per case and check), then
     audit the outcome. Failures are recorded, not raised."""
-    from bastion.connectors.notify import using_settings
+    from bastion.connectors.settings import using_settings
 
     by_case: dict[str, list[_Breach]] = {}
     for b in found:
