@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from bastion.model import TimelineEntry
 from bastion.store import TenantScope
+from bastion.store.case_runs import linked_runs
 
 __all__ = ["case_timeline", "run_entries"]
 
@@ -18,7 +19,7 @@ _DECIDED = {"approve": "approved", "deny": "denied", "approved": "approved", "de
 
 
 def run_entries(runs: list[dict[str, Any]]) -> list[TimelineEntry]:
-    """Timeline entries for runs as returned by ``CaseRepository.linked_runs``."""
+    """Timeline entries for runs as returned by :func:`bastion.store.case_runs.linked_runs`."""
     out: list[TimelineEntry] = []
     for run in runs:
         base = {"run_id": run["run_id"], "workflow_id": run["workflow_id"]}
@@ -84,5 +85,5 @@ def run_entries(runs: list[dict[str, Any]]) -> list[TimelineEntry]:
 def case_timeline(conn: Connection, tenant_id: str, case_id: str) -> list[TimelineEntry]:
     """Everything about the case, oldest first (entries at the same time keep their recorded order)."""
     repo = TenantScope(conn, tenant_id).cases
-    entries = repo.timeline(case_id) + run_entries(repo.linked_runs(case_id))
+    entries = repo.timeline(case_id) + run_entries(linked_runs(repo.conn, repo.tenant_id, case_id))
     return sorted(entries, key=lambda e: e.time)

@@ -18,6 +18,7 @@ from bastion.report.query import is_containment
 from bastion.report.render import ReportError, check_format, html_to_pdf, template_env
 from bastion.store import Database, TenantScope
 from bastion.store._util import now_ms
+from bastion.store.case_runs import linked_runs
 from bastion.triage.score import explain
 
 __all__ = ["case_report_data", "render_case_report"]
@@ -70,7 +71,7 @@ def case_report_data(scope: TenantScope, case_id: str) -> dict[str, Any]:
                 "techniques": a.techniques,
             }
         )
-    runs = scope.cases.linked_runs(case.id)
+    runs = linked_runs(scope.conn, scope.tenant_id, case.id)
     actions: list[dict[str, Any]] = []
     approvals: list[dict[str, Any]] = []
     for run in runs:
