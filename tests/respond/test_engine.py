@@ -341,6 +341,59 @@ def _wait_status(env: dict[str, Any], rid: str, wanted: str) -> dict[str, Any]:
     raise AssertionError(f"run {rid} is {detail.get('status')}, not {wanted}")
 
 
+def test_decisions_reach_steps_waiting_in_concurrent_items_and_parallel_branches(env: dict[str, Any]) -> None:
+    """Such steps park in child workflows: a decision must wake the child, not only the run."""
+    from bastion.respond.approvals import decide, list_approvals
+
+    Counter.hits = []
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: approve-children
+steps:
+  - id: each
+    for_each: ["/item-a", "/item-b"]
+    concurrency: 2
+    action: core.http_request
+    connection: counter
+    approval: {roles: [approver]}
+    with: {url: "${{ item }}", method: POST}
+  - id: branches
+    parallel:
+      - - id: left
+          action: core.http_request
+          connection: counter
+          approval: {roles: [approver]}
+          with: {url: /branch-left, method: POST}
+""",
+        actor="t",
+    )
+    rid = service.start_run(
+        env["db"], env["tenant"], "approve-children", None, {}, trigger={}, actor="user:bob"
+    )
+    decided: set[str] = set()
+    for _ in range(600):
+        for a in list_approvals(env["db"], env["tenant"]):
+            if a.run_id == rid and a.id not in decided and a.status == "pending":
+                decide(
+                    env["db"],
+                    env["tenant"],
+                    a.id,
+                    user="alice",
+                    decision="approve",
+                    comment="",
+                    channel="cli",
+                )
+                decided.add(a.id)
+        if service.run_detail(env["db"], env["tenant"], rid)["status"] == "succeeded":
+            break
+        threading.Event().wait(0.1)
+    assert service.run_detail(env["db"], env["tenant"], rid)["status"] == "succeeded"
+    assert len(decided) == 3
+    assert sorted(Counter.hits) == ["/branch-left", "/item-a", "/item-b"]
+
+
 def test_approval_timeout_denies_and_the_run_fails(env: dict[str, Any]) -> None:
     Counter.hits = []
     service.add_workflow(

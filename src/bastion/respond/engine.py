@@ -269,6 +269,7 @@ def _request_approval(
         target=target,
         reason=spec.get("reason", ""),
         requested_by=requested_by,
+        waiter=DBOS.workflow_id,
         spec=ApprovalSpec(
             roles=list(spec.get("roles", ["approver"])),
             quorum=int(spec.get("quorum", 1)),

@@ -262,7 +262,7 @@ def install_delivery(db: Database | None = None, *, factory: Any = None) -> None
         except Exception:
             launched = False
         if launched:
-            DBOS.send(approval.run_id, message, topic=approval.topic)
+            DBOS.send(approval.wake, message, topic=approval.topic)
             return
         from dbos import DBOSClient
 
@@ -276,7 +276,7 @@ def install_delivery(db: Database | None = None, *, factory: Any = None) -> None
         loc = dbos_location(target)
         client = DBOSClient(system_database_url=loc.url, dbos_system_schema=loc.schema or "dbos")
         try:
-            client.send(approval.run_id, message, topic=approval.topic)
+            client.send(approval.wake, message, topic=approval.topic)
         finally:
             client.destroy()
 

@@ -136,6 +136,12 @@ class Approval(msgspec.Struct, kw_only=True):
     resolved_at_ms: int | None
     decisions: list[Decision]
     delivery: dict[str, Any] = msgspec.field(default_factory=dict)
+    waiter: str | None = None  # the durable workflow parked on it, when not the run itself
+
+    @property
+    def wake(self) -> str:
+        """The workflow id a decision (or a cancellation) is sent to."""
+        return self.waiter or self.run_id
 
     @property
     def topic(self) -> str:

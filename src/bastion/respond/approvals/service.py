@@ -115,6 +115,7 @@ def _approval(row: dict[str, Any], decisions: list[dict[str, Any]]) -> Approval:
         resolved_at_ms=row["resolved_at"],
         decisions=[msgspec.convert(d, Decision) for d in decisions],
         delivery=row["delivery"],
+        waiter=row.get("waiter"),
     )
 
 
@@ -159,9 +160,11 @@ def request_approval(
     requested_by: str | None,
     spec: ApprovalSpec,
     settings: Settings | None = None,
+    waiter: str | None = None,
 ) -> Approval:
     """Store and announce a request. Idempotent on ``approval_id``: a repeat returns the stored request
-    and notifies nobody again."""
+    and notifies nobody again. ``waiter`` is the durable workflow that parks on the decision when it is
+    not the run itself (a ``for_each`` item or ``parallel`` branch)."""
     for name, value in (
         ("approval_id", approval_id),
         ("run_id", run_id),
@@ -198,6 +201,7 @@ def request_approval(
                 "escalate_to": list(spec.escalate_to),
                 "channels": list(spec.channels),
                 "escalated": False,
+                "waiter": waiter if waiter != run_id else None,
                 "requested_at": now,
                 "deadline": deadline,
                 "resolved_at": None,
