@@ -124,3 +124,21 @@ def test_period_parsing() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             resolve_window(*bad)
+
+
+def test_a_preemptive_case_counts_its_measured_detection_to_containment(db: Database) -> None:
+    """Such a case is opened after the containment it reports: MTTC takes the figure it recorded."""
+    from bastion.cases.service import open_case, set_custom_field
+    from bastion.store import TenantScope
+    from bastion.store._util import now_ms
+    from bastion.tenancy.service import create_tenant
+
+    tenant, _ = create_tenant(db, "pre", actor="test")
+    with db.write() as conn:
+        scope = TenantScope(conn, tenant.id)
+        case = open_case(scope, "workflow:r1", "Leaked credential", Severity.HIGH)
+        assert case.id is not None
+        set_custom_field(scope, "workflow:r1", case.id, "detection_to_containment_s", 2.5)
+    with db.read() as conn:
+        m = compute_metrics(conn, tenant.id, start=now_ms() - 60_000, end=now_ms() + 60_000)
+    assert m["cases"] == 1 and m["mttc_s"] == 2.5

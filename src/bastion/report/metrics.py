@@ -62,7 +62,8 @@ DEFINITIONS = {
     "mtta_s": "mean seconds from alert stored to its first acknowledgement or first workflow run, "
     "whichever came first",
     "mttc_s": "mean seconds from a case's first stored alert (else the case's creation) to containment: "
-    "cases.contained or a succeeded containment step of a run linked to the case or its alerts",
+    "cases.contained or a succeeded containment step of a run linked to the case or its alerts; for a "
+    "preemptive case, its recorded detection_to_containment_s (intel match to containment)",
     "mttr_s": "mean seconds to resolution over both alerts closed by people or workflows (stored -> "
     "closed; auto-closed and suppressed alerts excluded) and cases (created -> first of resolved/closed); "
     "timings.mttr_alerts and timings.mttr_cases give each part",
@@ -192,11 +193,15 @@ def compute_metrics(
     containment = _containment_times(conn, q, [c["id"] for c in case_rows])
     mttc_values = []
     for c in case_rows:
+        measured = c["detection_to_containment_s"]
+        if isinstance(measured, int | float) and not isinstance(measured, bool):
+            # a preemptive response contains before it opens its case: it measured from the intel match
+            mttc_values.append(max(0, int(measured * 1000)))
+            continue
         times = [t for t in (c["contained"], containment.get(c["id"])) if t is not None]
         if times:
-            mttc_values.append(
-                min(times) - (c["first_alert"] if c["first_alert"] is not None else c["created"])
-            )
+            start = c["first_alert"] if c["first_alert"] is not None else c["created"]
+            mttc_values.append(max(0, min(times) - start))
     timings = {
         "mttd": sql_stats(conn, mttd_sub, (n_alerts, mttd_mean)),
         "mtta": sql_stats(conn, mtta_sub),
@@ -294,6 +299,7 @@ def _period_cases(conn: Connection, q: MetricsQuery) -> list[dict[str, Any]]:
             cases.c.contained,
             cases.c.resolved,
             cases.c.closed,
+            cases.c.custom_fields,
             first_alert.c.first,
         )
         .select_from(cases.outerjoin(first_alert, first_alert.c.case_id == cases.c.id))
@@ -308,6 +314,9 @@ def _period_cases(conn: Connection, q: MetricsQuery) -> list[dict[str, Any]]:
             "resolved": r.resolved,
             "closed": r.closed,
             "first_alert": r.first,
+            "detection_to_containment_s": orjson.loads(r.custom_fields or "{}").get(
+                "detection_to_containment_s"
+            ),
         }
         for r in rows
     ]
