@@ -1,4 +1,4 @@
-"""Response commands: ``workflow schema|validate|add|list|run``, ``actions list``,
+"""Response commands: ``workflow schema|validate|add|list|install|run``, ``actions list``,
 ``runs list|show|cancel|retry``, ``secret``, ``connection`` and ``worker``.
 
 ``workflow run --wait`` hands the run to a live ``bastion worker`` when there is one; otherwise it
@@ -116,21 +116,81 @@ def workflow_add(file: Path, tenant: TenantOpt, as_user: AsOpt = None, json: Jso
 
 
 @workflow_app.command("list")
-def workflow_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
-    """List stored workflows (latest versions)."""
+def workflow_list(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="list this tenant's stored workflows instead")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """List the shipped workflow library, or with --tenant the tenant's stored workflows (latest
+    versions, each marked shipped when its id is one of the library's)."""
+    from bastion.content.library import shipped_workflows
     from bastion.store.workflows import WorkflowRepository
 
+    shipped = shipped_workflows()
+    if tenant is None:
+        if json:
+            emit({"workflows": shipped})
+            return
+        lib = Table("id", "version", "title", "triggers", "file")
+        for s in shipped:
+            lib.add_row(s["id"], str(s["version"]), s["title"], ", ".join(s["triggers"]), s["file"])
+        out.print(lib)
+        return
+    ids = {s["id"] for s in shipped}
     db = open_db()
     tid = _tenant_id(db, tenant)
     with db.read() as conn:
         found = WorkflowRepository(conn, tid).list_definitions()
+    for w in found:
+        w["shipped"] = w["workflow_id"] in ids
     if json:
         emit({"workflows": found})
         return
-    table = Table("id", "version", "title", "triggers")
+    table = Table("id", "version", "title", "triggers", "shipped")
     for w in found:
-        table.add_row(w["workflow_id"], str(w["version"]), w["title"], ", ".join(w["triggers"]))
+        table.add_row(
+            w["workflow_id"],
+            str(w["version"]),
+            w["title"],
+            ", ".join(w["triggers"]),
+            "yes" if w["shipped"] else "",
+        )
     out.print(table)
+
+
+@workflow_app.command("install")
+def workflow_install(
+    tenant: TenantOpt,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="shipped workflow names (see `workflow list`)")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="install every shipped workflow")] = False,
+    as_user: AsOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Store shipped workflows in a tenant (a new version only where the shipped text differs)."""
+    from bastion.content.library import LibraryError, install, shipped_names
+
+    if all_ == bool(names):
+        raise UserError("name the shipped workflows to install, or pass --all (not both)")
+    db = open_db()
+    tid = _tenant_id(db, tenant)
+    try:
+        results = install(db, tid, shipped_names() if all_ else list(names or []), actor=_actor(as_user))
+    except LibraryError as exc:
+        raise UserError(str(exc)) from None
+    if json:
+        emit({"installed": results})
+        return
+    for r in results:
+        word = "stored" if r["created"] else "unchanged:"
+        out.print(f"{r['workflow_id']} {word} version {r['version']}")
+        if "webhook_token" in r:
+            out.print(
+                f"  webhook token for {r['workflow_id']} (shown once): [bold]{r['webhook_token']}[/bold]",
+                soft_wrap=True,
+            )
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
