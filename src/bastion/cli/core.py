@@ -391,10 +391,31 @@ def up(
 
 @app.command("demo")
 def demo_cmd(
+    scenario: Annotated[
+        str | None,
+        typer.Argument(help="a scenario to play instead: credential-leak (needs slapd installed)"),
+    ] = None,
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="tenant to load into")] = "demo",
     json: JsonOpt = False,
 ) -> None:
-    """Load the demo data set (events, alerts, a case) into a tenant, creating it if needed."""
+    """Load the demo data set (events, alerts, a case) into a tenant, creating it if needed; with
+    ``credential-leak``, play the compromised-credential response end to end against a local directory
+    and chat server that the demo starts and stops."""
+    if scenario is not None:
+        if scenario != "credential-leak":
+            raise UserError(f"unknown demo scenario {scenario!r}: the one scenario is credential-leak")
+        from bastion.demo.credential_leak import run_demo
+
+        result = run_demo(open_db(), tenant)
+        if json:
+            emit(result)
+        else:
+            out.print(
+                f"credential leak: account suspended (case {result['case_id']}), revocation approved in "
+                f"Slack (approval {result['approval_id']}); detection to containment "
+                f"{result['detection_to_containment_s']} s"
+            )
+        return
     from bastion.demo.seed import seed_demo
 
     report = seed_demo(open_db(), tenant)

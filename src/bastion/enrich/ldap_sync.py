@@ -3,7 +3,11 @@
 
 OpenLDAP (``inetOrgPerson``) uses ``uid``/``mail``/``cn``, group membership from ``groupOfNames``
 ``member`` (or ``memberOf`` where the overlay is on), and ``employeeType: disabled`` marks a disabled
-account. Active Directory uses ``sAMAccountName``/``mail``/``displayName``/``memberOf`` and the disabled
+account, as do the two locks :mod:`bastion.connectors.ldap` applies (``pwdAccountLockedTime:
+000001010000Z``, an operational attribute, or every ``userPassword`` prefixed ``{BASTION-LOCKED}``), so a
+re-sync after a suspension shows the identity disabled.
+
+Active Directory uses ``sAMAccountName``/``mail``/``displayName``/``memberOf`` and the disabled
 bit of ``userAccountControl``. Membership in a group named in ``privileged_groups`` sets ``privileged``.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from ldap3 import ALL_ATTRIBUTES, SUBTREE, Connection, Server
+from ldap3 import ALL_ATTRIBUTES, ALL_OPERATIONAL_ATTRIBUTES, SUBTREE, Connection, Server
 
 from bastion.enrich.inventory import ImportResult, store_identities
 from bastion.model.asset import Identity
@@ -20,6 +24,8 @@ from bastion.store import Database
 
 __all__ = ["LdapConfig", "fetch_identities", "sync_ldap"]
 
+_LOCKED_FOREVER = "000001010000Z"  # ppolicy "locked until an administrator unlocks" (connectors.ldap)
+_MARKER = b"{BASTION-LOCKED}"  # the password-marker lock of connectors.ldap
 _DEFAULT_PRIVILEGED = ["admins", "domain admins", "enterprise admins", "administrators"]
 
 
@@ -47,6 +53,19 @@ def _cn(dn: str) -> str:
     return head.split("=", 1)[-1]
 
 
+def _locked(attrs: dict[str, Any]) -> bool:
+    """Whether the entry carries one of the account locks ``ldap.disable_user`` sets on OpenLDAP."""
+    locked = attrs.get("pwdAccountLockedTime")
+    locked = locked[0] if isinstance(locked, list) and locked else locked
+    if isinstance(locked, bytes):
+        locked = locked.decode(errors="replace")
+    # ldap3 decodes the GeneralizedTime when the schema is known: 000001010000Z becomes year 1
+    if getattr(locked, "year", None) == 1 or str(locked or "") == _LOCKED_FOREVER:
+        return True
+    passwords = [v if isinstance(v, bytes) else str(v).encode() for v in attrs.get("userPassword") or []]
+    return bool(passwords) and all(v.startswith(_MARKER) for v in passwords)
+
+
 def fetch_identities(cfg: LdapConfig) -> list[Identity]:
     server = Server(cfg.url, connect_timeout=cfg.timeout)
     conn = Connection(
@@ -58,7 +77,9 @@ def fetch_identities(cfg: LdapConfig) -> list[Identity]:
             if cfg.active_directory
             else "(objectClass=inetOrgPerson)"
         )
-        conn.search(cfg.base_dn, flt, search_scope=SUBTREE, attributes=ALL_ATTRIBUTES)
+        conn.search(
+            cfg.base_dn, flt, search_scope=SUBTREE, attributes=[ALL_ATTRIBUTES, ALL_OPERATIONAL_ATTRIBUTES]
+        )
         people = [(str(e.entry_dn), e.entry_attributes_as_dict) for e in conn.entries]
         groups_of: dict[str, list[str]] = {}
         if not cfg.active_directory:
@@ -90,7 +111,8 @@ def fetch_identities(cfg: LdapConfig) -> list[Identity]:
             groups = sorted(
                 {*groups_of.get(dn.lower(), []), *(_cn(str(g)) for g in attrs.get("memberOf") or [])}
             )
-            status = "disabled" if (_first(attrs, "employeeType") or "").lower() == "disabled" else "active"
+            disabled = (_first(attrs, "employeeType") or "").lower() == "disabled" or _locked(attrs)
+            status = "disabled" if disabled else "active"
             display = _first(attrs, "displayName") or _first(attrs, "cn")
         if not username:
             continue

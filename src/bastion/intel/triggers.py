@@ -35,14 +35,20 @@ class IntelTrigger(msgspec.Struct, omit_defaults=True):
 
     def inputs(self) -> dict[str, Any]:
         """The values a bound workflow receives as ``inputs``."""
+        details = self.indicator.get("details") or {}
         out: dict[str, Any] = {
             "type": self.type,
             "indicator": self.indicator.get("value"),
+            "source": self.indicator.get("source"),
             "reason": self.reason,
         }
         if self.identity:
             out["email"] = self.identity.get("email")
             out["username"] = self.identity.get("username")
+            out["groups"] = list(self.identity.get("groups") or [])
+        if self.type == "credential-leak":
+            out["breach"] = details.get("breach_source")
+            out["breach_date"] = details.get("breach_date")
         if self.asset:
             out["hostname"] = self.asset.get("hostname")
         if self.domain:
