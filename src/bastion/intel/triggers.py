@@ -51,6 +51,7 @@ class IntelTrigger(msgspec.Struct, omit_defaults=True):
             out["breach_date"] = details.get("breach_date")
         if self.asset:
             out["hostname"] = self.asset.get("hostname")
+            out["owner"] = self.asset.get("owner")
         if self.domain:
             out["domain"] = self.domain
             out["owned_domain"] = self.owned_domain
