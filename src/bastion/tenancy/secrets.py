@@ -8,8 +8,10 @@ show them masked (see :mod:`bastion.connectors.policy`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -51,11 +53,19 @@ def load_key(db: Database) -> bytes:
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+    # Processes starting together (two workers) may all create the key: each writes a complete key to
+    # its own file and links it into place, which succeeds for exactly one; the others read the winner's.
+    # The key file therefore never exists half-written.
+    fd, tmp = tempfile.mkstemp(prefix=".secret-key-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
+        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileExistsError):  # another process won: use its key
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return path.read_bytes().strip()
 
 
 class SecretsVault:
