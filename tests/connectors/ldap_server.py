@@ -11,18 +11,14 @@ the attributes the connector uses (``sAMAccountName``, ``userAccountControl``, `
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from ldap3 import Connection, Server
 
-from tests.conftest import free_port
-from tests.enrich.slapd import ADMIN, ADMIN_PASSWORD, SUFFIX, _slapd, seed
+from bastion.demo.slapd import running_slapd
+from tests.enrich.slapd import ADMIN, ADMIN_PASSWORD, SUFFIX, seed
 
 __all__ = ["ADMIN", "ADMIN_PASSWORD", "PASSWORDS", "SUFFIX", "can_bind", "ppolicy_slapd", "seed_people"]
 
@@ -50,57 +46,18 @@ objectclass ( 1.2.840.113556.1.5.9 NAME 'user' SUP organizationalPerson STRUCTUR
 def ppolicy_slapd(tmp_path: Path) -> Iterator[str]:
     """slapd with the ppolicy overlay and the AD attributes; yield its ldap:// URL."""
     folder = tmp_path / "slapd-ppolicy"
-    (folder / "db").mkdir(parents=True)
+    folder.mkdir(parents=True)
     (folder / "ad.schema").write_text(AD_SCHEMA)
-    conf = folder / "slapd.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                "include /etc/ldap/schema/core.schema",
-                "include /etc/ldap/schema/cosine.schema",
-                "include /etc/ldap/schema/inetorgperson.schema",
-                "include /etc/ldap/schema/nis.schema",
-                f"include {folder}/ad.schema",
-                f"pidfile {folder}/slapd.pid",
-                "modulepath /usr/lib/ldap",
-                "moduleload back_mdb",
-                "moduleload ppolicy",
-                "database mdb",
-                f'suffix "{SUFFIX}"',
-                f'rootdn "{ADMIN}"',
-                f"rootpw {ADMIN_PASSWORD}",
-                f"directory {folder}/db",
-                "maxsize 10485760",
-                "overlay ppolicy",
-                f'ppolicy_default "{POLICY}"',
-                "",
-            ]
-        )
-    )
-    port = free_port()
-    url = f"ldap://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [_slapd(), "-f", str(conf), "-h", f"{url}/", "-d", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    pytest.fail(f"slapd exited: {err[-800:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail("slapd did not start")
-                time.sleep(0.1)
+    with running_slapd(
+        folder,
+        suffix=SUFFIX,
+        admin_dn=ADMIN,
+        admin_password=ADMIN_PASSWORD,
+        includes=[str(folder / "ad.schema")],
+        modules=["ppolicy"],
+        database_lines=["overlay ppolicy", f'ppolicy_default "{POLICY}"'],
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def seed_people(url: str, *, ppolicy: bool) -> None:

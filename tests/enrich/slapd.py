@@ -2,83 +2,26 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from ldap3 import Connection, Server
 
-from tests.conftest import free_port
+from bastion.demo.slapd import running_slapd
 
 SUFFIX = "dc=example,dc=org"
 ADMIN = f"cn=admin,{SUFFIX}"
 ADMIN_PASSWORD = "admin-secret"  # a throwaway test directory
 
 
-def _slapd() -> str:
-    exe = shutil.which("slapd") or "/usr/sbin/slapd"
-    if not Path(exe).exists():
-        pytest.fail(
-            "slapd is required: apt-get install -y slapd ldap-utils (scripts/test-services.sh does it)"
-        )
-    return exe
-
-
 @contextmanager
 def slapd(tmp_path: Path) -> Iterator[str]:
     """Start slapd; yield its ldap:// URL."""
-    folder = tmp_path / "slapd"
-    (folder / "db").mkdir(parents=True)
-    conf = folder / "slapd.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                "include /etc/ldap/schema/core.schema",
-                "include /etc/ldap/schema/cosine.schema",
-                "include /etc/ldap/schema/inetorgperson.schema",
-                "include /etc/ldap/schema/nis.schema",
-                f"pidfile {folder}/slapd.pid",
-                "modulepath /usr/lib/ldap",
-                "moduleload back_mdb",
-                "database mdb",
-                f'suffix "{SUFFIX}"',
-                f'rootdn "{ADMIN}"',
-                f"rootpw {ADMIN_PASSWORD}",
-                f"directory {folder}/db",
-                "maxsize 10485760",
-                "",
-            ]
-        )
-    )
-    port = free_port()
-    url = f"ldap://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [_slapd(), "-f", str(conf), "-h", f"{url}/", "-d", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    pytest.fail(f"slapd exited: {err[-500:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail("slapd did not start")
-                time.sleep(0.1)
+    with running_slapd(
+        tmp_path / "slapd", suffix=SUFFIX, admin_dn=ADMIN, admin_password=ADMIN_PASSWORD
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def seed(url: str) -> None:

@@ -19,9 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets as secrets_mod
-import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -36,6 +33,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 from sqlalchemy import select
 
+from bastion.demo.slapd import running_slapd
 from bastion.store import Database, TenantScope
 
 __all__ = [
@@ -189,47 +187,11 @@ class LocalDirectory:
 def local_directory(folder: Path) -> Iterator[LocalDirectory]:
     """A throwaway OpenLDAP ``slapd`` (no ppolicy overlay: ``ldap.disable_user`` locks with its password
     marker) on a free port under ``folder``; stopped on exit."""
-    exe = shutil.which("slapd") or "/usr/sbin/slapd"
-    if not Path(exe).exists():
-        raise RuntimeError("slapd is required: apt-get install -y slapd (scripts/test-services.sh does it)")
     suffix = "dc=example,dc=org"
     d = LocalDirectory("", suffix, f"cn=admin,{suffix}", secrets_mod.token_urlsafe(12))
-    (folder / "db").mkdir(parents=True, exist_ok=True)
-    conf = folder / "slapd.conf"
-    schema = "/etc/ldap/schema"
-    conf.write_text(
-        f"include {schema}/core.schema\ninclude {schema}/cosine.schema\n"
-        f"include {schema}/inetorgperson.schema\ninclude {schema}/nis.schema\n"
-        f"pidfile {folder}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\ndatabase mdb\n"
-        f'suffix "{suffix}"\nrootdn "{d.admin_dn}"\nrootpw {d.admin_password}\n'
-        f"directory {folder}/db\nmaxsize 10485760\n"
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    d.url = f"ldap://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [exe, "-f", str(conf), "-h", f"{d.url}/", "-d", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    raise RuntimeError(f"slapd exited: {err[-500:]}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("slapd did not start") from None
-                time.sleep(0.1)
+    with running_slapd(folder, suffix=suffix, admin_dn=d.admin_dn, admin_password=d.admin_password) as url:
+        d.url = url
         yield d
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def seed_directory(d: LocalDirectory, people: dict[str, str], mails: dict[str, str] | None = None) -> None:
