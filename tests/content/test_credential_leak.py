@@ -7,10 +7,8 @@ command through the real CLI, and the directory sync seeing the locks ``ldap.dis
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -42,9 +40,9 @@ from bastion.respond.runtime import Executor
 from bastion.store import Database, TenantScope
 from bastion.store.workflows import WorkflowRepository
 from bastion.tenancy.service import add_user, create_tenant
-from tests.approvals.conftest import SIGNING_SECRET, SLACK_TOKEN, FakeSlack, _slack_handler
+from tests.approvals.conftest import SIGNING_SECRET, SLACK_TOKEN, FakeSlack, fake_slack  # noqa: F401
 from tests.approvals.test_approval_slack import signed
-from tests.conftest import RunningServer, free_port, run_cli, start_server
+from tests.conftest import RunningServer, run_cli, start_server
 from tests.connectors.ldap_server import PASSWORDS, can_bind, ppolicy_slapd, seed_people
 from tests.enrich.slapd import ADMIN, ADMIN_PASSWORD, SUFFIX, slapd
 
@@ -75,18 +73,7 @@ def synced_status(url: str, uid: str) -> str:
 
 
 @pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    port = free_port()
-    state = FakeSlack(url=f"http://127.0.0.1:{port}/api/")
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), _slack_handler(state))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def world(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, Any]]:
+def world(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, Any]]:  # noqa: F811
     """Store, API server (Slack-enabled), engine, tenant with an approver linked to a Slack user, and a
     seeded slapd whose people are synced as identities."""
     db = Database(f"sqlite:///{tmp_path / 'bastion.db'}")

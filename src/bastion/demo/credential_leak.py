@@ -20,19 +20,18 @@ import hashlib
 import hmac
 import secrets as secrets_mod
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import orjson
 from sqlalchemy import select
 
+from bastion.demo.local_slack import LocalSlack
 from bastion.demo.slapd import running_slapd
 from bastion.store import Database, TenantScope
 
@@ -62,82 +61,6 @@ SCENARIO_POLICY: dict[str, Any] = {
 
 
 # ------------------------------------------------------------------------------------ local Slack
-
-
-@dataclass
-class LocalSlack:
-    """A Slack Web API double on 127.0.0.1: ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``
-    and ``users.info``, bot token checked (``invalid_auth`` otherwise), every call recorded."""
-
-    token: str
-    url: str = ""
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    _httpd: ThreadingHTTPServer | None = None
-
-    def called(self, method: str) -> list[dict[str, Any]]:
-        return [body for m, body in self.calls if m == method]
-
-    def start(self) -> LocalSlack:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _slack_handler(self))
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/api/"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-
-def _slack_handler(state: LocalSlack) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-        def _args(self) -> dict[str, Any]:
-            args: dict[str, Any] = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if raw and self.headers.get("Content-Type", "").startswith("application/json"):
-                args.update(orjson.loads(raw))
-            elif raw:
-                args.update({k: v[0] for k, v in parse_qs(raw.decode()).items()})
-            return args
-
-        def _answer(self, doc: dict[str, Any]) -> None:
-            body = orjson.dumps(doc)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _handle(self) -> None:
-            method = urlsplit(self.path).path.rsplit("/", 1)[-1]
-            args = self._args()
-            if self.headers.get("Authorization") != f"Bearer {state.token}":
-                self._answer({"ok": False, "error": "invalid_auth"})
-                return
-            state.calls.append((method, args))
-            if method == "chat.postMessage":
-                if not args.get("channel"):
-                    self._answer({"ok": False, "error": "channel_not_found"})
-                    return
-                ts = f"{int(time.time())}.{len(state.calls):06d}"
-                self._answer({"ok": True, "channel": "C0SOC", "ts": ts, "message": {"ts": ts}})
-            elif method == "chat.update":
-                self._answer({"ok": True, "channel": args.get("channel"), "ts": args.get("ts")})
-            elif method == "chat.postEphemeral":
-                self._answer({"ok": True, "message_ts": f"{int(time.time())}.000001"})
-            elif method == "users.info":
-                self._answer({"ok": False, "error": "user_not_found"})
-            else:
-                self._answer({"ok": False, "error": "unknown_method"})
-
-        do_GET = _handle
-        do_POST = _handle
-
-    return Handler
 
 
 def signed_interaction(
