@@ -286,6 +286,11 @@ def _request_approval(
         repo.record_step(
             run_id, key, step_id=step_id, action=action_id, status="waiting_approval", approval_id=approval.id
         )
+    return _brief(approval)
+
+
+def _brief(approval: Any) -> dict[str, Any]:
+    """What the waiting step keeps of an approval (a DBOS step result must be plain data)."""
     return {
         "id": approval.id,
         "status": approval.status,
@@ -299,12 +304,7 @@ def _approval_state(tenant_id: str, approval_id: str) -> dict[str, Any]:
     from bastion.respond.approvals import get_approval
 
     approval = get_approval(_db(), tenant_id, approval_id)
-    return {
-        "id": approval.id,
-        "status": approval.status,
-        "deadline_ms": approval.deadline_ms,
-        "topic": approval.topic,
-    }
+    return _brief(approval)
 
 
 @DBOS.step(name="bastion.approval_timeout")
@@ -312,12 +312,7 @@ def _approval_timeout(tenant_id: str, approval_id: str) -> dict[str, Any]:
     from bastion.respond.approvals import resolve_on_timeout
 
     approval = resolve_on_timeout(_db(), tenant_id, approval_id)
-    return {
-        "id": approval.id,
-        "status": approval.status,
-        "deadline_ms": approval.deadline_ms,
-        "topic": approval.topic,
-    }
+    return _brief(approval)
 
 
 # ---------------------------------------------------------------------------------------- interpreter

@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity, Verdict
-from bastion.store._util import new_id, now_ms
+from bastion.store._util import chunks, new_id, now_ms
 from bastion.store.events import index_value
 from bastion.store.tables import alert_observables, alerts
 
@@ -25,13 +25,8 @@ __all__ = ["AlertRepository"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Alert).decode
-_CHUNK = 500  # values per IN (...) list: well under every engine's bound-parameter limit
 _TYPE = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
 
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
 
 
 def _triage_columns(alert: Alert) -> dict[str, Any]:
@@ -67,7 +62,7 @@ class AlertRepository:
                 by_source.setdefault(a.source, set()).add(a.external_id)
         found: dict[tuple[str, str], Alert] = {}
         for source, wanted in sorted(by_source.items()):  # (tenant, source, external_id) is indexed
-            for chunk in _chunks(sorted(wanted)):
+            for chunk in chunks(sorted(wanted)):
                 rows = self.conn.execute(
                     select(alerts.c.external_id, alerts.c.document).where(
                         alerts.c.tenant_id == self.tenant_id,
@@ -134,7 +129,7 @@ class AlertRepository:
         """For each fingerprint, the most recently seen alert with it that is not closed."""
         newest: dict[str, tuple[int, str]] = {}
         fps = sorted(set(fingerprints))
-        for chunk in _chunks(fps):
+        for chunk in chunks(fps):
             rows = self.conn.execute(
                 select(alerts.c.fingerprint, alerts.c.id, alerts.c.time, alerts.c.last_seen).where(
                     alerts.c.tenant_id == self.tenant_id,
@@ -149,13 +144,13 @@ class AlertRepository:
         # only the newest alert per fingerprint is decoded: older open ones can absorb nothing more
         found: dict[str, Alert] = {}
         pairs = sorted((fp, i) for fp, (_, i) in newest.items())
-        for chunk in _chunks(pairs):
+        for some in chunks(pairs):
             rows = self.conn.execute(
                 select(alerts.c.fingerprint, alerts.c.document).where(
                     alerts.c.tenant_id == self.tenant_id,
                     # the fingerprint keeps the (tenant, fingerprint) index in use for the id lookup
-                    alerts.c.fingerprint.in_([fp for fp, _ in chunk]),
-                    alerts.c.id.in_([i for _, i in chunk]),
+                    alerts.c.fingerprint.in_([fp for fp, _ in some]),
+                    alerts.c.id.in_([i for _, i in some]),
                 )
             )
             for r in rows:
@@ -186,8 +181,8 @@ class AlertRepository:
         values = sorted({r["value"] for r in rows})
         ao = alert_observables
         have: set[tuple[str, str, str]] = set()
-        for chunk in _chunks(values):
-            for id_chunk in _chunks(ids):
+        for chunk in chunks(values):
+            for id_chunk in chunks(ids):
                 have.update(
                     (r.alert_id, r.type, r.value)
                     for r in self.conn.execute(
