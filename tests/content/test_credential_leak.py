@@ -20,6 +20,7 @@ from ldap3 import Connection, Server
 
 import bastion.connectors.cases
 import bastion.connectors.ldap
+import bastion.connectors.okta
 import bastion.connectors.slack
 from bastion.cases.timeline import case_timeline
 from bastion.demo.credential_leak import (
@@ -39,11 +40,15 @@ from bastion.respond.approvals import service as approvals
 from bastion.respond.runtime import Executor
 from bastion.store import Database, TenantScope
 from bastion.store.workflows import WorkflowRepository
+from bastion.tenancy.connections import set_connection
+from bastion.tenancy.secrets import set_secret
 from bastion.tenancy.service import add_user, create_tenant
 from tests.approvals.conftest import SIGNING_SECRET, SLACK_TOKEN, FakeSlack, fake_slack  # noqa: F401
 from tests.approvals.test_approval_slack import signed
 from tests.conftest import RunningServer, run_cli, start_server
+from tests.connectors import vendor_servers
 from tests.connectors.ldap_server import PASSWORDS, can_bind, ppolicy_slapd, seed_people
+from tests.connectors.vendor_servers import OktaDouble
 from tests.enrich.slapd import ADMIN, ADMIN_PASSWORD, SUFFIX, slapd
 
 ENDPOINT = "/api/v1/approvals/slack/actions"
@@ -51,7 +56,12 @@ PEOPLE = f"ou=people,{SUFFIX}"
 
 
 # the actions the workflow calls, registered in this process
-ACTIONS = (bastion.connectors.cases, bastion.connectors.ldap, bastion.connectors.slack)
+ACTIONS = (
+    bastion.connectors.cases,
+    bastion.connectors.ldap,
+    bastion.connectors.okta,
+    bastion.connectors.slack,
+)
 
 
 def dn(uid: str) -> str:
@@ -74,8 +84,9 @@ def synced_status(url: str, uid: str) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, Any]]:  # noqa: F811
-    """Store, API server (Slack-enabled), engine, tenant with an approver linked to a Slack user, and a
-    seeded slapd whose people are synced as identities."""
+    """Store, API server (Slack-enabled), engine, tenant with an approver linked to a Slack user, a
+    seeded slapd whose people are synced as identities, and an Okta (local double) holding alice, so the
+    approved revocation also ends her IdP sessions."""
     db = Database(f"sqlite:///{tmp_path / 'bastion.db'}")
     db.migrate()
     running, srv, thread = start_server(
@@ -89,7 +100,7 @@ def world(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, Any]]:  #
     approvals.configure(running.settings)  # what `bastion serve` does for the approvals the engine asks
     executor = Executor(db)
     try:
-        with slapd(tmp_path) as url:
+        with slapd(tmp_path) as url, vendor_servers.serve(OktaDouble()) as okta:
             seed_people(url, ppolicy=False)
             tenant, _ = create_tenant(db, "acme")
             add_user(db, "acme", "sam", Role.APPROVER, email="sam@acme.example.org")
@@ -98,9 +109,18 @@ def world(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, Any]]:  #
             prepare_tenant(
                 db, tenant.id, directory, slack_url=fake_slack.url, slack_token=SLACK_TOKEN, actor="t"
             )
+            set_connection(db, tenant.id, "okta", {"base_url": okta.url, "allow_private": True}, actor="t")
+            set_secret(db, tenant.id, "okta_api_token", okta.token, actor="t")
             executor.launch()
             connect_response(db)
-            yield {"db": db, "tenant": tenant.id, "url": url, "server": running, "slack": fake_slack}
+            yield {
+                "db": db,
+                "tenant": tenant.id,
+                "url": url,
+                "server": running,
+                "slack": fake_slack,
+                "okta": okta,
+            }
     finally:
         executor.shutdown()
         approvals.configure(None)
@@ -179,6 +199,9 @@ def test_leak_suspends_opens_case_asks_slack_and_approve_revokes_deny_restores(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
     db, tid, url, fake = world["db"], world["tenant"], world["url"], world["slack"]
+    okta: OktaDouble = world["okta"]
+    okta_alice = okta.add_user("alice@example.org")
+    assert okta.sessions[okta_alice["id"]] > 0
     assert can_bind(url, dn("alice"), PASSWORDS["alice"])
     before = raw_passwords(url, "alice")
 
@@ -234,6 +257,11 @@ def test_leak_suspends_opens_case_asks_slack_and_approve_revokes_deny_restores(
     assert after and after != before and not any(v.startswith(b"{BASTION-LOCKED}") for v in after)
     assert not can_bind(url, dn("alice"), PASSWORDS["alice"])
     assert synced_status(url, "alice") == "active"
+    # ... and her Okta sessions are gone (no second approval: the one click covered the revocation);
+    # the tenant has no Entra ID connection, so that step is skipped, not failed
+    assert okta.sessions[okta_alice["id"]] == 0 and done["outputs"]["sessions_revoked"] is True
+    assert step(done, "okta_sessions")["status"] == "succeeded"
+    assert step(done, "entra_sessions")["status"] == "skipped"
 
     # 7: the action log in the audit trail and the case timeline
     with db.read() as conn:
@@ -246,6 +274,7 @@ def test_leak_suspends_opens_case_asks_slack_and_approve_revokes_deny_restores(
         "cases.create",
         "slack.post_message",
         "ldap.reset_password",
+        "okta.clear_sessions",
         "ldap.enable_user",
         "cases.comment",
     ]
@@ -260,7 +289,7 @@ def test_leak_suspends_opens_case_asks_slack_and_approve_revokes_deny_restores(
     steps = [(e.data["step_id"], e.data["status"]) for e in timeline if e.kind == "run.step" and e.data]
     assert ("suspend", "succeeded") in steps and ("revoke", "succeeded") in steps
     comment = next(e for e in timeline if e.kind == "comment")
-    assert comment.summary.startswith("Revocation completed")
+    assert comment.summary.startswith("Revocation completed") and "Okta sessions cleared" in comment.summary
 
     # 6b: a second leak, denied in Slack: the account is restored in slapd
     assert can_bind(url, dn("bob"), PASSWORDS["bob"])
@@ -270,7 +299,8 @@ def test_leak_suspends_opens_case_asks_slack_and_approve_revokes_deny_restores(
     assert post_click(world, f"{run2}:revoke", "bastion_deny")["status"] == "denied"
     done2 = wait(db, tid, run2, "succeeded")
     assert can_bind(url, dn("bob"), PASSWORDS["bob"])  # restored, with the user's own password
-    assert done2["outputs"]["revoked"] is False
+    assert done2["outputs"]["revoked"] is False and done2["outputs"]["sessions_revoked"] is False
+    assert step(done2, "okta_sessions")["status"] == "skipped"
     assert step(done2, "revoke")["status"] == "denied"
     assert (
         step(done2, "restore")["status"] == "succeeded" and step(done2, "reactivate")["status"] == "skipped"

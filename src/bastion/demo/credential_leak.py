@@ -50,12 +50,15 @@ __all__ = [
 WORKFLOW_ID = "compromised-credential"
 FIELD = "detection_to_containment_s"
 _WAIVED = "${{ run.workflow_id == 'compromised-credential' }}"
-# Suspending and (after a human's decision) re-enabling run without a further approval in this workflow;
-# every other high-impact action keeps the default: an approver must approve.
+# Suspending, and (after the human's one approval of the revocation) ending the IdP sessions and
+# re-enabling, run without a further approval in this workflow; every other high-impact action keeps the
+# default: an approver must approve.
 SCENARIO_POLICY: dict[str, Any] = {
     "waivers": [
         {"action": "ldap.disable_user", "condition": _WAIVED},
         {"action": "ldap.enable_user", "condition": _WAIVED},
+        {"action": "okta.clear_sessions", "condition": _WAIVED},
+        {"action": "entra.revoke_sessions", "condition": _WAIVED},
     ]
 }
 

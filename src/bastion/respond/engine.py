@@ -31,7 +31,7 @@ from bastion.respond.model import Step, Workflow
 from bastion.respond.validate import parse_workflow
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.store.workflows import WorkflowRepository, lock_tenant, now_ms
-from bastion.tenancy.connections import get_connection
+from bastion.tenancy.connections import connection_names, get_connection
 from bastion.tenancy.secrets import SecretError, SecretsVault, load_key
 
 __all__ = ["StepFailed", "configure", "execute_run", "run_block"]
@@ -92,13 +92,16 @@ def _load_run(tenant_id: str, run_id: str) -> dict[str, Any]:
             raise RuntimeError(f"run {run_id} has no record")
         definition = repo.definition(run["workflow_id"], run["version"])
         tenant = TenantRepository(conn).get(tenant_id)
+        connections = connection_names(conn, tenant_id)
     if definition is None:
         raise RuntimeError(f"workflow {run['workflow_id']} v{run['version']} is missing")
     return {
         "source": definition["source"],
         "inputs": run["inputs"],
         "trigger": run["trigger"],
-        "tenant": {"id": tenant_id, "name": getattr(tenant, "name", None)},
+        # connection names let a workflow act only where the tenant has the product: `if: 'okta' in
+        # tenant.connections`
+        "tenant": {"id": tenant_id, "name": getattr(tenant, "name", None), "connections": connections},
         "run": {"id": run_id, "workflow_id": run["workflow_id"], "version": run["version"]},
     }
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 from bastion.store import Database, TenantScope
 from bastion.store.workflows import lock_tenant, now_ms, respond_connections
 
-__all__ = ["ConnectionError_", "get_connection", "list_connections", "set_connection"]
+__all__ = ["ConnectionError_", "connection_names", "get_connection", "list_connections", "set_connection"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
 _KEYS = {"base_url", "headers", "allow_private", "verify_tls", "rate_limit", "secrets", "settings"}
@@ -78,6 +78,16 @@ def get_connection(conn: Connection, tenant_id: str, name: str) -> dict[str, Any
         )
     ).first()
     return orjson.loads(row.config) if row else None
+
+
+def connection_names(conn: Connection, tenant_id: str) -> list[str]:
+    """The names of the tenant's connections, sorted: what a workflow sees as ``tenant.connections``."""
+    rows = conn.execute(
+        select(respond_connections.c.name)
+        .where(respond_connections.c.tenant_id == tenant_id)
+        .order_by(respond_connections.c.name)
+    )
+    return [str(name) for name in rows.scalars()]
 
 
 def list_connections(db: Database, tenant_id: str) -> list[dict[str, Any]]:
