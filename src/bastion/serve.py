@@ -26,6 +26,7 @@ from bastion.ingest.queue import IngestJob, IngestQueue, QueueFull
 from bastion.ingest.records import RawRecord
 from bastion.pipeline import connect_response
 from bastion.store import Database, TenantRepository
+from bastion.web import install_console
 
 __all__ = ["serve"]
 
@@ -204,6 +205,7 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
         banner.append(f"syslog: udp/{listener.udp_port} tcp/{listener.tcp_port} on {settings.syslog_host}")
 
     app = create_app(settings, db, queue)
+    install_console(app)  # the web console at / (the API stays under /api/v1)
     server = _Server(
         uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"

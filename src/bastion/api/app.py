@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 import bastion
 from bastion.api.errors import install_error_handlers
 from bastion.api.responses import JSON
+from bastion.api.routes import agents as agents_routes
 from bastion.api.routes import alerts, apikeys, cases, events, metrics, runs, triage, workflows
 from bastion.api.routes import approvals as approvals_routes
 from bastion.api.routes import changes as changes_routes
@@ -92,4 +93,5 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(changes_routes.router)
     app.include_router(edl_routes.router)
+    app.include_router(agents_routes.router)
     return app

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 import bastion.cli.approvals  # noqa: F401
 from bastion.cli import (
+    agents,  # noqa: F401
     cases,  # noqa: F401
     connectors,  # noqa: F401
     core,  # noqa: F401  (registers commands)
