@@ -17,6 +17,7 @@ from bastion.model import Role
 from bastion.respond import service
 from bastion.respond.runtime import Executor
 from bastion.store import Database
+from bastion.store.workflows import WorkflowRepository
 from bastion.tenancy.connections import set_connection
 from bastion.tenancy.secrets import set_secret
 from bastion.tenancy.service import add_user, create_tenant
@@ -519,3 +520,50 @@ steps:
         srv.should_exit = True
         thread.join(10)
         running.queue.close()
+
+
+def test_uses_runs_a_pinned_sub_workflow_and_its_failure_fails_the_step(env: dict[str, Any]) -> None:
+    """``uses: id@N`` runs that stored version as a child run: its outputs are the step's output, the
+    child records its parent, and a failing child fails the calling step with the child's error."""
+    db, tid = env["db"], env["tenant"]
+    child = "id: {wid}\ninputs: {{name: {{type: string}}}}\nsteps:\n{steps}outputs: {{greeting: {out}}}\n"
+    v1 = service.add_workflow(
+        db,
+        tid,
+        child.format(
+            wid="greet",
+            steps="  - {id: say, action: core.set, with: {values: {g: 'v1 ${{ inputs.name }}'}}}\n",
+            out="'${{ steps.say.output.g }}'",
+        ),
+        actor="t",
+    )
+    service.add_workflow(
+        db,
+        tid,
+        child.format(
+            wid="greet",
+            steps="  - {id: say, action: core.fail, with: {message: 'v2 is broken'}}\n",
+            out="'never'",
+        ),
+        actor="t",
+    )
+    parent = """
+id: caller{n}
+steps:
+  - id: sub
+    uses: greet{pin}
+    with: {{name: "${{{{ 'World' }}}}"}}
+outputs: {{said: "${{{{ steps.sub.output.greeting }}}}"}}
+"""
+    pinned = run(env, parent.format(n=1, pin=f"@{v1['version']}"))
+    assert pinned["status"] == "succeeded", pinned
+    assert pinned["outputs"] == {"said": "v1 World"}
+    with db.read() as conn:
+        runs = WorkflowRepository(conn, tid).list_runs(workflow_id="greet")
+    children = [r for r in runs if r.get("parent_run_id") == pinned["run_id"]]
+    assert len(children) == 1 and children[0]["workflow_id"] == "greet"
+    assert children[0]["version"] == v1["version"] and children[0]["status"] == "succeeded"
+
+    latest = run(env, parent.format(n=2, pin=""))  # no pin: the latest version, which fails
+    assert latest["status"] == "failed"
+    assert "sub-workflow greet" in latest["error"] and "v2 is broken" in latest["error"]
