@@ -121,3 +121,67 @@ def test_a_new_alert_starts_the_workflows_bound_to_it(server: RunningServer) -> 
     assert [r["workflow_id"] for r in runs] == ["triage-edr"]
     assert runs[0]["inputs"] == {"title": "Beacon", "alert_id": alert_id}
     assert runs[0]["trigger"]["type"] == "alert"
+
+
+CORRELATION = """
+title: Discovery Burst
+id: 00000000-0000-0000-0000-0000000000c1
+status: test
+description: whoami then net on one host within five minutes
+correlation:
+  type: temporal_ordered
+  rules:
+    - 00000000-0000-0000-0000-00000000000a
+    - 00000000-0000-0000-0000-00000000000b
+  group-by: [Computer]
+  timespan: 5m
+  generate: {generate}
+level: critical
+tags: [attack.discovery, attack.t1087]
+"""
+
+
+@pytest.mark.parametrize("generate", [False, True])
+def test_correlation_rules_run_on_ingest_per_tenant(
+    server: RunningServer, tmp_path: Path, generate: bool
+) -> None:
+    """A tenant's Sigma correlation rules run inside the ingest pipeline of a long-running server (the
+    state lives in the process, like ``bastion up``): whoami then net on one host raises the
+    correlation's alert on the event that completes it, in order only; the referenced rules raise their
+    own alerts only with ``generate: true``; another tenant's events do not feed its state."""
+    DETECTORS.clear()
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "a.yml").write_text(RULE_A)
+    (pack / "b.yml").write_text(RULE_B)
+    (pack / "c.yml").write_text(CORRELATION.format(generate=str(generate).lower()))
+    db = server.db
+    keys = {}
+    for tenant in ("acme", "other"):
+        _, keys[tenant] = create_tenant(db, tenant)
+        add_pack(db, tenant, "local", str(pack))
+
+    def ingest(tenant: str, *events: dict[str, object]) -> None:
+        with server.client(keys[tenant]) as c:
+            r = c.post("/api/v1/events", json=list(events))
+            assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
+
+    t0 = 1_780_000_000
+    # net before whoami is the wrong order; "other" sees only whoami; then acme's whoami -> net in 2 min
+    ingest("acme", sysmon("C:\\Windows\\System32\\net.exe", when=t0))
+    ingest("other", sysmon("C:\\Windows\\System32\\whoami.exe", when=t0 + 10))
+    ingest("acme", sysmon("C:\\Windows\\System32\\whoami.exe", when=t0 + 60))
+    assert not [a for a in _alerts(db, "acme") if a.title == "Discovery Burst"]
+    ingest("acme", sysmon("C:\\Windows\\System32\\net.exe", when=t0 + 180))
+    ingest("other", sysmon("C:\\Windows\\System32\\net.exe", when=t0 + 700))  # past the 5 minutes
+    acme = _alerts(db, "acme")
+    burst = [a for a in acme if a.title == "Discovery Burst"]
+    assert len(burst) == 1
+    (alert,) = burst
+    assert alert.severity.name == "CRITICAL" and alert.techniques == ["T1087"]
+    assert alert.raw is not None and alert.raw["correlation"]["group"] == {"Computer": "ws1"}
+    assert alert.raw["correlation"]["type"] == "temporal_ordered"
+    assert len(alert.event_ids) == 1
+    own = sorted({a.title for a in acme if a.title != "Discovery Burst"})
+    assert own == (["Net Execution", "Whoami Execution"] if generate else [])
+    assert not [a for a in _alerts(db, "other") if a.title == "Discovery Burst"]

@@ -116,6 +116,7 @@ def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None)
                 now=ingest_time,
                 suppressions=detection.suppressions,
                 event_ids=[event_id],
+                correlation=detection.correlation,
             )
         except Exception:  # a rule that trips on an odd event must not cost the event itself
             log.exception("detection failed on event %s; stored without its alerts", event_id)

@@ -4,6 +4,9 @@ An alert carries the rule's severity (from ``level``), ATT&CK technique ids (fro
 tags), the rule's false-positive notes, and why it fired: the named detections that matched and the
 event fields they test, with the event's values. Suppressions (rule, field values, expiry) are checked
 first, so a suppressed match never becomes an alert.
+
+With a tenant's correlation engine, each event's (unsuppressed) matches also feed the Sigma correlation
+rules, and a correlation that fires becomes an alert of its own on the event that completed it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ from bastion.detect.events import FlatEvent, flatten
 from bastion.model import Alert, Event, Severity
 
 if TYPE_CHECKING:
+    from bastion.detect.correlation import CorrelationEngine, CorrelationHit
     from bastion.detect.engine import Detector, Match
 
-__all__ = ["Suppression", "alerts_for_events", "build_alert", "severity_of", "techniques_of"]
+__all__ = [
+    "Suppression",
+    "alerts_for_events",
+    "build_alert",
+    "build_correlation_alert",
+    "severity_of",
+    "techniques_of",
+]
 
 _LEVELS = {
     "informational": Severity.INFORMATIONAL,
@@ -103,6 +114,35 @@ def build_alert(detector: Detector, match: Match, ev: FlatEvent, event: Event | 
     )
 
 
+def build_correlation_alert(hit: CorrelationHit, event: Event | None, now: int) -> Alert:
+    """The alert for a correlation that fired on ``event`` (the one that completed it)."""
+    group = ", ".join(f"{k}={v}" for k, v in hit.group.items()) or "all events"
+    why = f"correlation {hit.kind}: {hit.count} within {(hit.last_ms - hit.first_ms) / 1000:g}s for {group}"
+    return Alert(
+        title=hit.title,
+        severity=severity_of(hit.level),
+        time=(event.time if event is not None and event.time else now),
+        source="sigma",
+        description=hit.description,
+        rule_id=hit.rule_id,
+        rule_name=hit.title,
+        techniques=techniques_of(hit.tags),
+        tags=list(hit.tags),
+        observables=list(event.observables) if event is not None else [],
+        raw={
+            "why": why,
+            "level": hit.level,
+            "correlation": {
+                "type": hit.kind,
+                "group": hit.group,
+                "count": hit.count,
+                "first": hit.first_ms,
+                "last": hit.last_ms,
+            },
+        },
+    )
+
+
 def alerts_for_events(
     detector: Detector,
     events: Iterable[Event | Any],
@@ -110,24 +150,40 @@ def alerts_for_events(
     now: int | None = None,
     suppressions: Sequence[Suppression] = (),
     event_ids: Sequence[str] | None = None,
+    correlation: CorrelationEngine | None = None,
 ) -> list[Alert]:
     """Alerts for a batch of events: ``bastion.model.Event`` (matched on ``raw``) or plain documents.
 
     With ``event_ids`` (the stored ids, in the same order), each alert lists its event and gets
     ``external_id = "<rule id>:<event id>"``, so re-running detection on the same events is idempotent.
+    With ``correlation``, matches also feed the correlation rules (see the module docstring).
     """
     now = now if now is not None else int(time.time() * 1000)
+    silenced = correlation.silenced if correlation is not None else frozenset()
     out: list[Alert] = []
     for pos, item in enumerate(events):
         event = item if isinstance(item, Event) else None
         doc = item.raw if event is not None else item
         ev = flatten(doc)
+        matched: list[int] = []
         for match in detector.match_flat(ev):
             if any(s.applies(match.rule.rule_id, ev, now) for s in suppressions):
+                continue
+            matched.append(match.rule.index)
+            if match.rule.index in silenced:
                 continue
             alert = build_alert(detector, match, ev, event, now)
             if event_ids is not None:
                 alert.event_ids = [event_ids[pos]]
                 alert.external_id = f"{match.rule.rule_id}:{event_ids[pos]}"
+            out.append(alert)
+        if correlation is None or not matched:
+            continue
+        when = event.time if event is not None and event.time else None
+        for hit in correlation.feed(ev, matched, when):
+            alert = build_correlation_alert(hit, event, now)
+            if event_ids is not None:
+                alert.event_ids = [event_ids[pos]]
+                alert.external_id = f"{hit.rule_id}:{event_ids[pos]}"
             out.append(alert)
     return out

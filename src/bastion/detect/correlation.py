@@ -6,10 +6,16 @@ correlation keeps at most ``max_groups`` groups (least recently seen evicted fir
 once when its condition becomes true for a group and then starts that group afresh, so a burst raises
 one alert, not one per further event. Conditions that can only be decided when a window closes
 (``lt``, ``lte``) and correlations of correlations are reported as unsupported.
+
+The ingest pipeline keeps one engine per tenant (``detect.tenant.DETECTORS``), fed from every ingest
+thread, so :meth:`CorrelationEngine.feed` takes a lock. Sigma's ``generate`` is honoured: the rules a
+correlation refers to raise no alerts of their own unless one of its correlations says ``generate: true``
+(:attr:`CorrelationEngine.silenced`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +60,9 @@ class CorrelationHit:
     first_ms: int
     last_ms: int
     count: int
+    kind: str = ""  # event_count, value_count, temporal, temporal_ordered
+    tags: tuple[str, ...] = ()
+    description: str | None = None
 
 
 @dataclass
@@ -87,6 +96,7 @@ class CorrelationEngine:
         self.max_groups = max_groups
         self.problems: list[RuleProblem] = []
         self._corrs: list[_Corr] = []
+        self._lock = threading.Lock()
         by_ref: dict[str, set[int]] = {}
         for r in detector.rules:
             for key in (r.rule_id, r.rule.name):
@@ -98,6 +108,10 @@ class CorrelationEngine:
                 self._corrs.append(self._prepare(rule, rid, by_ref))
             except ValueError as exc:
                 self.problems.append(RuleProblem(source, str(exc), rid, rule.title))
+        generating = {i for c in self._corrs if c.rule.generate for ref in c.refs for i in ref}
+        referenced = {i for c in self._corrs for ref in c.refs for i in ref}
+        # rules that only feed correlations: their matches count, but raise no alert of their own
+        self.silenced: frozenset[int] = frozenset(referenced - generating)
 
     def _prepare(self, rule: SigmaCorrelationRule, rid: str, by_ref: dict[str, set[int]]) -> _Corr:
         refs = []
@@ -177,6 +191,10 @@ class CorrelationEngine:
         t = time_ms if time_ms is not None else event_time_ms(ev)
         if t is None:
             return []
+        with self._lock:
+            return self._feed(ev, matched, t)
+
+    def _feed(self, ev: FlatEvent, matched: list[int], t: int) -> list[CorrelationHit]:
         hits: list[CorrelationHit] = []
         for c in self._corrs:
             steps = [i for i, ref in enumerate(c.refs) if any(m in ref for m in matched)]
@@ -247,4 +265,7 @@ class CorrelationEngine:
             first_ms=first,
             last_ms=last,
             count=n,
+            kind=c.kind.name.lower(),
+            tags=tuple(str(t) for t in c.rule.tags or ()),
+            description=c.rule.description,
         )

@@ -27,6 +27,7 @@ import orjson
 from sqlalchemy import select
 
 from bastion.detect.alerts import Suppression
+from bastion.detect.correlation import CorrelationEngine
 from bastion.detect.engine import Detector
 from bastion.detect.rules import load_rules
 from bastion.store import Database
@@ -58,10 +59,12 @@ _RETRY_S = 60.0  # how long a rule set that failed to load stays off before the 
 
 @dataclass(frozen=True)
 class Detection:
-    """What the pipeline runs on a tenant's batch: the compiled rules and the active suppressions."""
+    """What the pipeline runs on a tenant's batch: the compiled rules, the active suppressions, and the
+    tenant's own correlation state (None when its rules hold no correlation)."""
 
     detector: Detector
     suppressions: list[Suppression] = field(default_factory=list)
+    correlation: CorrelationEngine | None = None
 
 
 class DetectorCache:
@@ -71,6 +74,8 @@ class DetectorCache:
         self._lock = threading.Lock()
         self._built: dict[tuple[tuple[str, ...], frozenset[str]], Detector] = {}
         self._failed: dict[tuple[tuple[str, ...], frozenset[str]], float] = {}
+        # Correlation state is the tenant's own (its events only), kept while its detector stays the same.
+        self._correlations: dict[str, CorrelationEngine] = {}
 
     def for_tenant(self, db: Database, tenant_id: str, *, now: int | None = None) -> Detection | None:
         """The tenant's detection, or None when it has no enabled rule pack."""
@@ -85,7 +90,18 @@ class DetectorCache:
         detector = self._detector(paths, disabled)
         if detector is None:
             return None
-        return Detection(detector, _suppressions(rows))
+        return Detection(detector, _suppressions(rows), self._correlation(tenant_id, detector))
+
+    def _correlation(self, tenant_id: str, detector: Detector) -> CorrelationEngine | None:
+        if not detector.correlations:
+            return None
+        with self._lock:
+            engine = self._correlations.get(tenant_id)
+            if engine is None or engine.detector is not detector:
+                engine = self._correlations[tenant_id] = CorrelationEngine(detector)
+                for problem in engine.problems:
+                    _log.warning("correlation rule %s is not run: %s", problem.rule_id, problem.reason)
+            return engine
 
     def _detector(self, paths: tuple[str, ...], disabled: frozenset[str]) -> Detector | None:
         key = (paths, disabled)
@@ -109,6 +125,7 @@ class DetectorCache:
         with self._lock:
             self._built.clear()
             self._failed.clear()
+            self._correlations.clear()
 
 
 DETECTORS = DetectorCache()
