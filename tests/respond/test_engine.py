@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bastion.connectors.registry import ActionContext, action
 from bastion.model import Role
 from bastion.respond import service
 from bastion.respond.runtime import Executor
@@ -421,7 +422,6 @@ steps:
 def test_high_impact_action_needs_approval_by_policy_and_lost_messages_are_rechecked(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bastion.connectors import ActionContext, action
     from bastion.respond.approvals import decide, list_approvals, set_resolution_listener
     from bastion.respond.runtime import install_delivery
 
@@ -567,3 +567,17 @@ outputs: {{said: "${{{{ steps.sub.output.greeting }}}}"}}
     latest = run(env, parent.format(n=2, pin=""))  # no pin: the latest version, which fails
     assert latest["status"] == "failed"
     assert "sub-workflow greet" in latest["error"] and "v2 is broken" in latest["error"]
+
+
+@action("enginetest.huge_number", impact="read")
+async def _huge_number(*, ctx: ActionContext) -> dict[str, Any]:
+    """Returns a number JSON cannot hold in 64 bits: the store refuses to record it."""
+    return {"n": 2**70}
+
+
+def test_a_store_error_while_recording_fails_the_run_instead_of_leaving_it_running(
+    env: dict[str, Any],
+) -> None:
+    detail = run(env, "id: unstorable\nsteps:\n  - {id: big, action: enginetest.huge_number}\n")
+    assert detail["status"] == "failed", detail
+    assert detail["error"].startswith("internal error: ")

@@ -106,13 +106,23 @@ def _load_run(tenant_id: str, run_id: str) -> dict[str, Any]:
     }
 
 
-@DBOS.step(name="bastion.record")
+# Writes to the store are retried a few times (a busy SQLite file, a PostgreSQL failover); what still
+# fails ends the run as failed with the reason (see execute_run), never leaves it "running".
+_STORE_RETRY: dict[str, Any] = {
+    "retries_allowed": True,
+    "max_attempts": 4,
+    "interval_seconds": 0.2,
+    "backoff_rate": 3.0,
+}
+
+
+@DBOS.step(name="bastion.record", **_STORE_RETRY)
 def _record(tenant_id: str, run_id: str, key: str, values: dict[str, Any]) -> None:
     with _db().write() as conn:
         WorkflowRepository(conn, tenant_id).record_step(run_id, key, **values)
 
 
-@DBOS.step(name="bastion.run_status")
+@DBOS.step(name="bastion.run_status", **_STORE_RETRY)
 def _set_status(
     tenant_id: str,
     run_id: str,
@@ -655,5 +665,9 @@ def execute_run(tenant_id: str, run_id: str, prior: dict[str, Any]) -> dict[str,
     except StepFailed as exc:
         _set_status(tenant_id, run_id, "failed", error=str(exc))
         return {"status": "failed", "error": str(exc), "outputs": None}
+    except Exception as exc:  # the engine or the store failed, not a step: say so, and end the run
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        _set_status(tenant_id, run_id, "failed", error=error)
+        return {"status": "failed", "error": error, "outputs": None}
     _set_status(tenant_id, run_id, "succeeded", outputs=outputs)
     return {"status": "succeeded", "outputs": outputs, "error": None}
