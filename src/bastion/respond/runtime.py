@@ -20,6 +20,8 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -39,6 +41,7 @@ __all__ = [
     "install_delivery",
     "live_workers",
     "stale_after_s",
+    "unless_workers",
 ]
 
 log = logging.getLogger("bastion.worker")
@@ -106,6 +109,22 @@ def live_workers(db: Database) -> list[dict[str, Any]]:
         ]
 
 
+@contextmanager
+def unless_workers(db: Database, *, kind: str = "cli") -> Iterator[Executor | None]:
+    """For a command that starts a durable run (a workflow, an agent): when no worker is alive, this
+    process executes for the duration of the block, then leaves; a run still parked (on an approval) is
+    continued by the next worker that starts. With a live worker, nothing is launched here."""
+    if live_workers(db):
+        yield None
+        return
+    executor = Executor(db, kind=kind, listen=False)
+    executor.launch()
+    try:
+        yield executor
+    finally:
+        executor.shutdown()
+
+
 class Executor:
     """This process as a DBOS executor: launch, heartbeat, sweep dead executors, shut down."""
 
@@ -122,6 +141,7 @@ class Executor:
     def launch(self) -> None:
         from dbos import DBOS
 
+        from bastion.agents import runtime as _agent_runs  # noqa: F401  (registers the agent workflow)
         from bastion.respond import engine
 
         loc = dbos_location(self.db)
