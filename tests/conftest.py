@@ -27,6 +27,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 PG_BASE = os.environ.get("BASTION_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Malware samples the tests submit go to a temporary folder, not ./var (the CLI inherits it)."""
+    os.environ["BASTION_SAMPLES_DIR"] = str(tmp_path_factory.mktemp("samples"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         None, description='argv that reloads the resolver, e.g. ["unbound-control", "reload"]'
     )
     dns_pid_file: str | None = Field(None, description="the resolver's pid file: SIGHUP reloads it")
+    # Files submitted for malware analysis: <samples_dir>/<tenant id>/<sha256>/<name>. The malware agent
+    # reads files only there, so no prompt or API call can make it read other files of the host.
+    samples_dir: str = Field("var/samples", description="folder of files submitted for malware analysis")
 
     @classmethod
     def settings_customise_sources(
