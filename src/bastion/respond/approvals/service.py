@@ -45,6 +45,7 @@ __all__ = [
     "decide",
     "decide_from_slack",
     "get_approval",
+    "handle_resolutions",
     "list_approvals",
     "map_slack_user",
     "open_link",
@@ -58,6 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _listener: Callable[[Approval], None] | None = None
+_handlers: dict[str, Callable[[Database, Approval], None]] = {}
 _settings: Settings | None = None
 
 
@@ -65,6 +67,13 @@ def set_resolution_listener(fn: Callable[[Approval], None] | None) -> None:
     """Call ``fn(approval)`` once each time an approval resolves (approved, denied or expired)."""
     global _listener
     _listener = fn
+
+
+def handle_resolutions(prefix: str, fn: Callable[[Database, Approval], None]) -> None:
+    """Approvals whose id starts with ``prefix`` guard something other than a waiting run (``draft:``:
+    publishing a workflow draft): when one resolves, ``fn(db, approval)`` is called instead of the
+    resolution listener."""
+    _handlers[prefix] = fn
 
 
 def configure(settings: Settings | None) -> None:
@@ -306,14 +315,18 @@ def _refresh_slack(approval: Approval, settings: Settings | None) -> None:
             log.warning("approval %s: %s", approval.id, exc)
 
 
-def _announce(approval: Approval, settings: Settings | None) -> None:
-    """After commit: update the Slack message and wake the engine (once per resolution)."""
+def _announce(db: Database, approval: Approval, settings: Settings | None) -> None:
+    """After commit: update the Slack message and wake the engine, or the approval's own handler (once
+    per resolution)."""
     _refresh_slack(approval, settings)
-    if _listener is not None:
-        try:
+    handler = next((fn for prefix, fn in _handlers.items() if approval.id.startswith(prefix)), None)
+    try:
+        if handler is not None:
+            handler(db, approval)
+        elif _listener is not None:
             _listener(approval)
-        except Exception:  # the decision is committed; a listener failure must not undo or hide it
-            log.exception("approval resolution listener failed for %s", approval.id)
+    except Exception:  # the decision is committed; a listener failure must not undo or hide it
+        log.exception("approval resolution listener failed for %s", approval.id)
 
 
 def decide(
@@ -333,7 +346,7 @@ def decide(
             conn, tenant_id, approval_id, user=user, decision=decision, comment=comment, channel=channel
         )
     if resolved:
-        _announce(approval, settings)
+        _announce(db, approval, settings)
     else:
         _refresh_slack(approval, settings)
     return approval
@@ -355,7 +368,7 @@ def close_for_run(
                 closed.append(row["id"])
         approvals = [_load(repo, approval_id) for approval_id in closed]
     for approval in approvals:
-        _announce(approval, settings)
+        _announce(db, approval, settings)
     return approvals
 
 
@@ -402,7 +415,7 @@ def resolve_on_timeout(
                 )
         approval = _load(repo, approval_id)
     if resolved:
-        _announce(approval, settings)
+        _announce(db, approval, settings)
     if escalated:
         approval = notify(db, approval, _current(settings))
     return approval
@@ -464,7 +477,7 @@ def redeem_link(
             channel="link",
         )
     if resolved:
-        _announce(approval, s)
+        _announce(db, approval, s)
     else:
         _refresh_slack(approval, s)
     return approval
