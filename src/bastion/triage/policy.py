@@ -18,6 +18,7 @@ from bastion.store._util import now_ms
 from bastion.store.triage import triage_policies
 
 __all__ = [
+    "AssistantPolicy",
     "AutoClosePolicy",
     "CaseTemplate",
     "CorrelationPolicy",
@@ -170,6 +171,16 @@ class CaseTemplate(_Doc):
     rule_ids: list[str] = msgspec.field(default_factory=list)
 
 
+class AssistantPolicy(_Doc):
+    """The triage assistant (``bastion.agents.assistant``): a proposed verdict for each new case, shown
+    to the analyst. It changes a case only with ``auto_apply`` and a confidence of at least
+    ``min_confidence``."""
+
+    enabled: bool = True
+    auto_apply: bool = False
+    min_confidence: int = 90
+
+
 def _default_minutes() -> dict[str, float]:
     # Minutes an analyst would spend doing by hand what Bastion did: the metrics' "hours saved".
     return {"alert.auto_close": 5.0, "alert.deduplicate": 2.0, "alert.suppress": 3.0, "action.default": 10.0}
@@ -187,6 +198,7 @@ class TriagePolicy(_Doc):
     manual_minutes: dict[str, float] = msgspec.field(default_factory=_default_minutes)
     templates: list[CaseTemplate] = msgspec.field(default_factory=list)
     history_days: int = 30
+    assistant: AssistantPolicy = msgspec.field(default_factory=AssistantPolicy)
 
 
 def _merge(base: Any, over: Any) -> Any:
@@ -211,6 +223,8 @@ def parse_policy(document: dict[str, Any] | None) -> TriagePolicy:
         raise PolicyError(f"invalid triage policy: {exc}") from None
     if not policy.routing.tiers:
         raise PolicyError("invalid triage policy: routing.tiers needs at least one queue")
+    if not 0 <= policy.assistant.min_confidence <= 100:
+        raise PolicyError("invalid triage policy: assistant.min_confidence must be 0-100")
     from bastion.triage.fingerprint import unknown_fields
 
     for where, fields in [("dedupe.fields", policy.dedupe.fields)] + [
