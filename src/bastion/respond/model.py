@@ -49,6 +49,7 @@ class InputSpec:
     required: bool = True
     default: Any = None
     description: str = ""
+    enum: list[Any] | None = None  # the allowed values, when the input is one of a fixed set
 
 
 @dataclass

@@ -70,6 +70,7 @@ def workflow_schema() -> dict[str, Any]:
                         "required": {"type": "boolean"},
                         "default": {},
                         "description": {"type": "string"},
+                        "enum": {"type": "array", "minItems": 1, "description": "the allowed values"},
                     },
                 },
             },

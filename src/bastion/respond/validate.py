@@ -64,7 +64,7 @@ _STEP_KEYS = {
     "approval",
     "connection",
 }
-_INPUT_KEYS = {"type", "required", "default", "description"}
+_INPUT_KEYS = {"type", "required", "default", "description", "enum"}
 _RETRY_KEYS = {"max_attempts", "interval", "backoff"}
 _APPROVAL_KEYS = {
     "roles",
@@ -517,12 +517,29 @@ class _Checker:
                 and not isinstance(spec["default"], _INPUT_PY[kind])
             ):
                 self.add((*ipath, "default"), f"default of input {name!r} is not a {kind}")
+            choices = spec.get("enum")
+            if choices is not None:
+                if (
+                    not isinstance(choices, list)
+                    or not choices
+                    or not all(
+                        isinstance(c, _INPUT_PY[kind]) and not isinstance(c, dict | list) for c in choices
+                    )
+                ):
+                    self.add(
+                        (*ipath, "enum"),
+                        f"'enum' of input {name!r} must be a non-empty list of {kind} values",
+                    )
+                    choices = None
+                elif has_default and spec["default"] is not None and spec["default"] not in choices:
+                    self.add((*ipath, "default"), f"default of input {name!r} is not one of its enum values")
             out[name] = InputSpec(
                 name=name,
                 type=kind,
                 required=bool(spec.get("required", not has_default)),
                 default=spec.get("default"),
                 description=str(spec.get("description", "")),
+                enum=choices,
             )
         return out
 
@@ -651,6 +668,8 @@ def bind_inputs(workflow: Workflow, given: dict[str, Any]) -> dict[str, Any]:
             value = _coerce(name, spec.type, value)
         if not type_ok(value, {"type": spec.type} if spec.type != "any" else {}):
             raise ValueError(f"input {name!r} must be a {spec.type}, not {type(value).__name__}")
+        if spec.enum is not None and value not in spec.enum:
+            raise ValueError(f"input {name!r} must be one of {', '.join(map(str, spec.enum))}")
         out[name] = value
     return out
 
