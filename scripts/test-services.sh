@@ -55,3 +55,10 @@ if [ "${#report_pkgs[@]}" -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${report_pkgs[@]}" >/dev/null
 fi
 echo "test-services: pdftoppm and weasyprint's libraries available"
+
+# Browser tests (tests/web): Playwright drives Debian's chromium (Playwright's own download fails here).
+if [ ! -x /usr/bin/chromium ]; then
+  need_root chromium
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+echo "test-services: chromium available"

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from bastion.store import Database
+from bastion.tenancy.keys import verify_password
 from bastion.tenancy.service import authenticate
 from tests.conftest import cli_json, run_cli
 
@@ -82,6 +83,33 @@ def test_keys_and_users(url: str) -> None:
     assert "invalid e-mail" in _one_line_error(
         run_cli("user", "add", "eve", "--tenant", "acme", "--role", "viewer", "--email", "x", db_url=url)
     )
+
+    # a new password, a new role (ana's API key follows it), disable (the key stops working) and enable
+    new_pw = run_cli(
+        "user", "passwd", "bob", "--tenant", "acme", "--password-stdin", db_url=url, input="s3cret-enough\n"
+    )
+    assert new_pw.returncode == 0, new_pw.stderr
+    changed = db.execute("select password_hash from users where name='bob'").fetchone()[0]
+    assert changed != stored and verify_password(changed, "s3cret-enough")
+    assert "at least 8" in _one_line_error(
+        run_cli("user", "passwd", "bob", "--tenant", "acme", "--password-stdin", db_url=url, input="short\n")
+    )
+    assert "no user 'zed'" in _one_line_error(
+        run_cli("user", "role", "zed", "--tenant", "acme", "--role", "viewer", db_url=url)
+    )
+    assert run_cli("user", "role", "ana", "--tenant", "acme", "--role", "viewer", db_url=url).returncode == 0
+    store = Database(url)
+    try:
+        principal = authenticate(store, as_user["api_key"])
+        assert principal is not None and principal.role.value == "viewer"
+        assert run_cli("user", "disable", "ana", "--tenant", "acme", db_url=url).returncode == 0
+        assert authenticate(store, as_user["api_key"]) is None
+        assert run_cli("user", "disable", "ana", "--tenant", "acme", "--enable", db_url=url).returncode == 0
+        assert authenticate(store, as_user["api_key"]) is not None
+    finally:
+        store.dispose()
+    audited = [r[0] for r in db.execute("select action from audit_log where action like 'user.%'")]
+    assert {"user.password", "user.role", "user.disable", "user.enable"} <= set(audited)
 
 
 def test_api_keys_list_and_revoke(url: str) -> None:

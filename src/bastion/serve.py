@@ -164,6 +164,7 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     banner: list[str] = []
 
     syslog_tenant_id = None
+    demo_login: tuple[str, str] | None = None  # the console's demo user and its fresh password
     if demo:
         from bastion.demo.seed import seed_demo
 
@@ -177,6 +178,9 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
             f"{report['alerts']['accepted']} new alerts, case {report['case_id']})"
         )
         banner.append(f"demo API key: {report['api_key']}")
+        from bastion.web.session import demo_user
+
+        demo_login = await asyncio.to_thread(demo_user, db, "demo")
         background.append(asyncio.create_task(_demo_trickle(queue, tenant.id)))
     elif settings.syslog_tenant:
         with db.read() as conn:
@@ -187,6 +191,9 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
 
     background.append(asyncio.create_task(_poll_feeds(db)))
     background.append(asyncio.create_task(_expire_changes(db)))
+    from bastion.agents.assistant import run_forever as triage_assistant
+
+    background.append(asyncio.create_task(triage_assistant(db)))  # proposals for new cases
     if settings.sla_check_interval_s > 0:
         background.append(asyncio.create_task(_check_slas(db, settings)))
     listener = None
@@ -208,7 +215,12 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     install_console(app)  # the web console at / (the API stays under /api/v1)
     server = _Server(
         uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=3,  # open console event streams never end by themselves
         )
     )
     server_task = asyncio.create_task(server.serve())
@@ -221,6 +233,12 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
         )
         for line in banner:
             print(line, flush=True)
+        if demo_login is not None:
+            print(
+                f"console: http://{settings.host}:{bound}/login  tenant demo, user {demo_login[0]}, "
+                f"password {demo_login[1]}",
+                flush=True,
+            )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stop, server)

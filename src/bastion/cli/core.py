@@ -162,6 +162,55 @@ def user_add(
         out.print(f"user [bold]{user.name}[/bold] ({user.role.value}) added to {tenant}")
 
 
+def _tenant_id_of(name: str) -> str:
+    with open_db().read() as conn:
+        return require_tenant(TenantRepository(conn), name).id
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: str,
+    tenant: TenantOpt,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the new password from stdin")
+    ] = False,
+) -> None:
+    """Set a user's console password (argon2-hashed; at least 8 characters)."""
+    from bastion.tenancy.service import set_user_password
+
+    if not password_stdin:
+        raise UserError("give the new password on stdin with --password-stdin (never on the command line)")
+    password = sys.stdin.readline().rstrip("\r\n")
+    set_user_password(open_db(), _tenant_id_of(tenant), name, password, actor="cli")
+    out.print(f"password of [bold]{name}[/bold] in {tenant} changed")
+
+
+@user_app.command("role")
+def user_role(
+    name: str,
+    tenant: TenantOpt,
+    role: Annotated[str, typer.Option(help="admin, engineer, analyst, approver or viewer")],
+) -> None:
+    """Give a user another role (their API keys take it at once)."""
+    from bastion.tenancy.service import set_user_role
+
+    set_user_role(open_db(), _tenant_id_of(tenant), name, _role(role), actor="cli")
+    out.print(f"[bold]{name}[/bold] in {tenant} is now {role}")
+
+
+@user_app.command("disable")
+def user_disable(
+    name: str,
+    tenant: TenantOpt,
+    enable: Annotated[bool, typer.Option("--enable", help="enable the user again")] = False,
+) -> None:
+    """Disable a user (no sign-in; their API keys stop working), or --enable them again."""
+    from bastion.tenancy.service import set_user_disabled
+
+    set_user_disabled(open_db(), _tenant_id_of(tenant), name, not enable, actor="cli")
+    out.print(f"[bold]{name}[/bold] in {tenant} is {'enabled' if enable else 'disabled'}")
+
+
 @user_app.command("list")
 def user_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
     """List a tenant's users."""

@@ -226,3 +226,73 @@ class UserRepository:
     def list(self) -> builtins.list[User]:
         q = select(users).where(users.c.tenant_id == self.tenant_id).order_by(users.c.name)
         return [_user(r) for r in self.conn.execute(q)]
+
+    def accounts(self) -> builtins.list[dict[str, Any]]:
+        """The tenant's users with their status (name, role, email, disabled, has a password), by name."""
+        q = (
+            select(
+                users.c.id,
+                users.c.name,
+                users.c.role,
+                users.c.email,
+                users.c.disabled,
+                users.c.created,
+                users.c.password_hash.is_not(None).label("has_password"),
+            )
+            .where(users.c.tenant_id == self.tenant_id)
+            .order_by(users.c.name)
+        )
+        return [
+            {
+                "id": r.id,
+                "name": r.name,
+                "role": Role(r.role),
+                "email": r.email,
+                "disabled": bool(r.disabled),
+                "created": r.created,
+                "has_password": bool(r.has_password),
+            }
+            for r in self.conn.execute(q)
+        ]
+
+    def set_role(self, name: str, role: Role) -> str | None:
+        """Change a user's role, and the role of the API keys that act as them (a key made for a user
+        takes the user's role); the user's id, or None when there is no such user."""
+        found = self.by_name(name)
+        if found is None:
+            return None
+        self.conn.execute(
+            update(users)
+            .where(users.c.tenant_id == self.tenant_id, users.c.id == found.id)
+            .values(role=role.value)
+        )
+        self.conn.execute(
+            update(api_keys)
+            .where(api_keys.c.tenant_id == self.tenant_id, api_keys.c.user_id == found.id)
+            .values(role=role.value)
+        )
+        return found.id
+
+    def set_password_hash(self, name: str, password_hash: str) -> str | None:
+        """Replace a user's password hash; the user's id, or None when there is no such user."""
+        found = self.by_name(name)
+        if found is None:
+            return None
+        self.conn.execute(
+            update(users)
+            .where(users.c.tenant_id == self.tenant_id, users.c.id == found.id)
+            .values(password_hash=password_hash)
+        )
+        return found.id
+
+    def set_disabled(self, name: str, disabled: bool) -> str | None:
+        """Disable (or enable again) a user; the user's id, or None when there is no such user."""
+        found = self.by_name(name)
+        if found is None:
+            return None
+        self.conn.execute(
+            update(users)
+            .where(users.c.tenant_id == self.tenant_id, users.c.id == found.id)
+            .values(disabled=disabled)
+        )
+        return found.id

@@ -21,8 +21,12 @@ __all__ = [
     "create_api_key",
     "create_tenant",
     "list_api_keys",
+    "list_users",
     "require_tenant",
     "revoke_api_key",
+    "set_user_disabled",
+    "set_user_password",
+    "set_user_role",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -159,6 +163,51 @@ def add_user(
             actor, "user.create", "user", user.id, {"name": name, "role": role.value, "email": email}
         )
     return user
+
+
+def list_users(db: Database, tenant_id: str) -> list[dict[str, Any]]:
+    """The tenant's users with role and status (never a password hash)."""
+    with db.read() as conn:
+        return TenantScope(conn, tenant_id).users.accounts()
+
+
+def set_user_role(db: Database, tenant_id: str, name: str, role: Role, *, actor: str) -> None:
+    """Give a user another role; their API keys that act as them take it at once."""
+    with db.write() as conn:
+        scope = TenantScope(conn, tenant_id)
+        before = scope.users.by_name(name)
+        user_id = scope.users.set_role(name, role)
+        if before is None or user_id is None:
+            raise NotFoundError(f"no user {name!r} in this tenant")
+        scope.audit.append(
+            actor, "user.role", "user", user_id, {"name": name, "from": before.role.value, "role": role.value}
+        )
+
+
+def set_user_password(db: Database, tenant_id: str, name: str, password: str, *, actor: str) -> str:
+    """Give a user a new password (argon2-hashed; the audit entry holds no trace of it). Returns the
+    user's id."""
+    if len(password) < 8:
+        raise TenancyError("a password needs at least 8 characters")
+    with db.write() as conn:
+        scope = TenantScope(conn, tenant_id)
+        user_id = scope.users.set_password_hash(name, hash_password(password))
+        if user_id is None:
+            raise NotFoundError(f"no user {name!r} in this tenant")
+        scope.audit.append(actor, "user.password", "user", user_id, {"name": name})
+    return user_id
+
+
+def set_user_disabled(db: Database, tenant_id: str, name: str, disabled: bool, *, actor: str) -> None:
+    """Disable a user (no sign-in, their API keys stop working) or enable them again."""
+    with db.write() as conn:
+        scope = TenantScope(conn, tenant_id)
+        user_id = scope.users.set_disabled(name, disabled)
+        if user_id is None:
+            raise NotFoundError(f"no user {name!r} in this tenant")
+        scope.audit.append(
+            actor, "user.disable" if disabled else "user.enable", "user", user_id, {"name": name}
+        )
 
 
 def authenticate(db: Database, key: str) -> Principal | None:
