@@ -97,3 +97,16 @@ def test_make_targets_exist(target: str) -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(rf"^{target}:", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_agents_block(tmp_path: Path) -> None:
+    proc = _run(_block("agents"), {"BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'agents.db'}"})
+    assert proc.returncode == 0, proc.stderr
+    malware, design, run = [orjson.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert malware["verdict"] == "malicious" and "SUSP_Just_EICAR" in malware["yara"]
+    actions = [s["action"] for s in design["steps"]]
+    assert {"ldap.disable_user", "cases.create", "ldap.reset_password"} <= set(actions)
+    assert design["valid"] is True and design["workflow_yaml"].startswith("id: ")
+    assert run["status"] == "waiting_approval"
+    assert [a["tool"] for a in run["approvals"]] == ["edl.add"] and run["approvals"][0]["status"] == "pending"
+    assert run["run_id"] in proc.stdout.split("}")[-1]  # the runs list shows it
