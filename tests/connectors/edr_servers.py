@@ -302,6 +302,8 @@ class DefenderDouble(Double):
             return limited
         if method == "GET" and path == "/api/machineactions":
             return self._list_actions(query)
+        if method == "GET" and path == "/api/machines":
+            return self._list_machines(query)
         m = re.fullmatch(r"/api/machines/([^/]+)(?:/(\w+))?", path)
         if not m:
             return self._error(404, "ResourceNotFound", f"no route {method} {path}")
@@ -353,6 +355,27 @@ class DefenderDouble(Double):
             {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token},
             {},
         )
+
+    def _list_machines(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        """GET /api/machines with the OData filter ``computerDnsName eq '<name>'`` (case-insensitive, as
+        Defender compares names), paged by ``$skip`` like the service."""
+        flt = query.get("$filter", [""])[0]
+        m = re.fullmatch(r"computerDnsName eq '([^']+)'", flt)
+        if flt and not m:
+            return self._error(400, "InvalidRequestBody", f"Invalid filter: {flt}")
+        found = [
+            x for x in self.machines.values() if not m or x["computerDnsName"].lower() == m.group(1).lower()
+        ]
+        skip = int(query.get("$skip", ["0"])[0])
+        answer: dict[str, Any] = {
+            "@odata.context": f"{self.base}/api/$metadata#Machines",
+            "value": found[skip : skip + self.page_size],
+        }
+        if skip + self.page_size < len(found):
+            answer["@odata.nextLink"] = (
+                f"{self.base}/api/machines?$filter={quote(flt)}&$skip={skip + self.page_size}"
+            )
+        return 200, answer, {}
 
     def _list_actions(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
         flt = query.get("$filter", [""])[0]

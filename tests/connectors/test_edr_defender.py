@@ -74,6 +74,20 @@ def test_get_machine_with_client_credentials_token(mde: DefenderDouble) -> None:
     )
 
 
+def test_find_machine_by_dns_name_across_pages(mde: DefenderDouble) -> None:
+    """The machine list filtered on computerDnsName (OData), every page; names compare like Defender's."""
+    for i in range(3):  # the double pages 2 machines at a time: 4 of this name means two pages
+        mde.add(f"{i:040x}", "WS-042.contoso.com")
+    out = run("defender.find_machine", ctx(mde), hostname="ws-042.contoso.com")
+    assert out["found"] is True and out["total"] == 4 and MACHINE in out["machine_ids"]
+    reads = [r for r in mde.seen if r["path"] == "/api/machines"]
+    assert len(reads) == 2 and "computerDnsName eq 'ws-042.contoso.com'" in reads[0]["query"]["$filter"][0]
+    none = run("defender.find_machine", ctx(mde), hostname="no-such-host")
+    assert none == {"hostname": "no-such-host", "machine_ids": [], "found": False, "total": 0}
+    with pytest.raises(ActionError, match="invalid hostname"):
+        run("defender.find_machine", ctx(mde), hostname="x' or 1 eq 1")
+
+
 def test_refusals_carry_the_vendors_error(mde: DefenderDouble) -> None:
     bad = {**SECRETS, "defender_client_secret": "nope"}
     with pytest.raises(

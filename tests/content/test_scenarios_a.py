@@ -313,7 +313,7 @@ def test_malware_endpoint_isolates_after_approval_and_collects_the_package(env: 
             "title": "Emotet dropper executed",
             "tags": ["malware"],
             "techniques": ["T1204"],
-            "observables": [{"type": "host", "value": MACHINE}, {"type": "user", "value": "bob"}],
+            "observables": [{"type": "host", "value": "ws-042.contoso.com"}, {"type": "user", "value": "bob"}],
         },
         "malware-endpoint",
     )
@@ -341,7 +341,8 @@ def test_malware_endpoint_isolates_after_approval_and_collects_the_package(env: 
     assert [c["id"] for c in changes] == [detail["outputs"]["change_id"]]
     assert changes[0]["undo_action"] == "defender.release_machine"
     case = case_of(env, detail["outputs"]["case_id"])
-    assert case.title == f"Malware on {MACHINE}: Emotet dropper executed"
+    assert case.title == "Malware on ws-042.contoso.com: Emotet dropper executed"
+    assert detail["outputs"]["machine_id"] == MACHINE  # found by its DNS name in Defender
     assert any(package[0]["id"] in c.body and detail["outputs"]["change_id"] in c.body for c in case.comments)
     kinds = [k for k, _, _ in audit(env, rid)]
     assert kinds[0] == "run.start" and "approval.decide" in kinds, kinds

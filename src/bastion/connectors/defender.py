@@ -116,6 +116,32 @@ def _action_out(machine_id: str, answer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@action("defender.find_machine", impact="read", secrets=SECRETS, connection=VENDOR)
+async def find_machine(hostname: str, *, ctx: ActionContext) -> dict[str, Any]:
+    """Find the ids of the Defender for Endpoint machines with a DNS name (the machine list filtered on
+    ``computerDnsName``, every page): what isolate_machine and the other machine actions take.
+
+    Args:
+        hostname: the machine's DNS name as Defender shows it (e.g. ws-0142 or ws-0142.corp.example)
+    """
+    name = hostname.strip().lower()
+    if not name or any(c in name for c in "'\\\r\n"):
+        raise ActionError(f"{VENDOR}: invalid hostname {hostname!r}")
+    url: str | None = "/api/machines"
+    params: dict[str, Any] | None = {"$filter": f"computerDnsName eq '{name}'"}
+    machines: list[dict[str, Any]] = []
+    pages = 0
+    while url:
+        pages += 1
+        if pages > MAX_PAGES:
+            raise ActionError(f"{VENDOR}: more than {MAX_PAGES} pages of machines named {name}")
+        body = await _call(ctx, "GET", url, params=params)
+        machines.extend(m for m in body.get("value") or [] if isinstance(m, dict))
+        url, params = body.get("@odata.nextLink"), None  # the link carries its own query
+    ids = [str(m.get("id")) for m in machines if m.get("id")]
+    return {"hostname": name, "machine_ids": ids, "found": bool(ids), "total": len(ids)}
+
+
 @action("defender.get_machine", impact="read", secrets=SECRETS, connection=VENDOR)
 async def get_machine(machine_id: str, *, ctx: ActionContext) -> dict[str, Any]:
     """Read one Defender for Endpoint machine: name, health, risk and exposure, and the full record.

@@ -67,7 +67,7 @@ def test_vendor_named_in_the_objective_wins_then_connected_then_default() -> Non
     obj = "Isolate host web-01 and open a case"
     assert _actions(plan_objective(obj))[:2] == ["crowdstrike.find_device", "crowdstrike.contain_host"]
     assert _actions(plan_objective(obj, connections=["defender"]))[:2] == [
-        "defender.get_machine",
+        "defender.find_machine",
         "defender.isolate_machine",
     ]
     named = plan_objective("Isolate host web-01 with SentinelOne and open a case", connections=["defender"])

@@ -332,10 +332,14 @@ ACTIONS: dict[str, ActionEntry] = {
         ("release-host",), "crowdstrike", {"device_id": "<<cs_device>>"},
         {"device_id": "dev-1", "status": "lift_containment_pending", "contained": False, "already": False},
         default=True),
+    "defender.find_machine": ActionEntry(
+        ("lookup-host",), "defender", {"hostname": "<<host>>"},
+        {"hostname": "ws-01", "machine_ids": ["m-1"], "found": True, "total": 1},
+        produces={"machine": ("machine_ids", True)}, default=True),
     "defender.get_machine": ActionEntry(
-        ("lookup-host",), "defender", {"machine_id": "<<host>>"},
-        {"machine_id": "m-1", "name": "ws-01", "health": "Active", "risk": "High", "exposure": "Medium"},
-        produces={"machine": ("machine_id", False)}),
+        ("lookup-host",), "defender", {"machine_id": "<<machine>>"},
+        {"machine_id": "m-1", "computer_name": "ws-01", "health_status": "Active", "risk_score": "High",
+         "machine": {}}),
     "defender.isolate_machine": ActionEntry(
         ("isolate-host",), "defender",
         {"machine_id": "<<machine>>", "comment": "Bastion: <<title>>", "isolation_type": "Full"},
@@ -437,7 +441,7 @@ ACTIONS: dict[str, ActionEntry] = {
 # Entity kinds that are produced by a lookup action (the first listed matching the vendor wins).
 PRODUCERS: dict[str, tuple[str, ...]] = {
     "cs_device": ("crowdstrike.find_device",),
-    "machine": ("defender.get_machine",),
+    "machine": ("defender.find_machine",),
     "s1_agent": ("sentinelone.get_agent",),
     "case_id": ("cases.create",),
     "case_number": ("cases.create",),

@@ -88,7 +88,7 @@ _DESCRIPTIONS = {
 }
 _PRODUCER_WHY = {
     "cs_device": "find the host's Falcon device ids: CrowdStrike acts on device ids, not host names",
-    "machine": "read the machine in Defender for Endpoint: its machine id is what the next steps act on",
+    "machine": "find the host's Defender for Endpoint machine ids: the machine actions take those",
     "s1_agent": "find the host's SentinelOne agent: the network actions take the agent id",
     "case_id": "open a case first: the next step writes to it",
     "case_number": "open a case first: the next step refers to it",
