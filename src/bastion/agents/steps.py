@@ -365,15 +365,7 @@ async def approval_request_step(
             target=_json(args),
             reason=str(spec.get("reason") or f"{tool} needs an approval under the tenant's policy"),
             requested_by=actor,
-            spec=ApprovalSpec(
-                roles=list(spec.get("roles", ["approver"])),
-                quorum=int(spec.get("quorum", 1)),
-                allow_requester=bool(spec.get("allow_requester", False)),
-                timeout_s=spec.get("timeout_s"),
-                on_timeout=spec.get("on_timeout", "deny"),
-                escalate_to=list(spec.get("escalate_to", [])),
-                channels=list(spec.get("channels", ["web"])),
-            ),
+            spec=ApprovalSpec.from_block(spec),
         )
         with db.write() as conn:
             AgentRunRepository(conn, tenant_id).update(run_id, status="waiting_approval")

@@ -283,15 +283,7 @@ def _request_approval(
         reason=spec.get("reason", ""),
         requested_by=requested_by,
         waiter=DBOS.workflow_id,
-        spec=ApprovalSpec(
-            roles=list(spec.get("roles", ["approver"])),
-            quorum=int(spec.get("quorum", 1)),
-            allow_requester=bool(spec.get("allow_requester", False)),
-            timeout_s=spec.get("timeout_s"),
-            on_timeout=spec.get("on_timeout", "deny"),
-            escalate_to=list(spec.get("escalate_to", [])),
-            channels=list(spec.get("channels", ["web"])),
-        ),
+        spec=ApprovalSpec.from_block(spec),
     )
     with _db().write() as conn:
         repo = WorkflowRepository(conn, tenant_id)

@@ -216,6 +216,13 @@ def _advice(d: Diagnosis, who: str, conn: str, health: dict[str, Any] | None) ->
 # ------------------------------------------------------------------------------------ the reasoner
 
 
+def _not_found(kind: str, value: str, error: str) -> Finish:
+    """The subject itself could not be read (no such run, connection or feed): say so, diagnose nothing."""
+    return Finish(
+        _report(kind, value, Diagnosis("bad_input", error, certainty=90), Fix(summary=error), [], [], None)
+    )
+
+
 def _plan(task: Task, seen: list[Seen]) -> list[Call] | Finish:
     kind, value, fix = _subject(task)
     if kind == "run":
@@ -223,17 +230,7 @@ def _plan(task: Task, seen: list[Seen]) -> list[Call] | Finish:
         if got is None:
             return [Call("run_history", {"run_id": value}, "read the run and its failed steps")]
         if got.error is not None:
-            return Finish(
-                _report(
-                    kind,
-                    value,
-                    Diagnosis("bad_input", got.error, certainty=90),
-                    Fix(summary=got.error),
-                    [],
-                    [],
-                    None,
-                )
-            )
+            return _not_found(kind, value, got.error)
         conns = sorted(
             {str(s["connection"]) for s in got.result.get("failed_steps", []) if s.get("connection")}
         )
@@ -250,17 +247,7 @@ def _plan(task: Task, seen: list[Seen]) -> list[Call] | Finish:
         if got is None:
             return [Call("feed_health", {"feed": value}, "the feed's state, last error and a live request")]
         if got.error is not None:
-            return Finish(
-                _report(
-                    kind,
-                    value,
-                    Diagnosis("bad_input", got.error, certainty=90),
-                    Fix(summary=got.error),
-                    [],
-                    [],
-                    None,
-                )
-            )
+            return _not_found(kind, value, got.error)
         h = got.result
         d = _diag(h.get("diagnosis") or h.get("stored_diagnosis"))
         live = h.get("live") or {}

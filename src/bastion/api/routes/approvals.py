@@ -22,14 +22,8 @@ from bastion.api.errors import ApiError
 from bastion.api.responses import JSON
 from bastion.model import Role
 from bastion.respond.approvals import (
-    AlreadyDecided,
     Approval,
-    ApprovalClosed,
     ApprovalError,
-    ApprovalExpired,
-    ApprovalNotFound,
-    LinkError,
-    NotAllowed,
     decide,
     decide_from_slack,
     get_approval,
@@ -39,7 +33,6 @@ from bastion.respond.approvals import (
     redeem_link,
 )
 from bastion.respond.approvals.slack import (
-    SlackSignatureError,
     parse_interaction,
     tell_user,
     verify_signature,
@@ -61,22 +54,8 @@ class DecisionBody(BaseModel):
     comment: str | None = Field(None, max_length=4000)
 
 
-def _status(exc: ApprovalError) -> int:
-    if isinstance(exc, ApprovalNotFound):
-        return 404
-    if isinstance(exc, NotAllowed | LinkError):
-        return 403
-    if isinstance(exc, SlackSignatureError):
-        return 401
-    if isinstance(exc, AlreadyDecided | ApprovalClosed):
-        return 409
-    if isinstance(exc, ApprovalExpired):
-        return 410
-    return 400
-
-
 def _api_error(exc: ApprovalError) -> ApiError:
-    return ApiError(_status(exc), str(exc))
+    return ApiError(exc.status, str(exc))
 
 
 @router.get("/approvals", summary="List approvals (pending by default)")
@@ -109,7 +88,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 def _refused(exc: ApprovalError) -> HTMLResponse:
-    return _page("Link refused", f"<p>{_esc(str(exc))}</p>", _status(exc))
+    return _page("Link refused", f"<p>{_esc(str(exc))}</p>", exc.status)
 
 
 @router.get("/approvals/links/{token}", summary="Confirmation page of a signed approval link")

@@ -31,31 +31,44 @@ CHANNELS = frozenset({"web", "slack", "email"})
 
 
 class ApprovalError(ValueError):
-    """A decision or request that cannot be accepted; the message says why."""
+    """A decision or request that cannot be accepted; the message says why. ``status`` is the HTTP
+    status the API and the console answer it with."""
+
+    status = 400
 
 
 class ApprovalNotFound(ApprovalError):
-    pass
+    status = 404
 
 
 class NotAllowed(ApprovalError):
     """The user may not decide this approval (role, four-eyes, unknown user)."""
 
+    status = 403
+
 
 class AlreadyDecided(ApprovalError):
     """This user already voted on this approval."""
+
+    status = 409
 
 
 class ApprovalClosed(ApprovalError):
     """The approval is no longer pending."""
 
+    status = 409
+
 
 class ApprovalExpired(ApprovalError):
     """The approval's deadline has passed; it waits for its timeout handling."""
 
+    status = 410
+
 
 class LinkError(ApprovalError):
     """A signed link that is malformed, altered, expired or already used."""
+
+    status = 403
 
 
 class ApprovalSpec(msgspec.Struct, kw_only=True):
@@ -73,6 +86,20 @@ class ApprovalSpec(msgspec.Struct, kw_only=True):
         problems = self.problems()
         if problems:
             raise ApprovalError("invalid approval: " + "; ".join(problems))
+
+    @classmethod
+    def from_block(cls, block: dict[str, Any]) -> ApprovalSpec:
+        """The spec an approval block describes (a step's ``approval``, or the policy's default for an
+        action), with the defaults for what it leaves out."""
+        return cls(
+            roles=list(block.get("roles", ["approver"])),
+            quorum=int(block.get("quorum", 1)),
+            allow_requester=bool(block.get("allow_requester", False)),
+            timeout_s=block.get("timeout_s"),
+            on_timeout=block.get("on_timeout", "deny"),
+            escalate_to=list(block.get("escalate_to", [])),
+            channels=list(block.get("channels", ["web"])),
+        )
 
     def problems(self) -> list[str]:
         """Everything wrong with this spec (empty when valid)."""

@@ -44,6 +44,8 @@ class SlackError(ApprovalError):
 class SlackSignatureError(SlackError):
     """The callback's signature or timestamp does not check out."""
 
+    status = 401
+
 
 class SlackAction(msgspec.Struct):
     slack_user_id: str

@@ -18,13 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.model import Role
 from bastion.respond.approvals import (
-    AlreadyDecided,
     Approval,
-    ApprovalClosed,
     ApprovalError,
-    ApprovalExpired,
-    ApprovalNotFound,
-    NotAllowed,
     decide,
     list_approvals,
 )
@@ -70,18 +65,6 @@ def approvals_page(request: Request, user: CurrentUser) -> Response:
     )
 
 
-def _status(exc: ApprovalError) -> int:
-    if isinstance(exc, ApprovalNotFound):
-        return 404
-    if isinstance(exc, NotAllowed):
-        return 403
-    if isinstance(exc, AlreadyDecided | ApprovalClosed):
-        return 409
-    if isinstance(exc, ApprovalExpired):
-        return 410
-    return 400
-
-
 @router.post("/approvals/{approval_id}/decide")
 async def post_decision(
     request: Request,
@@ -104,7 +87,7 @@ async def post_decision(
             )
         )
     except ApprovalError as exc:
-        status = _status(exc)
+        status = exc.status
         if status == 403:
             return render(
                 request,
