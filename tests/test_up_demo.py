@@ -1,4 +1,5 @@
-"""`bastion up --demo` as a newcomer runs it: a real process serving the demo tenant, with data flowing."""
+"""`bastion up --demo` as a newcomer runs it: a real process serving the demo tenant, with data flowing,
+and the console's printed sign-in working; an open console tab does not keep it from stopping."""
 
 from __future__ import annotations
 
@@ -43,15 +44,18 @@ def test_up_demo_serves_demo_data_and_keeps_it_flowing(tmp_path: Path) -> None:
         assert proc.stdout is not None
         lines: list[str] = []
         deadline = time.monotonic() + 60
-        key = None
-        while key is None and time.monotonic() < deadline:
+        key = sign_in = None
+        while (key is None or sign_in is None) and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
             lines.append(line)
             m = re.search(r"demo API key: (bst_\S+)", line)
-            key = m.group(1) if m else None
-        assert key, "".join(lines)
+            key = m.group(1) if m else key
+            sign_in = sign_in or re.search(
+                r"console: (http://\S+/login)\s+tenant demo, user (\S+), password (\S+)", line
+            )
+        assert key and sign_in, "".join(lines)
         assert any(f"http://127.0.0.1:{port}/" in line for line in lines)
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=30
@@ -81,6 +85,7 @@ def test_up_demo_serves_demo_data_and_keeps_it_flowing(tmp_path: Path) -> None:
                 time.sleep(0.5)
             assert found, "syslog message not stored"
             assert grew, "no live demo events arrived"
+        _console_sign_in_works_and_an_open_stream_does_not_block_stopping(proc, port, sign_in.groups())
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -89,3 +94,23 @@ def test_up_demo_serves_demo_data_and_keeps_it_flowing(tmp_path: Path) -> None:
             proc.kill()
             raise
     assert proc.returncode == 0
+
+
+def _console_sign_in_works_and_an_open_stream_does_not_block_stopping(
+    proc: subprocess.Popen[str], port: int, printed: tuple[str, ...]
+) -> None:
+    url, user, password = printed
+    assert url == f"http://127.0.0.1:{port}/login"
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
+        assert token
+        r = c.post("/login", data={"tenant": "demo", "user": user, "password": password, "csrf": token[1]})
+        assert r.status_code == 303, r.text[:300]
+        queue = c.get("/queue?status=all&since=all")
+        assert queue.status_code == 200 and 'data-row="' in queue.text
+        with c.stream("GET", "/ui/stream?topics=alerts") as stream:
+            for line in stream.iter_lines():
+                if line == "event: ready":
+                    break
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0
