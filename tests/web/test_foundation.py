@@ -215,3 +215,12 @@ def test_demo_user_gets_a_fresh_password_each_start(console: Console) -> None:
     else:
         raise AssertionError("the previous demo password still signs in")
     password_sign_in(console.db, "demo", "demo", second, "127.0.0.9")
+
+
+def test_redirects_never_leave_the_console() -> None:
+    """Sign-in's ``next`` and every flash redirect go only to paths of this site."""
+    from bastion.web.render import local_path
+
+    for bad in ("https://evil.example/", "//evil.example", "/\\evil.example", "/\t/evil.example", "", None):
+        assert local_path(bad) == "/", bad
+    assert local_path("/cases/12?tab=timeline") == "/cases/12?tab=timeline"

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 from bastion.model import Role
 from bastion.web.session import SignedIn, has_role, optional_user
 
-__all__ = ["TEMPLATES", "NavItem", "env", "flash_redirect", "has_route", "render"]
+__all__ = ["TEMPLATES", "NavItem", "env", "flash_redirect", "has_route", "local_path", "render"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -136,13 +136,21 @@ def render(request: Request, template: str, *, status_code: int = 200, **context
     return response
 
 
+def local_path(value: str | None) -> str:
+    """``value`` when it is a path on this site, else ``/``: redirects never leave the console (no
+    ``//host``, no backslash or control characters, which browsers may turn into ``//``)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "/"
+    return value
+
+
 def flash_redirect(
     request: Request, url: str, message: str | None = None, *, error: bool = False
 ) -> RedirectResponse:
     """A 303 redirect to ``url`` (a path in the console) showing ``message`` once on the next page."""
-    if not url.startswith("/") or url.startswith("//"):
-        url = "/"
-    response = RedirectResponse(url, status_code=303)
+    response = RedirectResponse(local_path(url), status_code=303)
     if message:
         response.set_cookie(
             _FLASH_COOKIE,
