@@ -227,6 +227,7 @@ def serve_stdio(db: Database, tenant: str, api_key: str) -> None:
     session = open_session(db, tenant, api_key)
 
     async def main() -> None:
+        import bastion.agents.runtime  # noqa: F401  (the agent workflow, registered before DBOS launches)
         from bastion.respond.runtime import Executor, live_workers
 
         async with stdio_server() as (read, write):

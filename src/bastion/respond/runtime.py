@@ -141,8 +141,13 @@ class Executor:
     def launch(self) -> None:
         from dbos import DBOS
 
-        from bastion.agents import runtime as _agent_runs  # noqa: F401  (registers the agent workflow)
         from bastion.respond import engine
+
+        if self.listen:
+            # Workers recover every kind of durable run, agent runs included: register the agent
+            # workflow before DBOS launches. A command running its own run inline (listen=False) skips
+            # the import (about a second of pydantic-ai); agent commands import the runtime themselves.
+            from bastion.agents import runtime as _agent_runs  # noqa: F401
 
         loc = dbos_location(self.db)
         engine.configure(self.db)

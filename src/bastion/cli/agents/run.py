@@ -166,6 +166,7 @@ def triage(
 ) -> None:
     """Run the triage assistant now: a proposed verdict for each new case without one (or for --case).
     Proposals are shown on the case; they are applied only when the tenant opted in."""
+    import bastion.agents.runtime  # noqa: F401  (the agent workflow, registered before DBOS launches)
     from bastion.agents.assistant import propose, sweep
     from bastion.cases.errors import CaseNotFound
     from bastion.respond.runtime import unless_workers
