@@ -313,7 +313,10 @@ def test_malware_endpoint_isolates_after_approval_and_collects_the_package(env: 
             "title": "Emotet dropper executed",
             "tags": ["malware"],
             "techniques": ["T1204"],
-            "observables": [{"type": "host", "value": "ws-042.contoso.com"}, {"type": "user", "value": "bob"}],
+            "observables": [
+                {"type": "host", "value": "ws-042.contoso.com"},
+                {"type": "user", "value": "bob"},
+            ],
         },
         "malware-endpoint",
     )
