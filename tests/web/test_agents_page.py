@@ -71,3 +71,21 @@ def test_viewers_see_runs_but_cannot_start_one(console: Console, new_page: Calla
     assert "disable every user" not in c.get("/agents").text
     r = console.client("analyst").get("/agents/runs/nope")
     assert r.status_code == 404
+
+
+def test_ask_an_agent_from_a_case_page(console: Console) -> None:
+    """The case page's "Ask an agent" form starts an objective run tied to the case: it is listed with
+    the case's runs, and an unknown case is a 400 with the reason, not a run."""
+    analyst = console.client("analyst")
+    page = analyst.get(f"/cases/{console.case_id}")
+    assert page.status_code == 200 and 'id="ask-agent"' in page.text
+    r = analyst.post_form(
+        "/agents/runs", {"objective": "find related alerts for host ws-0142", "case_id": console.case_id}
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/agents/runs/")
+    run_id = r.headers["location"].rsplit("/", 1)[1]
+    run = get_agent_run(console.db, console.tenant_id, run_id)
+    assert run is not None and run["case_id"] == console.case_id and run["agent"] == "objective"
+    assert run_id in analyst.get(f"/agents?case={console.case_id}").text
+    bad = analyst.post_form("/agents/runs", {"objective": "find related alerts", "case_id": "no-such-case"})
+    assert bad.status_code == 400 and "no-such-case" in bad.text
