@@ -12,7 +12,9 @@ own automatic checkpoint stays on, at a high mark, as the safety net if that thr
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -28,6 +30,20 @@ __all__ = ["Database", "StoreConfigError"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _log = logging.getLogger(__name__)
+_REVISION = re.compile(r'^(down_revision|revision) = "([^"]*)"', re.M)
+
+
+@functools.cache
+def _head_revision() -> str | None:
+    """The newest migration: the revision no other migration names as its ``down_revision`` (read from
+    the scripts' text; None unless there is exactly one, and then Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (_MIGRATIONS / "versions").glob("*.py"):
+        for kind, value in _REVISION.findall(script.read_text(encoding="utf-8")):
+            (revisions if kind == "revision" else parents).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 # The writer checkpoints by itself only past this many WAL pages (4 KiB each); normally the background
 # checkpointer has done it long before. After a checkpoint the WAL file is cut back to the size limit.
@@ -109,7 +125,11 @@ class Database:
             yield conn
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent, cheap when already current)."""
+        """Bring the schema to the newest migration (idempotent). A store already at the newest revision
+        is recognised without loading Alembic: every command opens the store, and that check is most of
+        a short command's work otherwise."""
+        if self._at_head():
+            return
         from alembic import command
         from alembic.config import Config
 
@@ -119,6 +139,14 @@ class Database:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()
+
+    def _at_head(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except Exception:  # no version table yet (a new store) or not readable: let Alembic decide
+            return False
+        return current == [_head_revision()]
 
     def dispose(self) -> None:
         if self._checkpointer is not None:
