@@ -18,7 +18,7 @@ the tools are data (registry schemas), not Python functions to decorate.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
@@ -56,6 +56,7 @@ class McpSession:
     tenant_name: str
     role: Role
     actor: str  # mcp:<key name>
+    api_key: str = field(default="", repr=False)  # checked again on every call (revocation, role change)
 
 
 def open_session(db: Database, tenant: str, api_key: str) -> McpSession:
@@ -70,7 +71,9 @@ def open_session(db: Database, tenant: str, api_key: str) -> McpSession:
     with db.read() as conn:
         keys = TenantRepository(conn).api_keys(principal.tenant_id)
     name = next((str(k["name"]) for k in keys if k["id"] == principal.key_id), str(principal.key_id))
-    return McpSession(db, principal.tenant_id, principal.tenant_name, principal.role, f"mcp:{name}")
+    return McpSession(
+        db, principal.tenant_id, principal.tenant_name, principal.role, f"mcp:{name}", api_key.strip()
+    )
 
 
 # ------------------------------------------------------------------------------------ tools
@@ -129,6 +132,10 @@ def call_tool(session: McpSession, name: str, arguments: dict[str, Any] | None) 
 
     tool = tool_name(name)
     args = dict(arguments or {})
+    try:  # a key revoked (or a user demoted) while the assistant is connected counts from the next call
+        session = open_session(session.db, session.tenant_name, session.api_key)
+    except McpAuthError as exc:
+        return _result({"error": str(exc)}, f"error: {exc}", error=True)
     read = get_agent_tool(tool)
     if read is not None and read.impact == "read" and tool not in NOT_OVER_MCP:
         deps = AgentDeps(

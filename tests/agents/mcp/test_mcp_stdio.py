@@ -101,9 +101,14 @@ def test_keys_are_checked(sqlite_db: Database) -> None:
     create_tenant(sqlite_db, "acme")
     create_tenant(sqlite_db, "other")
     key = create_api_key(sqlite_db, "acme", role=Role.ANALYST, name="claude")
-    assert open_session(sqlite_db, "acme", key).actor == "mcp:claude"
+    session = open_session(sqlite_db, "acme", key)
+    assert session.actor == "mcp:claude" and key not in repr(session)
     with pytest.raises(McpAuthError, match="does not belong to tenant 'other'"):
         open_session(sqlite_db, "other", key)
+    assert not call_tool(session, "search_alerts", {"host": "web-01"}).is_error
     revoke_api_key(sqlite_db, "acme", key[:12])
+    # an open session: the next call is refused, with the reason
+    after = call_tool(session, "search_alerts", {"host": "web-01"})
+    assert after.is_error and "invalid or revoked" in after.content[0].text
     with pytest.raises(McpAuthError, match="invalid or revoked"):
         open_session(sqlite_db, "acme", key)
