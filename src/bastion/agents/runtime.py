@@ -60,6 +60,7 @@ __all__ = [
     "AgentRunResult",
     "UnknownAgent",
     "agent_run_workflow",
+    "cancel_agent_run",
     "get_agent_run",
     "list_agent_runs",
     "run_agent",
@@ -191,6 +192,30 @@ def get_agent_run(db: Database, tenant_id: str, run_id: str) -> dict[str, Any] |
         if run is not None:
             run["approvals"] = repo.approvals(run_id)
     return run
+
+
+def cancel_agent_run(db: Database, tenant_id: str, run_id: str, *, actor: str) -> dict[str, Any]:
+    """Stop a running or waiting agent run: it ends ``stopped`` ("cancelled by ..."), its workflow is
+    cancelled (a parked wait ends), and its pending approvals close unanswered. Audited."""
+    from bastion.respond.approvals import close_for_run
+    from bastion.respond.service import _client
+
+    with db.write() as conn:
+        repo = AgentRunRepository(conn, tenant_id)
+        run = repo.get(run_id)
+        if run is None:
+            raise AgentRunError(f"no agent run {run_id} in this tenant")
+        if run["status"] not in ACTIVE:
+            raise AgentRunError(f"agent run {run_id} is {run['status']}; only running or waiting runs stop")
+        repo.update(run_id, status="stopped", error=f"cancelled by {actor}", finished=int(time.time() * 1000))
+        TenantScope(conn, tenant_id).audit.append(actor, "agent.run.cancel", "agent_run", run_id, {})
+    client = _client(db)
+    try:
+        client.cancel_workflow(run_id)
+    finally:
+        client.destroy()
+    close_for_run(db, tenant_id, run_id, actor=actor)
+    return {"run_id": run_id, "status": "stopped"}
 
 
 def list_agent_runs(

@@ -113,3 +113,21 @@ def test_case_proposal(api: dict[str, Any]) -> None:
         assert body["proposal"]["verdict"] == "malicious" and body["auto_apply"] is False
         assert any(EVIL_IP in r for r in body["proposal"]["reasons"])
         assert viewer.get("/api/v1/agents/cases/ffffffffffffffffffffffffffffffff/proposal").status_code == 404
+
+
+def test_a_waiting_run_is_cancelled_over_the_api(api: dict[str, Any]) -> None:
+    server: RunningServer = api["server"]
+    with server.client(api["analyst"]) as analyst, server.client(api["viewer"]) as viewer:
+        parked = analyst.post(
+            "/api/v1/agents/runs", json={"objective": "block ip 198.51.100.99", "wait_s": 60}
+        ).json()
+        assert parked["status"] == "waiting_approval", parked
+        url = f"/api/v1/agents/runs/{parked['run_id']}/cancel"
+        assert viewer.post(url).status_code == 403
+        assert analyst.post("/api/v1/agents/runs/nope/cancel").status_code == 404
+        r = analyst.post(url)
+        assert r.status_code == 200 and r.json() == {"run_id": parked["run_id"], "status": "stopped"}
+        again = analyst.post(url)
+        assert again.status_code == 409 and "stopped" in again.json()["error"]
+        shown = analyst.get(f"/api/v1/agents/runs/{parked['run_id']}").json()
+        assert shown["status"] == "stopped" and shown["approvals"][0]["status"] == "expired"

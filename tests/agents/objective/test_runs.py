@@ -99,6 +99,32 @@ def test_denied_containment_is_not_done(world: dict[str, Any]) -> None:
     assert done.output["done"] == [] and any("db-7" in p or "contain" in p for p in done.output["pending"])
 
 
+def test_a_waiting_run_is_cancelled_and_its_approval_closes(world: dict[str, Any]) -> None:
+    import time
+
+    from bastion.agents.runtime import AgentRunError, cancel_agent_run, get_agent_run
+    from bastion.respond.approvals import get_approval
+
+    db, tid, falcon = world["db"], world["tenant"], world["falcon"]
+    falcon.add("eeee0000eeee0000eeee0000eeee0000", "app-9")
+    view = start_run(db, tid, "isolate host app-9", actor="user:alice", wait_s=120)
+    assert view["status"] == "waiting_approval"
+    approval_id = view["approvals"][0]["approval_id"]
+    assert cancel_agent_run(db, tid, view["run_id"], actor="user:alice") == {
+        "run_id": view["run_id"],
+        "status": "stopped",
+    }
+    assert get_approval(db, tid, approval_id).status == "expired"  # nobody is asked any more
+    time.sleep(1.5)  # the parked workflow wakes, sees it is cancelled, and changes nothing
+    run = get_agent_run(db, tid, view["run_id"])
+    assert run is not None and run["status"] == "stopped" and run["error"] == "cancelled by user:alice"
+    assert falcon.devices["eeee0000eeee0000eeee0000eeee0000"]["status"] == "normal"
+    with pytest.raises(AgentRunError, match="only running or waiting"):
+        cancel_agent_run(db, tid, view["run_id"], actor="user:alice")
+    with db.read() as conn:
+        assert "agent.run.cancel" in [e.action for e in TenantScope(conn, tid).audit.entries()]
+
+
 def assistant_policy(db: Database, tid: str, settings: dict[str, Any]) -> None:
     """Set the triage policy's ``assistant`` section (what `bastion triage policy set` stores)."""
     with db.write() as conn:

@@ -120,6 +120,19 @@ def get_run(request: Request, principal: CurrentPrincipal, run_id: str) -> JSON:
     return JSON(view)
 
 
+@router.post("/runs/{run_id}/cancel", summary="Stop a running or waiting agent run")
+def cancel_run(request: Request, principal: Analyst, run_id: str) -> JSON:
+    from bastion.agents.runtime import AgentRunError, cancel_agent_run, get_agent_run
+
+    db = request.app.state.db
+    if get_agent_run(db, principal.tenant_id, run_id) is None:
+        raise ApiError(404, f"no agent run {run_id} in this tenant")
+    try:
+        return JSON(cancel_agent_run(db, principal.tenant_id, run_id, actor=principal.actor))
+    except AgentRunError as exc:  # already finished
+        raise ApiError(409, str(exc)) from None
+
+
 @router.get("/cases/{case_id}/proposal", summary="The triage assistant's proposal for a case")
 def get_proposal(request: Request, principal: CurrentPrincipal, case_id: str) -> JSON:
     from bastion.agents.assistant import assistant_settings, latest_proposal
