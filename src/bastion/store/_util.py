@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Table
 
 T = TypeVar("T")
 
-__all__ = ["chunks", "new_id", "now_ms"]
+__all__ = ["bulk_insert", "chunks", "new_id", "now_ms"]
 
 
 def now_ms() -> int:
@@ -24,3 +27,21 @@ def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
     """``items`` in slices of ``size``: ``IN (...)`` lists stay under the databases' parameter limits."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) with one driver-level ``executemany``: none of
+    SQLAlchemy's per-row parameter processing, which was a quarter of the time of storing alerts with
+    their observables. Only for plain values (str, int, bool, None) that need no type conversion."""
+    if not rows:
+        return
+    names = list(rows[0])
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join([mark] * len(names))})"
+    )
+    row_values = itemgetter(*names)
+    params = [row_values(row) for row in rows] if len(names) > 1 else [(row[names[0]],) for row in rows]
+    conn.exec_driver_sql(sql, params)

@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity, Verdict
-from bastion.store._util import chunks, new_id, now_ms
+from bastion.store._util import bulk_insert, chunks, new_id, now_ms
 from bastion.store.events import index_value
 from bastion.store.tables import alert_observables, alerts
 
@@ -119,10 +119,8 @@ class AlertRepository:
                 {"tenant_id": self.tenant_id, "alert_id": stored.id, "type": t, "value": v}
                 for t, v in sorted(pairs)
             )
-        if rows:
-            self.conn.execute(alerts.insert(), rows)
-        if obs_rows:
-            self.conn.execute(alert_observables.insert(), obs_rows)
+        bulk_insert(self.conn, alerts, rows)
+        bulk_insert(self.conn, alert_observables, obs_rows)
         return out
 
     def open_by_fingerprints(self, fingerprints: Iterable[str]) -> dict[str, Alert]:

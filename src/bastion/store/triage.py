@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
 )
 
-from bastion.store._util import chunks
+from bastion.store._util import bulk_insert, chunks
 from bastion.store.tables import (
     alert_observables,
     alerts,
@@ -266,24 +266,31 @@ class TriageRepository:
 
     # -- writes (rows carry every column but the tenant, which is added here)
 
-    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(table.insert(), [{**r, "tenant_id": self.tenant_id} for r in rows])
+    def _insert(self, table: Table, rows: list[dict[str, Any]], *, plain: bool = False) -> None:
+        """``plain``: every column of the rows is a plain value with no client-side default, so the
+        rows go through the driver's executemany directly (the high-volume tables of a batch)."""
+        if not rows:
+            return
+        tagged = [{**r, "tenant_id": self.tenant_id} for r in rows]
+        if plain:
+            bulk_insert(self.conn, table, tagged)
+        else:
+            self.conn.execute(table.insert(), tagged)
 
     def insert_cases(self, rows: list[dict[str, Any]]) -> None:
         self._insert(cases, rows)
 
     def insert_case_alerts(self, rows: list[dict[str, Any]]) -> None:
-        self._insert(case_alerts, rows)
+        self._insert(case_alerts, rows, plain=True)
 
     def insert_timeline(self, rows: list[dict[str, Any]]) -> None:
-        self._insert(case_timeline, rows)
+        self._insert(case_timeline, rows, plain=True)
 
     def insert_tasks(self, rows: list[dict[str, Any]]) -> None:
         self._insert(case_tasks, rows)
 
     def insert_case_observables(self, rows: list[dict[str, Any]]) -> None:
-        self._insert(case_observables, rows)
+        self._insert(case_observables, rows, plain=True)
 
     def update_cases(self, rows: list[dict[str, Any]]) -> None:
         """Triage's view of existing cases: score, components, techniques, tactics, newest alert."""
