@@ -23,16 +23,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
-from bastion.store import Database
-
 __all__ = [
     "CrowdStrikeDouble",
     "DefenderDouble",
     "Double",
     "SentinelOneDouble",
-    "changes",
     "serve",
-    "tenant_store",
 ]
 
 
@@ -105,45 +101,6 @@ def serve(double: Double) -> Iterator[Double]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def tenant_store(
-    path: str, connection: str, config: dict[str, Any], secrets: dict[str, str]
-) -> tuple[Database, str]:
-    """A migrated SQLite store given to the engine (record_change writes there), with one tenant whose
-    connection and vault secrets are the vendor's (call_action and undo read them there)."""
-    from bastion.respond.engine import configure
-    from bastion.tenancy.connections import set_connection
-    from bastion.tenancy.secrets import set_secret
-    from bastion.tenancy.service import create_tenant
-
-    db = Database(f"sqlite:///{path}")
-    db.migrate()
-    configure(db)
-    tenant, _ = create_tenant(db, "acme", actor="test")
-    for name, value in secrets.items():
-        set_secret(db, tenant.id, name, value, actor="test")
-    set_connection(db, tenant.id, connection, config, actor="test")
-    return db, tenant.id
-
-
-def changes(db: Database, tenant_id: str) -> list[dict[str, Any]]:
-    """The tenant's recorded changes, oldest first, JSON columns decoded."""
-    from sqlalchemy import select
-
-    from bastion.store.connectors import action_changes
-
-    with db.read() as conn:
-        rows = conn.execute(
-            select(action_changes)
-            .where(action_changes.c.tenant_id == tenant_id)
-            .order_by(action_changes.c.created, action_changes.c.id)
-        ).mappings()
-        out = [dict(r) for r in rows]
-    for row in out:
-        for key in ("prior", "change", "undo_inputs"):
-            row[key] = orjson.loads(row[key])
-    return out
 
 
 def _json(body: bytes) -> Any:

@@ -16,7 +16,8 @@ from bastion.connectors import ActionContext, ActionError, get_action
 from bastion.connectors.call import call_action
 from bastion.connectors.core import SSRFError
 from bastion.connectors.undo import undo_change
-from tests.connectors.edr_servers import CrowdStrikeDouble, changes, serve, tenant_store
+from tests.connectors.edr_servers import CrowdStrikeDouble, serve
+from tests.connectors.recorded import changes, tenant_store
 
 HOST = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 SECRETS = {

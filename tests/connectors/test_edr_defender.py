@@ -17,7 +17,8 @@ import bastion.connectors.defender  # noqa: F401  (registers the defender.* acti
 from bastion.connectors import ActionContext, ActionError, get_action
 from bastion.connectors.call import call_action
 from bastion.connectors.undo import undo_change
-from tests.connectors.edr_servers import DEFENDER_SCOPE, DefenderDouble, changes, serve, tenant_store
+from tests.connectors.edr_servers import DEFENDER_SCOPE, DefenderDouble, serve
+from tests.connectors.recorded import changes, tenant_store
 
 MACHINE = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 OTHER = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"

@@ -16,7 +16,8 @@ import bastion.connectors.sentinelone  # noqa: F401  (registers the sentinelone.
 from bastion.connectors import ActionContext, ActionError, get_action
 from bastion.connectors.call import call_action
 from bastion.connectors.undo import undo_change
-from tests.connectors.edr_servers import SentinelOneDouble, changes, serve, tenant_store
+from tests.connectors.edr_servers import SentinelOneDouble, serve
+from tests.connectors.recorded import changes, tenant_store
 
 AGENT = "1358209342316456789"
 SECRETS = {"sentinelone_api_token": SentinelOneDouble.token}

@@ -18,7 +18,8 @@ from bastion.connectors.call import call_action
 from bastion.connectors.policy import invoke
 from bastion.connectors.registry import ActionContext, ActionError, get_action
 from bastion.connectors.vendor_http import VendorError, clear_token_cache
-from tests.connectors.vendor_servers import EntraDouble, change_count, change_row, serve, tenant_store
+from tests.connectors.recorded import change_count, change_row, tenant_store
+from tests.connectors.vendor_servers import EntraDouble, serve
 
 ACTIONS = (
     "entra.get_user",

@@ -18,7 +18,8 @@ from bastion.connectors.registry import ActionContext, ActionError, get_action
 from bastion.connectors.undo import expire_changes
 from bastion.connectors.vendor_http import VendorError, VendorRateLimited, retry_delay
 from bastion.store import Database
-from tests.connectors.vendor_servers import OktaDouble, change_count, change_row, serve, tenant_store
+from tests.connectors.recorded import change_count, change_row, tenant_store
+from tests.connectors.vendor_servers import OktaDouble, serve
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from bastion.store import Database
-
-__all__ = ["EntraDouble", "OktaDouble", "Seen", "change_count", "change_row", "serve", "tenant_store"]
+__all__ = ["EntraDouble", "OktaDouble", "Seen", "serve"]
 
 
 @dataclass
@@ -454,47 +452,3 @@ def serve(double: _Double) -> Iterator[_Double]:
         server.server_close()
 
 
-# ---------------------------------------------------------------------------------------- store
-
-
-def tenant_store(
-    path: str, connection: str, config: dict[str, Any], secrets: dict[str, str]
-) -> tuple[Database, str]:
-    """A migrated SQLite store the engine uses (record_change needs it), one tenant with the vendor's
-    connection and secrets in the vault (call_action reads them there)."""
-    from bastion.respond.engine import configure
-    from bastion.tenancy.connections import set_connection
-    from bastion.tenancy.secrets import set_secret
-    from bastion.tenancy.service import create_tenant
-
-    db = Database(f"sqlite:///{path}")
-    db.migrate()
-    configure(db)
-    tenant, _ = create_tenant(db, "acme", actor="test")
-    for name, value in secrets.items():
-        set_secret(db, tenant.id, name, value, actor="test")
-    set_connection(db, tenant.id, connection, config, actor="test")
-    return db, tenant.id
-
-
-def change_row(db: Database, change_id: str) -> dict[str, Any]:
-    """The recorded change, JSON columns decoded."""
-    from sqlalchemy import select
-
-    from bastion.store.connectors import action_changes
-
-    with db.read() as conn:
-        row = conn.execute(select(action_changes).where(action_changes.c.id == change_id)).mappings().one()
-    out = dict(row)
-    for key in ("prior", "change", "undo_inputs"):
-        out[key] = orjson.loads(out[key])
-    return out
-
-
-def change_count(db: Database) -> int:
-    from sqlalchemy import func, select
-
-    from bastion.store.connectors import action_changes
-
-    with db.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(action_changes)).scalar_one())

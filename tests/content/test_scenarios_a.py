@@ -44,6 +44,7 @@ from tests.connectors.ldap_server import (
     ppolicy_slapd,
     seed_people,
 )
+from tests.connectors.recorded import changes as recorded_changes
 
 MACHINE = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 FALCON_HOST = "fin-ws-07"
@@ -339,7 +340,7 @@ def test_malware_endpoint_isolates_after_approval_and_collects_the_package(env: 
     package = [a for a in defender.actions if a["type"] == "CollectInvestigationPackage"]
     assert detail["outputs"]["package_action"] == package[0]["id"]
     changes = [
-        c for c in edr_servers.changes(env["db"], env["tenant"]) if c["action"] == "defender.isolate_machine"
+        c for c in recorded_changes(env["db"], env["tenant"]) if c["action"] == "defender.isolate_machine"
     ]
     assert [c["id"] for c in changes] == [detail["outputs"]["change_id"]]
     assert changes[0]["undo_action"] == "defender.release_machine"
@@ -463,9 +464,7 @@ def test_c2_beaconing_blocks_addresses_on_the_edl_and_domains_at_the_resolver(en
     zone = env["dns"] / f"{env['tenant']}.local-zone.conf"
     assert read_blocks({"local_zone_file": str(zone)}) == ["cdn-update.example.net"]
     assert 'local-zone: "cdn-update.example.net." always_nxdomain' in zone.read_text()
-    recorded = sorted(
-        c["action"] for c in edr_servers.changes(env["db"], env["tenant"]) if c["run_id"] == rid
-    )
+    recorded = sorted(c["action"] for c in recorded_changes(env["db"], env["tenant"]) if c["run_id"] == rid)
     assert recorded == ["dns.block_domain", "edl.add", "edl.add"]
     case = case_of(env, detail["outputs"]["case_id"])
     assert case.title == "C2 beaconing from ws-113: Beacon every 60 s to a Cobalt Strike team server"
@@ -506,7 +505,7 @@ def test_ransomware_pages_contains_the_host_and_disables_the_user(env: dict[str,
     assert [r["query"]["action_name"] for r in contain] == [["contain"]]
     assert orjson.loads(contain[0]["body"]) == {"ids": [FALCON_DEVICE]}
     assert not can_bind(env["ldap"], BOB, PASSWORDS["bob"])
-    recorded = {c["action"]: c for c in edr_servers.changes(env["db"], env["tenant"])}
+    recorded = {c["action"]: c for c in recorded_changes(env["db"], env["tenant"])}
     assert recorded["crowdstrike.contain_host"]["undo_action"] == "crowdstrike.lift_containment"
     assert recorded["ldap.disable_user"]["undo_action"] == "ldap.enable_user"
     case = case_of(env, detail["outputs"]["case_id"])

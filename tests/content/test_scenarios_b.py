@@ -44,6 +44,7 @@ from tests.connectors import edr_servers, saas_servers, vendor_servers
 from tests.connectors.edr_servers import SentinelOneDouble
 from tests.connectors.ldap_server import ADMIN, ADMIN_PASSWORD, SUFFIX, can_bind, seed_people
 from tests.connectors.ldap_server import PASSWORDS as LDAP_PASSWORDS
+from tests.connectors.recorded import changes as recorded_changes
 from tests.connectors.saas_servers import (
     JiraDouble,
     PagerDutyDouble,
@@ -385,7 +386,7 @@ def test_lookalike_domain_from_a_domain_feed(env: dict[str, Any]) -> None:
     assert [e["value"] for e in entries] == ["acmebank-login.com"]
     assert entries[0]["expires"] is not None
     out = detail["outputs"]
-    rows = {r["id"]: r for r in edr_servers.changes(db, tid)}
+    rows = {r["id"]: r for r in recorded_changes(db, tid)}
     assert rows[out["dns_change_id"]]["undo_action"] == "dns.unblock_domain"
     assert rows[out["edl_change_id"]]["undo_inputs"] == {
         "list": "blocked-domains",
@@ -431,7 +432,7 @@ def test_data_exfiltration_blocks_isolates_and_pages(env: dict[str, Any]) -> Non
         assert [e["value"] for e in list_entries(conn, tid, "blocked-ips")] == ["203.0.113.77"]
     out = detail["outputs"]
     assert out["agent_id"] == AGENT and out["destination_ip"] == "203.0.113.77"
-    rows = {r["id"]: r for r in edr_servers.changes(db, tid)}
+    rows = {r["id"]: r for r in recorded_changes(db, tid)}
     assert rows[out["disconnect_change_id"]]["undo_action"] == "sentinelone.reconnect_agent"
     assert rows[out["block_change_id"]]["action"] == "edl.add"
     case = case_of(env, out["case_id"])
@@ -501,7 +502,7 @@ def test_insider_offboarding_from_the_webhook(env: dict[str, Any]) -> None:
         conn.unbind()
     assert f"uid=alice,ou=people,{SUFFIX}".lower() not in members
     out = detail["outputs"]
-    rows = {r["id"]: r for r in edr_servers.changes(db, tid)}
+    rows = {r["id"]: r for r in recorded_changes(db, tid)}
     assert rows[out["disable_change_id"]]["undo_action"] == "ldap.enable_user"
     assert rows[out["okta_change_id"]]["undo_action"] == "okta.unsuspend_user"
     assert rows[out["group_change_id"]]["undo_inputs"] == {"username": "alice", "group": ADMINS}
