@@ -197,8 +197,7 @@ def get_agent_run(db: Database, tenant_id: str, run_id: str) -> dict[str, Any] |
 def cancel_agent_run(db: Database, tenant_id: str, run_id: str, *, actor: str) -> dict[str, Any]:
     """Stop a running or waiting agent run: it ends ``stopped`` ("cancelled by ..."), its workflow is
     cancelled (a parked wait ends), and its pending approvals close unanswered. Audited."""
-    from bastion.respond.approvals import close_for_run
-    from bastion.respond.service import _client
+    from bastion.respond.service import stop_workflow
 
     with db.write() as conn:
         repo = AgentRunRepository(conn, tenant_id)
@@ -209,12 +208,7 @@ def cancel_agent_run(db: Database, tenant_id: str, run_id: str, *, actor: str) -
             raise AgentRunError(f"agent run {run_id} is {run['status']}; only running or waiting runs stop")
         repo.update(run_id, status="stopped", error=f"cancelled by {actor}", finished=int(time.time() * 1000))
         TenantScope(conn, tenant_id).audit.append(actor, "agent.run.cancel", "agent_run", run_id, {})
-    client = _client(db)
-    try:
-        client.cancel_workflow(run_id)
-    finally:
-        client.destroy()
-    close_for_run(db, tenant_id, run_id, actor=actor)
+    stop_workflow(db, tenant_id, run_id, actor=actor)
     return {"run_id": run_id, "status": "stopped"}
 
 

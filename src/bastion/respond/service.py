@@ -36,6 +36,7 @@ __all__ = [
     "retry_run",
     "run_detail",
     "start_run",
+    "stop_workflow",
     "trigger_webhook",
     "wait_run",
 ]
@@ -249,17 +250,22 @@ def cancel_run(db: Database, tenant_id: str, run_id: str, *, actor: str) -> dict
             )
         repo.set_run_status(run_id, "cancelled", error=f"cancelled by {actor}")
         TenantScope(conn, tenant_id).audit.append(actor, "run.cancel", "run", run_id, {})
-    client = _client(db)
-    try:
-        client.cancel_workflow(run_id)
-    finally:
-        client.destroy()
-    # Its open approval requests close with it (no one is asked to decide them), and a step parked on
-    # one is woken so that it stops waiting instead of holding its worker thread until a recheck.
+    stop_workflow(db, tenant_id, run_id, actor=actor)
+    return {"run_id": run_id, "status": "cancelled"}
+
+
+def stop_workflow(db: Database, tenant_id: str, workflow_id: str, *, actor: str) -> None:
+    """Cancel a durable run's DBOS workflow (a workflow run or an agent run; the caller has already
+    marked its record) and close its open approval requests: no one is asked to decide them, and a step
+    parked on one is woken so that it stops waiting instead of holding its worker thread until a recheck."""
     from bastion.respond.approvals import close_for_run
 
-    close_for_run(db, tenant_id, run_id, actor=actor)
-    return {"run_id": run_id, "status": "cancelled"}
+    client = _client(db)
+    try:
+        client.cancel_workflow(workflow_id)
+    finally:
+        client.destroy()
+    close_for_run(db, tenant_id, workflow_id, actor=actor)
 
 
 def retry_run(db: Database, tenant_id: str, run_id: str, *, actor: str, enqueue: bool = True) -> str:
