@@ -263,15 +263,23 @@ def _start(db: Database, tenant_id: str, run_id: str, *, enqueue: bool | None = 
 # ------------------------------------------------------------------------------------ the run
 
 
-class _Abandoned(Exception):
-    """This execution of the run belongs to an executor that has shut down; another one owns the run."""
+class _Abandoned(BaseException):
+    """This execution of the run belongs to an executor that is shutting down or has shut down; the
+    run stays pending for the next one. A BaseException, so that neither the run's own error handling
+    nor DBOS (which records any Exception a workflow raises as its outcome) takes it for the run's end."""
 
 
 def _check_owner() -> None:
-    """Stop a run's execution left behind by an executor that shut down in this process (its thread may
-    wake up after a new executor started here and took the run over): it must not act, nor record."""
+    """Stop a run's execution when its executor is going away: while ``DBOS.destroy`` runs (a command
+    that ran the run inline exits with the run parked on an approval; the wait's next database check
+    fails on the stopped thread pool), or after a new executor started in this process and took the run
+    over. Such an execution must not act, nor record an outcome."""
     from dbos._context import get_local_dbos_context
 
+    from bastion.respond.runtime import _executor_launched
+
+    if not _executor_launched():
+        raise _Abandoned("the executor is shutting down; the run stays pending for the next one")
     ctx = get_local_dbos_context()
     if ctx is not None and ctx.executor_id != DBOS.executor_id:
         raise _Abandoned(f"executor {ctx.executor_id} is gone; {DBOS.executor_id} owns the run now")
@@ -590,8 +598,9 @@ async def _agent_run(tenant_id: str, run_id: str) -> dict[str, Any]:
                 status, error = "stopped", str(exc)
             finally:
                 messages = list(captured)
-    except (DBOSException, _Abandoned):
-        raise  # the engine is going away, or went: the run stays pending for another executor
+    except DBOSException:
+        _check_owner()  # the engine went away under the run: it stays pending for another executor
+        raise
     except _ModelFailed as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # the run ends failed with the reason; nothing is left "running"

@@ -309,6 +309,12 @@ def install_delivery(db: Database | None = None, *, factory: Any = None) -> None
 
 
 def _executor_launched() -> bool:
+    """This process is a DBOS executor that is up: launched, and not shutting down (``DBOS.destroy``
+    clears ``_initialized`` first, before it stops the thread pool and closes the system database)."""
     from dbos._dbos import _dbos_global_instance
 
-    return _dbos_global_instance is not None and bool(getattr(_dbos_global_instance, "_launched", False))
+    return (
+        _dbos_global_instance is not None
+        and bool(getattr(_dbos_global_instance, "_launched", False))
+        and bool(getattr(_dbos_global_instance, "_initialized", False))
+    )
