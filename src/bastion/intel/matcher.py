@@ -23,7 +23,7 @@ from typing import Any
 from bastion.intel.normalize import InvalidIndicator, normalize_url
 from bastion.model.intel import IndicatorType
 
-__all__ = ["Matcher", "observable_kinds"]
+__all__ = ["Matcher", "ip_range", "observable_kinds"]
 
 _T = IndicatorType
 _HASHES = frozenset({_T.MD5, _T.SHA1, _T.SHA256})
@@ -104,6 +104,40 @@ def _drop(d: dict[str, Any], key: str, ident: int) -> None:
         del d[key]
     else:
         d[key] = rest[0] if len(rest) == 1 else rest
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _ipv4_int(text: str) -> int | None:
+    """Dotted-quad IPv4 as an integer, as strictly as ``ipaddress`` reads it (four decimal octets, no
+    leading zeros), without building an address object: loading ~140k warning-list ranges spends most
+    of its time there otherwise."""
+    if _IPV4.fullmatch(text) is None:
+        return None
+    return _from_bytes(_aton(text), "big")
+
+
+def ip_range(text: str) -> tuple[int, int, int] | None:
+    """``(version, first, last)`` of an address or CIDR range (host bits ignored, as ``strict=False``),
+    or None when ``text`` is neither."""
+    addr, slash, plen = text.partition("/")
+    if ":" not in addr:
+        n = _ipv4_int(addr)
+        if n is None:
+            return None
+        if not slash:
+            return 4, n, n
+        if not (plen.isascii() and plen.isdigit()) or int(plen) > 32:
+            return None
+        host = (1 << (32 - int(plen))) - 1
+        return 4, n & ~host, (n & ~host) | host
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return net.version, int(net.network_address), int(net.broadcast_address)
 
 
 def _ids(found: Any) -> tuple[int, ...]:
@@ -223,14 +257,19 @@ class Matcher:
                 _put(self._exact[_KIND_OF.get(kind, "file")], value, ident)
             return
         if kind is _T.CIDR:
-            net = ipaddress.ip_network(value, strict=False)
-            ranges = self._v4 if net.version == 4 else self._v6
-            ranges.add(int(net.network_address), int(net.broadcast_address), ident)
+            found = ip_range(value)
+            if found is None:
+                raise ValueError(f"not an IP range: {value!r}")
+            self.add_range(ident, *found)
             return
         if kind is _T.DOMAIN and exact:
             _put(self._domain_exact, value, ident)
             return
         _put(self._exact[_KIND_OF[kind]], value, ident)
+
+    def add_range(self, ident: int, version: int, first: int, last: int) -> None:
+        """Index the addresses ``first``..``last`` (integers) of IP ``version`` under ``ident``."""
+        (self._v4 if version == 4 else self._v6).add(first, last, ident)
 
     def remove(self, ident: int, kind: IndicatorType, value: str, *, exact: bool = False) -> None:
         self.count -= 1
@@ -238,9 +277,10 @@ class Matcher:
         if self._regex.pop(ident, None) is not None:
             return
         if kind is _T.CIDR:
-            net = ipaddress.ip_network(value, strict=False)
-            ranges = self._v4 if net.version == 4 else self._v6
-            ranges.remove(int(net.network_address), int(net.broadcast_address), ident)
+            found = ip_range(value)
+            if found is not None:
+                version, first, last = found
+                (self._v4 if version == 4 else self._v6).remove(first, last, ident)
             return
         if kind is _T.DOMAIN and exact:
             _drop(self._domain_exact, value, ident)

@@ -18,13 +18,17 @@ from typing import Any
 import ahocorasick
 import orjson
 
-from bastion.intel.matcher import Matcher
+from bastion.intel.matcher import Matcher, ip_range
 from bastion.intel.normalize import classify
 from bastion.model.intel import IndicatorType
 
 __all__ = ["WarningList", "WarningLists", "default_path", "shared_warninglists"]
 
 _ROOT = Path(__file__).resolve().parents[3]
+
+
+def _dotted(n: int) -> str:
+    return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
 class WarningList:
@@ -85,15 +89,15 @@ class WarningLists:
         m = self._matcher
         for v in entries:
             if kind == "cidr":
-                try:
-                    net = ipaddress.ip_network(v, strict=False)
-                except ValueError:
+                found = ip_range(v)
+                if found is None:
                     continue
-                if net.num_addresses == 1:
-                    t = IndicatorType.IPV4 if net.version == 4 else IndicatorType.IPV6
-                    m.add(ident, t, str(net.network_address))
+                version, first, last = found
+                if first == last:  # one address: an exact value, the faster lookup
+                    t = IndicatorType.IPV4 if version == 4 else IndicatorType.IPV6
+                    m.add(ident, t, str(ipaddress.ip_address(first) if version == 6 else _dotted(first)))
                 else:
-                    m.add(ident, IndicatorType.CIDR, str(net))
+                    m.add_range(ident, version, first, last)
             elif kind == "hostname":
                 m.add(ident, IndicatorType.DOMAIN, v.lower().strip(".").removeprefix("*."))
             elif kind == "substring":
