@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
-from bastion.intel.matcher import Matcher
+from bastion.intel.matcher import Matcher, ip_range
 from bastion.intel.normalize import InvalidIndicator, classify, normalize, normalize_url
 from bastion.model.intel import IndicatorType as T
 
@@ -110,3 +112,39 @@ def test_match_many_agrees_with_match() -> None:
     assert sorted(m.match_many([("domain", "a.evil.example")])[0]) == [4, 12, 13]
     m.add(14, T.FILE_NAME, r"^pay.*\.exe$", pattern=True)
     assert 14 in m.match_many([("file_path", "C:\\payload.exe")])[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.2.3.4",
+        "1.2.3.4/24",
+        "0.0.0.0/0",
+        "255.255.255.255/32",
+        "10.1.2.3/08",
+        "2001:db8::/32",
+        "::1",
+        # what ipaddress refuses, the fast IPv4 reader refuses too
+        "010.1.1.1",
+        "1.2.3",
+        "1.2.3.256",
+        "1.2.3.4/33",
+        "1.2.3.4/",
+        "1.2.3.4/+8",
+        "\u0661.2.3.4",
+        " 1.2.3.4",
+        "1.2.3.4\n",
+        "example.org",
+    ],
+)
+def test_ip_range_reads_exactly_what_ipaddress_reads(text: str) -> None:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+        expected: tuple[int, int, int] | None = (
+            net.version,
+            int(net.network_address),
+            int(net.broadcast_address),
+        )
+    except ValueError:
+        expected = None
+    assert ip_range(text) == expected
