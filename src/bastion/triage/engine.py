@@ -464,14 +464,18 @@ def triage_alerts(
     batch.write()
     if hits:
         suppress.record_hits(scope.conn, scope.tenant_id, dict(hits), now)
-    for row in batch.case_rows:
-        scope.audit.append(
-            ACTOR,
-            "case.create",
-            "case",
-            row["id"],
-            {"title": row["title"], "severity": row["severity_id"], "number": row["number"]},
-        )
+    scope.audit.append_many(
+        [
+            (
+                ACTOR,
+                "case.create",
+                "case",
+                row["id"],
+                {"title": row["title"], "severity": row["severity_id"], "number": row["number"]},
+            )
+            for row in batch.case_rows
+        ]
+    )
     return result
 
 
