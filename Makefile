@@ -17,7 +17,7 @@ run: install
 
 ## The whole suite: start the services the tests need, lint, type-check, run every test.
 test: install services lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 services:
 	bash scripts/test-services.sh
