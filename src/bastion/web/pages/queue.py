@@ -32,6 +32,7 @@ router = APIRouter()
 nav = [NavItem("Queue", "/queue", order=10)]
 
 PAGE_SIZE = 200
+PAGE_SIZES = (25, 50, 100, 200, 500)
 _OPEN = (AlertStatus.NEW, AlertStatus.ACKNOWLEDGED, AlertStatus.IN_PROGRESS)
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 SEVERITIES = ["informational", "low", "medium", "high", "critical"]
@@ -52,9 +53,22 @@ class Filters:
     rule: str = ""
     entity: str = ""
     since: str = "7d"
+    size: int = PAGE_SIZE
+    before: str = ""  # the page's cursor: "<time>:<id>" of the last alert of the page before it
 
-    def query(self) -> str:
-        return urlencode({k: v for k, v in self.__dict__.items() if v})
+    def query(self, **changes: Any) -> str:
+        """The filters (with ``changes``) as a query string; the default page size left out."""
+        values = {**self.__dict__, **changes}
+        if values["size"] == PAGE_SIZE:
+            values.pop("size")
+        return urlencode({k: v for k, v in values.items() if v})
+
+    def cursor(self) -> tuple[int, str] | None:
+        """``before`` as (time, id); None for the first page or a cursor that is not one of ours."""
+        t, _, aid = self.before.partition(":")
+        if not (t.isascii() and t.isdigit() and aid.isascii() and aid.isalnum()):
+            return None
+        return int(t), aid
 
 
 def severity_name(sev: int | Severity) -> str:
@@ -79,7 +93,8 @@ def entities(alert: Alert, n: int = 4) -> list[tuple[str, str]]:
     return seen[:n]
 
 
-def _list(db: Database, tenant_id: str, f: Filters) -> list[Alert]:
+def _list(db: Database, tenant_id: str, f: Filters) -> tuple[list[Alert], str]:
+    """One page of the queue, newest first, and the cursor of the next (older) page ("" at the end)."""
     try:
         min_sev = Severity.parse(f.severity) if f.severity else None
     except ValueError:
@@ -93,21 +108,27 @@ def _list(db: Database, tenant_id: str, f: Filters) -> list[Alert]:
     else:
         statuses = [None]
     found: list[Alert] = []
+    more = False
     with db.read() as conn:
         repo = TenantScope(conn, tenant_id).alerts
         for status in statuses:
-            rows, _ = repo.list(
+            rows, next_cursor = repo.list(
                 status=status,
                 min_severity=min_sev,
                 source=f.source or None,
                 start=start,
                 value=f.entity or None,
                 rule_id=f.rule or None,
-                limit=PAGE_SIZE,
+                limit=f.size,
+                before=f.cursor(),
             )
             found.extend(rows)
+            more = more or next_cursor is not None
+    # each status's query is in (time, id) order, so the merged page continues from its last alert
     found.sort(key=lambda a: (a.time, a.id or ""), reverse=True)
-    return found[:PAGE_SIZE]
+    more = more or len(found) > f.size
+    page = found[: f.size]
+    return page, (f"{page[-1].time}:{page[-1].id}" if more and page else "")
 
 
 def _people(db: Database, tenant_id: str) -> list[str]:
@@ -131,10 +152,21 @@ def queue_page(
     rule: Annotated[str, Query(max_length=200)] = "",
     entity: Annotated[str, Query(max_length=500)] = "",
     since: Annotated[str, Query(max_length=10)] = "7d",
+    size: Annotated[int, Query(ge=1, le=max(PAGE_SIZES))] = PAGE_SIZE,
+    before: Annotated[str, Query(max_length=80)] = "",
 ) -> Response:
-    f = Filters(severity.strip(), status.strip(), source.strip(), rule.strip(), entity.strip(), since.strip())
+    f = Filters(
+        severity.strip(),
+        status.strip(),
+        source.strip(),
+        rule.strip(),
+        entity.strip(),
+        since.strip(),
+        size,
+        before.strip(),
+    )
     db: Database = request.app.state.db
-    alerts = _list(db, user.tenant_id, f)
+    alerts, older = _list(db, user.tenant_id, f)
     rows: list[dict[str, Any]] = [
         {
             "alert": a,
@@ -155,7 +187,9 @@ def queue_page(
         since_options=[*SINCE, "all"],
         verdicts=[v.value for v in Verdict],
         people=_people(db, user.tenant_id) if user.can(Role.ANALYST) else [],
-        page_size=PAGE_SIZE,
+        page_sizes=PAGE_SIZES,
+        older=f.query(before=older) if older else "",
+        newest=f.query(before="") if f.before else "",
     )
 
 
