@@ -109,3 +109,22 @@ def test_enrich_alert(db: Database, tenant_id: str, tmp_path: Path) -> None:
     # The batch stage gives the same answers.
     staged = enrich_alerts(db, tenant_id, [a, b], warninglists=_warninglists())
     assert [x.severity for x, _ in staged] == [Severity.CRITICAL, Severity.LOW]
+
+
+def test_warning_list_addresses_and_ranges_of_both_families() -> None:
+    """Single addresses (IPv4 and IPv6, written with or without a /32 or /128) and ranges match what
+    they hold and nothing beside; a malformed entry is skipped, not fatal."""
+    wl = WarningLists()
+    wl.add(
+        "resolvers",
+        {
+            "type": "cidr",
+            "list": ["192.0.2.53", "198.51.100.7/32", "::1/128", "2001:db8::53", "203.0.113.0/24",
+                     "2001:db8:1::/48", "not-an-address", "010.0.0.1"],
+        },
+    )  # fmt: skip
+    for hit in ("192.0.2.53", "198.51.100.7", "203.0.113.200", "::1", "2001:db8::53", "2001:db8:1::9"):
+        assert [x.name for x in wl.check(hit)] == ["resolvers"], hit
+    for miss in ("192.0.2.54", "203.0.114.1", "0.0.0.1", "2001:db8:2::1", "8.0.0.1"):
+        assert wl.check(miss) == [], miss
+    assert wl.lists[0].size == 8

@@ -95,7 +95,7 @@ class WarningLists:
                 version, first, last = found
                 if first == last:  # one address: an exact value, the faster lookup
                     t = IndicatorType.IPV4 if version == 4 else IndicatorType.IPV6
-                    m.add(ident, t, str(ipaddress.ip_address(first) if version == 6 else _dotted(first)))
+                    m.add(ident, t, str(ipaddress.IPv6Address(first)) if version == 6 else _dotted(first))
                 else:
                     m.add_range(ident, version, first, last)
             elif kind == "hostname":
