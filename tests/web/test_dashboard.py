@@ -1,18 +1,21 @@
 """The dashboard in a real browser and over HTTP: the triage metrics of a period from the demo data set,
-the report's SVG charts, the period and filter picker, at desktop and phone sizes."""
+the report's SVG charts, the period and filter picker, live figures, at desktop and phone sizes."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
+from bastion.model import Alert, Observable, ObservableType, Severity
+from bastion.pipeline import ingest_alerts
 from bastion.report.metrics import compute_metrics
 from bastion.report.period import resolve_window
-from bastion.web.pages.dashboard import human_duration
-from tests.web.conftest import DESKTOP, PHONE, Console, shot, sign_in
+from bastion.web.pages.dashboard import LIVE_EVERY_S, human_duration
+from tests.web.conftest import DESKTOP, PHONE, Console, off_loop, shot, sign_in
 
 
 def _metrics(console: Console, period: str = "7d") -> dict:
@@ -69,6 +72,31 @@ def test_period_picker_changes_the_period(console: Console, page: Page) -> None:
     assert page.locator('.kpi[data-kpi="Alerts"] .value').inner_text() == "0"
     assert page.locator('.kpi[data-kpi="MTTD"] .value').inner_text() == "\u2014"
     assert "No alerts in this period" in page.locator("#chart-volume").inner_text()
+
+
+def test_the_figures_follow_new_alerts_live(console: Console, page: Page) -> None:
+    """New alerts reach an open dashboard without a reload (through the stream, recomputed at most
+    every LIVE_EVERY_S seconds); the period picker is left as it was."""
+    sign_in(page, console, "viewer")
+    page.goto(f"{console.url}/dashboard?period=24h")
+    expect(page.locator("body")).to_have_attribute("data-stream", "on")
+    kpi = page.locator('.kpi[data-kpi="Alerts"] .value')
+    before = int(kpi.inner_text().replace(",", ""))
+    now = int(time.time() * 1000)
+    alerts = [
+        Alert(
+            title=f"dashboard live {i}",
+            severity=Severity.MEDIUM,
+            time=now + i,
+            source="dashtest",
+            external_id=f"dash-{i}-{time.time_ns()}",
+            observables=[Observable(ObservableType.HOST, "dash-host")],
+        )
+        for i in range(3)
+    ]
+    off_loop(ingest_alerts, console.db, console.tenant_id, "test", alerts, triage=False)
+    expect(kpi).to_have_text(f"{before + 3:,}", timeout=LIVE_EVERY_S * 1000 + 20_000)
+    assert page.locator("select[name=period]").input_value() == "24h"
 
 
 def test_filters_and_bad_periods_over_http(console: Console) -> None:

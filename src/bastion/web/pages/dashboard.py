@@ -32,6 +32,7 @@ nav = [NavItem("Dashboard", "/dashboard", order=5, min_role=Role.VIEWER)]
 # The periods the picker offers; any other ``30d``-style length typed into the URL works too.
 PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days"}
 _DEFAULT = "7d"
+LIVE_EVERY_S = 10  # the figures follow new alerts and cases live, recomputed at most this often
 
 
 def human_duration(seconds: float | None) -> str:
@@ -169,5 +170,6 @@ async def dashboard_page(
         periods=PERIODS,
         severities=["critical", "high", "medium", "low", "informational"],
         human_duration=human_duration,
+        live_every_s=LIVE_EVERY_S,
         **data,
     )

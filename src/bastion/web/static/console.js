@@ -3,7 +3,8 @@
  * - Bastion.fetch(url, opts): fetch with the CSRF header and same-origin cookies.
  * - Bastion.subscribe(["alerts"], fn): one EventSource per page on /ui/stream; fn(topic, data).
  * - <element id="x" data-live="alerts,approvals">: refreshed in place (from a fresh GET of the page)
- *   when one of its topics fires; checked checkboxes and open <details> are kept.
+ *   when one of its topics fires; checked checkboxes and open <details> are kept. With
+ *   data-live-every="10" it is refreshed at most every 10 s (a page that is costly to compute).
  * - <form data-confirm="Really?"> or <button data-confirm="..."> asks before submitting.
  * - <input type="checkbox" data-check-all="name"> ticks every checkbox named "name".
  * - <select data-autosubmit> submits its form on change.
@@ -55,10 +56,13 @@
   }
 
   var refreshTimers = {};
-  function refresh(id) {
+  var lastRefresh = {};
+  function refresh(id, minGapMs) {
     if (refreshTimers[id]) return;
+    var wait = Math.max(250, (lastRefresh[id] || 0) + (minGapMs || 0) - Date.now());
     refreshTimers[id] = setTimeout(function () {
       delete refreshTimers[id];
+      lastRefresh[id] = Date.now();
       bfetch(window.location.href, { headers: { "X-Bastion-Refresh": id } })
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
@@ -82,14 +86,15 @@
           document.dispatchEvent(new CustomEvent("bastion:refreshed", { detail: { id: id } }));
         })
         .catch(function () { /* the next event tries again */ });
-    }, 250);
+    }, wait);
   }
 
   function live(el) {
     var topics = (el.getAttribute("data-live") || "").split(",").map(function (s) { return s.trim(); }).filter(Boolean);
     if (!el.id || !topics.length) return;
     var id = el.id;
-    subscribe(topics, function () { refresh(id); });
+    var gap = parseFloat(el.getAttribute("data-live-every") || "0") * 1000;
+    subscribe(topics, function () { refresh(id, gap); });
   }
 
   document.addEventListener("submit", function (ev) {
