@@ -68,6 +68,10 @@ def test_an_api_key_is_shown_once_works_and_stops_when_revoked(console: Console,
     key = page.locator("#new-key-value").inner_text().strip()
     assert key.startswith("bst_") and len(key) > 30
     assert "shown this once" in page.locator("#new-key").inner_text()
+    assert page.url == f"{console.url}/admin"  # the form redirected: a reload posts nothing
+    page.reload()
+    assert key not in page.content() and page.locator("#new-key").count() == 0
+    assert page.locator('#api-keys tr[data-key-name="siem-export"]').count() == 1
 
     api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert api.get("/api/v1/metrics").status_code == 200  # a viewer key reads
@@ -350,3 +354,22 @@ def test_the_user_services_behind_the_page(sqlite_db: Database) -> None:
         actions = [e.action for e in TenantScope(conn, tid).audit.entries()]
     assert actions.count("user.role") == 1 and actions.count("user.disable") == 1
     assert actions.count("user.enable") == 1
+
+
+def test_a_new_key_reaches_only_the_session_that_made_it(console: Console) -> None:
+    """The created key travels in a sealed, session-bound cookie: the creating session sees it once,
+    another session (of the same admin) holding the same cookie sees nothing, and a forged cookie is
+    ignored."""
+    mine, other = console.client("admin"), console.client("admin")
+    r = mine.post_form("/admin/keys", {"name": "handover-test", "role": "viewer"})
+    assert r.status_code == 303 and r.headers["location"] == "/admin"
+    sealed = r.cookies.get("bastion_new_key")
+    assert sealed and "bst_" not in sealed
+    other.cookies.set("bastion_new_key", sealed, path="/admin")
+    assert 'id="new-key"' not in other.get("/admin").text
+    shown = mine.get("/admin").text
+    key = re.search(r'id="new-key-value">([^<]+)<', shown)
+    assert key and key[1].startswith("bst_")
+    assert 'id="new-key"' not in mine.get("/admin").text  # the page deleted the cookie
+    mine.cookies.set("bastion_new_key", "forged", path="/admin")
+    assert mine.get("/admin").status_code == 200

@@ -1,9 +1,12 @@
 """The console's administration: users and roles, and API keys. Admins only, pages and forms alike.
 
 Everything goes through the tenancy services (:mod:`bastion.tenancy.service`), which audit each change.
-An API key is shown once, in the answer to the form that created it, and never again (only its hash is
-stored); the answer is marked ``no-store`` so the browser keeps no copy. An admin cannot disable or demote
-themself here, so a tenant cannot lose its last way in from the console by a slip of the mouse.
+An API key is shown once and never again (only its hash is stored). The form that creates it redirects
+to the page, handing the key over in a cookie encrypted with the store's secret key, bound to the session,
+scoped to ``/admin``, valid for a minute and deleted by the page that shows it: reloading that page neither
+shows the key again nor creates another (answering the POST with the key did both). Pages are
+``no-store``, so the browser keeps no copy. An admin cannot disable or demote themself here, so a tenant
+cannot lose its last way in from the console by a slip of the mouse.
 
 Connections, secrets and the policies are on the settings tab (:mod:`bastion.web.pages.admin_settings`).
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
+from cryptography.fernet import Fernet, InvalidToken
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from bastion.model import Role
 from bastion.store import Database
 from bastion.store.tenancy import DuplicateError
+from bastion.tenancy.secrets import load_key
 from bastion.tenancy.service import (
     TenancyError,
     add_user,
@@ -39,6 +45,26 @@ nav = [NavItem("Admin", "/admin", order=90, min_role=Role.ADMIN)]
 
 ROLES = [r.value for r in sorted(Role, key=lambda r: r.value)]
 _MIN_PASSWORD = 10
+_NEW_KEY_COOKIE = "bastion_new_key"
+_NEW_KEY_TTL_S = 60
+
+
+def _sealed_key(db: Database, user: SignedIn, name: str, key: str) -> str:
+    payload = {"session": user.session_hash, "name": name, "key": key}
+    return Fernet(load_key(db)).encrypt(orjson.dumps(payload)).decode()
+
+
+def _unsealed_key(db: Database, user: SignedIn, sealed: str | None) -> dict[str, str] | None:
+    """The key handed over by :func:`_sealed_key`, if the cookie is fresh and from this session."""
+    if not sealed:
+        return None
+    try:
+        payload = orjson.loads(Fernet(load_key(db)).decrypt(sealed.encode(), ttl=_NEW_KEY_TTL_S))
+    except (InvalidToken, orjson.JSONDecodeError, ValueError):
+        return None
+    if not isinstance(payload, dict) or payload.get("session") != user.session_hash:
+        return None
+    return {"name": str(payload.get("name", "")), "key": str(payload.get("key", ""))}
 
 
 def _role(value: str) -> Role:
@@ -80,7 +106,12 @@ async def _page(
 
 @router.get("/admin", summary="Administration: users and API keys")
 async def admin_page(request: Request, user: AdminUser) -> Response:
-    return await _page(request, user)
+    sealed = request.cookies.get(_NEW_KEY_COOKIE)
+    new_key = _unsealed_key(request.app.state.db, user, sealed)
+    response = await _page(request, user, new_key=new_key)
+    if sealed is not None:
+        response.delete_cookie(_NEW_KEY_COOKIE, path="/admin")
+    return response
 
 
 @router.post("/admin/users", summary="Add a user")
@@ -170,7 +201,17 @@ async def admin_create_key(
         )
     except TenancyError as exc:
         return await _page(request, user, error=str(exc), form=form, status_code=400)
-    return await _page(request, user, new_key={"name": label, "key": key}, status_code=201)
+    response = flash_redirect(request, "/admin")
+    response.set_cookie(
+        _NEW_KEY_COOKIE,
+        _sealed_key(request.app.state.db, user, label, key),
+        max_age=_NEW_KEY_TTL_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/admin",
+    )
+    return response
 
 
 @router.post("/admin/keys/{key_id}/revoke", summary="Revoke an API key")
