@@ -48,6 +48,7 @@ from bastion.agents import steps
 from bastion.agents.guard import BudgetExceeded, fence, instructions, usage_limits, user_prompt
 from bastion.agents.models import LLMConfig, build_model, llm_config, model_label
 from bastion.agents.offline import reasoner_model
+from bastion.agents.ownership import check_owner
 from bastion.agents.spec import AgentSpec, Task, get_agent, tool_name
 from bastion.agents.store import ACTIVE, AgentRunRepository
 from bastion.agents.toolset import REFUSED, ToolInfo, UnknownTool, build_tools, resolve_tools
@@ -263,28 +264,6 @@ def _start(db: Database, tenant_id: str, run_id: str, *, enqueue: bool | None = 
 # ------------------------------------------------------------------------------------ the run
 
 
-class _Abandoned(BaseException):
-    """This execution of the run belongs to an executor that is shutting down or has shut down; the
-    run stays pending for the next one. A BaseException, so that neither the run's own error handling
-    nor DBOS (which records any Exception a workflow raises as its outcome) takes it for the run's end."""
-
-
-def _check_owner() -> None:
-    """Stop a run's execution when its executor is going away: while ``DBOS.destroy`` runs (a command
-    that ran the run inline exits with the run parked on an approval; the wait's next database check
-    fails on the stopped thread pool), or after a new executor started in this process and took the run
-    over. Such an execution must not act, nor record an outcome."""
-    from dbos._context import get_local_dbos_context
-
-    from bastion.respond.runtime import _executor_launched
-
-    if not _executor_launched():
-        raise _Abandoned("the executor is shutting down; the run stays pending for the next one")
-    ctx = get_local_dbos_context()
-    if ctx is not None and ctx.executor_id != DBOS.executor_id:
-        raise _Abandoned(f"executor {ctx.executor_id} is gone; {DBOS.executor_id} owns the run now")
-
-
 class _Run:
     """What the workflow knows about the run while it goes: the tools, the call counter, the clock."""
 
@@ -345,7 +324,7 @@ class _Run:
     # ---- tools
 
     async def call_tool(self, info: ToolInfo, args: dict[str, Any]) -> Any:
-        _check_owner()
+        check_owner()
         self.calls += 1
         self.usage["tool_calls"] += 1
         n = self.calls
@@ -376,7 +355,7 @@ class _Run:
         return ToolReturn(return_value=msg, metadata={"error": result["error"]})
 
     async def refuse(self, tool: str, args: dict[str, Any]) -> Any:
-        _check_owner()
+        check_owner()
         self.calls += 1
         name = tool_name(tool)
         await steps.refused_step(
@@ -397,7 +376,7 @@ class _Run:
             deadline = approval.get("deadline_ms")
             remaining = max(0.0, (deadline - time.time() * 1000) / 1000) if deadline else float("inf")
             message = await DBOS.recv_async(approval["topic"], timeout_seconds=min(remaining, recheck))
-            _check_owner()
+            check_owner()
             if message is None:
                 approval = await steps.approval_state_step(
                     self.tenant_id, approval["id"], remaining <= recheck
@@ -492,7 +471,7 @@ class DurableModel(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
-        _check_owner()
+        check_owner()
         run = self.run
         if run.left() <= 0:
             raise BudgetExceeded(
@@ -599,13 +578,13 @@ async def _agent_run(tenant_id: str, run_id: str) -> dict[str, Any]:
             finally:
                 messages = list(captured)
     except DBOSException:
-        _check_owner()  # the engine went away under the run: it stays pending for another executor
+        check_owner()  # the engine went away under the run: it stays pending for another executor
         raise
     except _ModelFailed as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # the run ends failed with the reason; nothing is left "running"
         status, error = "failed", f"{type(exc).__name__}: {exc}"
-    _check_owner()
+    check_owner()
     transcript = compact(_public(messages))
     usage = run.usage_doc() if run is not None else {}
     await steps.finish_step(tenant_id, run_id, status, output, error, transcript, usage)

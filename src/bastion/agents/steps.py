@@ -23,6 +23,7 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 
 from bastion.agents.guard import approval_needed
+from bastion.agents.ownership import check_owner
 from bastion.agents.spec import AgentDeps, get_agent_tool
 from bastion.agents.store import AgentRunRepository
 from bastion.agents.transcript import clip, compact, plan_entries, with_outcomes
@@ -53,7 +54,11 @@ def _db() -> Database:
 
 
 async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.to_thread(fn, *args)
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except RuntimeError:
+        check_owner()  # the executor's thread pool stopped under the step: leave it unrecorded
+        raise
 
 
 def _timeline(
@@ -286,6 +291,7 @@ async def tool_step(
             output = await _off_loop(lambda: found.fn(deps, **args))
         result: dict[str, Any] = {"ok": True, "output": _json(output)}
     except Exception as exc:  # any failure is the model's to see and the run's to record
+        check_owner()  # ...unless the executor went away under the call: then nothing is recorded
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
     def write() -> dict[str, Any]:
