@@ -24,7 +24,8 @@ import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from bastion.config import Settings
-from bastion.model import Role
+from bastion.model import Alert, Observable, ObservableType, Role, Severity
+from bastion.pipeline import ingest_alerts
 from bastion.store import Database, TenantRepository
 from bastion.tenancy.service import add_user
 from tests.conftest import ROOT, free_port
@@ -113,6 +114,32 @@ def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+def store_alerts(
+    console: Console,
+    n: int,
+    tag: str,
+    *,
+    source: str = "webtest",
+    severity: Severity = Severity.MEDIUM,
+    per_time: int = 1,
+) -> list[str]:
+    """Store ``n`` fresh alerts titled "<tag> alert <i>" on host "<tag>-host", untriaged, newest first
+    in steps of a second with ``per_time`` alerts at each time; returns their ids in that order."""
+    now = int(time.time() * 1000)
+    alerts = [
+        Alert(
+            title=f"{tag} alert {i}",
+            severity=severity,
+            time=now - (i // per_time) * 1000,
+            source=source,
+            external_id=f"{tag}-{i}-{time.time_ns()}",
+            observables=[Observable(ObservableType.HOST, f"{tag}-host")],
+        )
+        for i in range(n)
+    ]
+    return list(off_loop(ingest_alerts, console.db, console.tenant_id, "test", alerts, triage=False).ids)
 
 
 def _hidden(html: str, name: str) -> str:

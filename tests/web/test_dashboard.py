@@ -4,18 +4,15 @@ the report's SVG charts, the period and filter picker, live figures, at desktop 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from bastion.model import Alert, Observable, ObservableType, Severity
-from bastion.pipeline import ingest_alerts
 from bastion.report.metrics import compute_metrics
 from bastion.report.period import resolve_window
 from bastion.web.pages.dashboard import LIVE_EVERY_S, human_duration
-from tests.web.conftest import DESKTOP, PHONE, Console, off_loop, shot, sign_in
+from tests.web.conftest import DESKTOP, PHONE, Console, shot, sign_in, store_alerts
 
 
 def _metrics(console: Console, period: str = "7d") -> dict:
@@ -82,19 +79,7 @@ def test_the_figures_follow_new_alerts_live(console: Console, page: Page) -> Non
     expect(page.locator("body")).to_have_attribute("data-stream", "on")
     kpi = page.locator('.kpi[data-kpi="Alerts"] .value')
     before = int(kpi.inner_text().replace(",", ""))
-    now = int(time.time() * 1000)
-    alerts = [
-        Alert(
-            title=f"dashboard live {i}",
-            severity=Severity.MEDIUM,
-            time=now + i,
-            source="dashtest",
-            external_id=f"dash-{i}-{time.time_ns()}",
-            observables=[Observable(ObservableType.HOST, "dash-host")],
-        )
-        for i in range(3)
-    ]
-    off_loop(ingest_alerts, console.db, console.tenant_id, "test", alerts, triage=False)
+    store_alerts(console, 3, "dashboard", source="dashtest")
     expect(kpi).to_have_text(f"{before + 3:,}", timeout=LIVE_EVERY_S * 1000 + 20_000)
     assert page.locator("select[name=period]").input_value() == "24h"
 

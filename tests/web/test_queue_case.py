@@ -21,7 +21,7 @@ from bastion.model.intel import IndicatorType
 from bastion.pipeline import ingest_alerts
 from bastion.respond import service
 from bastion.store import TenantScope
-from tests.web.conftest import PHONE, Console, off_loop, shot, sign_in
+from tests.web.conftest import PHONE, Console, off_loop, shot, sign_in, store_alerts
 
 
 def test_queue_shows_scores_reasons_and_filters(console: Console, page: Page) -> None:
@@ -148,23 +148,6 @@ steps:
 """
 
 
-def _new_alerts(console: Console, n: int, tag: str) -> list[str]:
-    now = int(time.time() * 1000)
-    alerts = [
-        Alert(
-            title=f"{tag} alert {i}",
-            severity=Severity.MEDIUM,
-            time=now + i,
-            source="webtest",
-            external_id=f"{tag}-{i}-{time.time_ns()}",
-            observables=[Observable(ObservableType.HOST, f"{tag}-host")],
-        )
-        for i in range(n)
-    ]
-    result = off_loop(ingest_alerts, console.db, console.tenant_id, "test", alerts, triage=False)
-    return list(result.ids)
-
-
 def _flash(r: Any) -> str:
     cookie = next((h for h in r.headers.get_list("set-cookie") if h.startswith("bastion_flash=")), "")
     return unquote(cookie.split(";")[0].split("=", 1)[-1])
@@ -172,7 +155,7 @@ def _flash(r: Any) -> str:
 
 def test_case_actions_through_the_forms(console: Console) -> None:
     analyst = console.client("analyst")
-    ids = _new_alerts(console, 3, "forms")
+    ids = store_alerts(console, 3, "forms")
     # bulk assign: alerts without a case are opened into one, assigned to the person
     r = analyst.post_form("/queue/bulk", {"ids": ids, "op": "assign", "assignee": "analyst"})
     assert r.status_code == 303 and _flash(r) == "ok:Assigned 1 case(s)."
@@ -250,7 +233,7 @@ def test_case_actions_through_the_forms(console: Console) -> None:
 
 def test_alert_page_acknowledge_close_suppress_and_reopen(console: Console) -> None:
     analyst = console.client("analyst")
-    (alert_id,) = _new_alerts(console, 1, "single")
+    (alert_id,) = store_alerts(console, 1, "single")
     page = analyst.get(f"/alerts/{alert_id}")
     assert page.status_code == 200 and "single alert 0" in page.text and 'id="alert-actions"' in page.text
     assert 'id="alert-actions"' not in console.client("viewer").get(f"/alerts/{alert_id}").text
@@ -274,19 +257,7 @@ def test_queue_pages_through_every_alert_newest_first(console: Console) -> None:
     """Paging with the "older" link visits every matching alert once, newest first, also when many
     alerts share one time (the cursor breaks ties by id), and keeps the filters; a forged cursor is
     the first page, not an error."""
-    now = int(time.time() * 1000)
-    alerts = [
-        Alert(
-            title=f"paging alert {i}",
-            severity=Severity.LOW,
-            time=now - (i // 3) * 1000,  # three alerts at each time
-            source="paging",
-            external_id=f"paging-{i}-{time.time_ns()}",
-            observables=[Observable(ObservableType.HOST, "paging-host")],
-        )
-        for i in range(31)
-    ]
-    stored = off_loop(ingest_alerts, console.db, console.tenant_id, "test", alerts, triage=False).ids
+    stored = store_alerts(console, 31, "paging", source="paging", severity=Severity.LOW, per_time=3)
     viewer = console.client("viewer")
     url = "/queue?status=all&since=all&source=paging&size=25"
     seen: list[str] = []
