@@ -4,7 +4,7 @@ A value on a warning list is marked known-benign, and enrichment does not raise 
 lists are read from the MISP ``lists/*/list.json`` layout. CIDR lists go into the same range structure as
 the indicator matcher; ``hostname`` lists match a domain and its subdomains; ``string`` lists match
 exactly (case-insensitive); ``substring`` lists use one Aho-Corasick automaton; ``regex`` lists are
-compiled once. Loading all ~530k entries takes a few seconds, so one instance is shared per process.
+compiled once. Loading all ~530k entries takes a second or two, so one instance is shared per process.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import ipaddress
 import re
 import threading
 from pathlib import Path
+from socket import inet_ntoa
 from typing import Any
 
 import ahocorasick
@@ -25,10 +26,6 @@ from bastion.model.intel import IndicatorType
 __all__ = ["WarningList", "WarningLists", "default_path", "shared_warninglists"]
 
 _ROOT = Path(__file__).resolve().parents[3]
-
-
-def _dotted(n: int) -> str:
-    return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
 class WarningList:
@@ -94,8 +91,10 @@ class WarningLists:
                     continue
                 version, first, last = found
                 if first == last:  # one address: an exact value, the faster lookup
-                    t = IndicatorType.IPV4 if version == 4 else IndicatorType.IPV6
-                    m.add(ident, t, str(ipaddress.IPv6Address(first)) if version == 6 else _dotted(first))
+                    if version == 4:
+                        m.add(ident, IndicatorType.IPV4, inet_ntoa(first.to_bytes(4, "big")))
+                    else:
+                        m.add(ident, IndicatorType.IPV6, str(ipaddress.IPv6Address(first)))
                 else:
                     m.add_range(ident, version, first, last)
             elif kind == "hostname":
