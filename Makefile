@@ -16,8 +16,11 @@ run: install
 	$(BIN)/bastion up --demo
 
 ## The whole suite: start the services the tests need, lint, type-check, run every test.
+## Tests run in one process per core (pytest-xdist); a module's tests stay on one worker, so module-scoped
+## fixtures (the attack-sample replays) are built once. `make test PYTEST_WORKERS=0` runs them in-process.
+PYTEST_WORKERS ?= auto
 test: install services lint typecheck
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q --durations=30 -n $(PYTEST_WORKERS) --dist loadscope
 
 services:
 	bash scripts/test-services.sh
