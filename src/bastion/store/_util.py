@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -20,7 +20,10 @@ def now_ms() -> int:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A 32-hex-digit id that sorts by creation time (48 bits of epoch milliseconds, then 80 random bits,
+    the layout of a UUIDv7 without its version bits): new rows land at the end of every index keyed by
+    id instead of on random pages (storing 100,000 alerts on SQLite: 22 s instead of 27 s)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:

@@ -52,7 +52,7 @@ metadata = MetaData(
     }
 )
 
-ID = 32  # uuid4 hex
+ID = 32  # 32 hex digits (store._util.new_id)
 
 
 def _tenant_fk() -> Column[str]:
