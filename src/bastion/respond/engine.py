@@ -28,7 +28,7 @@ from bastion.connectors.policy import approval_for, get_policy, invoke, mask
 from bastion.connectors.registry import ActionContext, ActionError, check_inputs, get_action
 from bastion.respond.expr import ExpressionError, render
 from bastion.respond.model import Step, Workflow
-from bastion.respond.validate import parse_workflow
+from bastion.respond.validate import parse_stored
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.store.workflows import WorkflowRepository, lock_tenant, now_ms
 from bastion.tenancy.connections import connection_names, get_connection
@@ -327,7 +327,7 @@ class _Run:
     def __init__(self, tenant_id: str, run_id: str, plan: dict[str, Any], prior: dict[str, Any]) -> None:
         self.tenant_id = tenant_id
         self.run_id = run_id
-        self.workflow: Workflow = parse_workflow(plan["source"])
+        self.workflow: Workflow = parse_stored(plan["source"])
         self.prior = prior
         self.requested_by = (plan.get("trigger") or {}).get("requested_by")
         self.context: dict[str, Any] = {
@@ -570,7 +570,7 @@ def _create_child(
         if definition is None:
             return {"error": f"workflow {workflow_id} (version {version or 'latest'}) is not stored"}
         try:
-            bound = bind_inputs(parse_workflow(definition["source"]), inputs)
+            bound = bind_inputs(parse_stored(definition["source"]), inputs)
         except ValueError as exc:
             return {"error": str(exc)}
         child_id = hashlib.sha256(f"{parent_id}:{key}".encode()).hexdigest()[:32]

@@ -15,7 +15,7 @@ from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bastion.respond.validate import WorkflowInvalid, parse_workflow
+from bastion.respond.validate import WorkflowInvalid, parse_stored
 from bastion.store import Database
 from bastion.store.workflows import WorkflowRepository, workflow_defs
 
@@ -47,7 +47,7 @@ def fire_schedules(db: Database, after: float, until: float) -> list[str]:
     started: list[str] = []
     for tenant_id, d in definitions:
         try:
-            workflow = parse_workflow(d["source"])
+            workflow = parse_stored(d["source"])
         except WorkflowInvalid:
             continue
         trig = workflow.trigger("schedule")

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from bastion.respond.expr import ExpressionError, render
 from bastion.respond.model import Workflow
 from bastion.respond.runtime import APP_VERSION, RUN_QUEUE, dbos_location
-from bastion.respond.validate import Resolver, WorkflowInvalid, bind_inputs, parse_workflow
+from bastion.respond.validate import Resolver, WorkflowInvalid, bind_inputs, parse_stored, parse_workflow
 from bastion.store import Database, TenantScope
 from bastion.store.workflows import WorkflowRepository, lock_tenant, workflow_webhooks
 
@@ -156,7 +156,7 @@ def start_run(
         d = repo.definition(workflow_id, version)
         if d is None:
             raise RunError(f"no workflow {workflow_id!r} in this tenant")
-        bound = bind_inputs(parse_workflow(d["source"]), inputs)
+        bound = bind_inputs(parse_stored(d["source"]), inputs)
         scope = TenantScope(conn, tenant_id)
         run_id = repo.create_run(
             workflow_id,
@@ -350,7 +350,7 @@ def fire_hooks_for(
         definitions = WorkflowRepository(conn, tenant_id).with_trigger(kind)
     bound = []
     for d in definitions:
-        workflow = parse_workflow(d["source"])
+        workflow = parse_stored(d["source"])
         trig = workflow.trigger(kind)
         if trig is not None:
             bound.append((d["version"], workflow, trig))

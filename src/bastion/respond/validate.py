@@ -8,6 +8,7 @@ later steps (and unknown names) in expressions, expression syntax errors, and cy
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,15 @@ from bastion.respond.model import (
     parse_duration,
 )
 
-__all__ = ["Problem", "Resolver", "WorkflowInvalid", "bind_inputs", "parse_workflow", "validate_text"]
+__all__ = [
+    "Problem",
+    "Resolver",
+    "WorkflowInvalid",
+    "bind_inputs",
+    "parse_stored",
+    "parse_workflow",
+    "validate_text",
+]
 
 Path = tuple[str | int, ...]
 Resolver = Callable[[str, int | None], "Workflow | None"]
@@ -645,6 +654,14 @@ def parse_workflow(text: str, *, resolver: Resolver | None = None) -> Workflow:
     if problems or workflow is None:
         raise WorkflowInvalid(problems or [Problem(1, 1, "not a workflow")])
     return workflow
+
+
+@functools.lru_cache(maxsize=256)
+def parse_stored(text: str) -> Workflow:
+    """A stored definition, parsed once per process. Validating YAML with its positions and every
+    expression costs milliseconds, more than running a step; each run (and each trigger check) of a stored
+    version would otherwise pay it again. The result is shared: callers must not change it."""
+    return parse_workflow(text)
 
 
 def bind_inputs(workflow: Workflow, given: dict[str, Any]) -> dict[str, Any]:
