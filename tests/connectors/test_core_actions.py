@@ -14,6 +14,7 @@ import pytest
 
 from bastion.connectors import ActionContext, ActionError, action, all_actions, get_action
 from bastion.connectors.core import SSRFError, check_url, http_request
+from bastion.connectors.egress import guarded_client
 from bastion.connectors.policy import mask
 from bastion.connectors.templates import load_template
 from tests.conftest import cli_json
@@ -86,6 +87,63 @@ def test_http_request_with_allowing_connection_passes_idempotency_key(http_serve
     assert result["status"] == 200
     assert result["json"]["path"] == "/api/thing?q=1"
     assert Recorder.seen[0]["headers"]["Idempotency-Key"] == "run1:step1"
+
+
+def _answers(*addresses: str) -> Any:
+    """A resolver that gives ``addresses`` for every name (as a rebinding DNS server would, the second
+    time it is asked), and counts the questions."""
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return list(addresses)
+
+    resolve.asked = asked  # type: ignore[attr-defined]
+    return resolve
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_guarded_client_refuses_a_name_that_now_resolves_to_loopback(http_server: str) -> None:
+    # check_url may have seen a public answer; at connect time the name resolves to 127.0.0.1, where a
+    # server is listening: the connection is refused and the server is never reached.
+    resolver = _answers("127.0.0.1")
+
+    async def get() -> None:
+        async with guarded_client(timeout=5, resolver=resolver) as client:
+            await client.get(f"http://rebound.example:{_port(http_server)}/secret")
+
+    with pytest.raises(SSRFError, match=r"rebound\.example resolves to 127\.0\.0\.1"):
+        asyncio.run(get())
+    assert resolver.asked == ["rebound.example"]
+    assert Recorder.seen == []
+
+
+def test_guarded_client_refuses_when_any_answer_is_internal(http_server: str) -> None:
+    async def get() -> None:
+        async with guarded_client(timeout=5, resolver=_answers("93.184.216.34", "10.0.0.5")) as client:
+            await client.get(f"http://mixed.example:{_port(http_server)}/")
+
+    with pytest.raises(SSRFError, match="10.0.0.5"):
+        asyncio.run(get())
+    assert Recorder.seen == []
+
+
+def test_guarded_client_connects_to_the_address_it_checked(http_server: str) -> None:
+    # The name exists only in this resolver's answer, so reaching the server proves the connection went
+    # to the vetted address and was not resolved a second time by the system.
+    resolver = _answers("127.0.0.1")
+
+    async def get() -> int:
+        async with guarded_client(timeout=5, allow_private=True, resolver=resolver) as client:
+            return (await client.get(f"http://only-here.test:{_port(http_server)}/hello")).status_code
+
+    assert asyncio.run(get()) == 200
+    assert resolver.asked == ["only-here.test"]
+    assert Recorder.seen[0]["path"] == "/hello"
+    assert Recorder.seen[0]["headers"]["Host"].startswith("only-here.test:")
 
 
 def test_redirect_hops_are_checked_too(http_server: str) -> None:

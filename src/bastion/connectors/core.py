@@ -1,48 +1,29 @@
 """The built-in actions: ``core.http_request`` (with the SSRF guard), ``core.transform``, ``core.set``,
 ``core.sleep``, ``core.fail`` and ``core.log``.
 
-The SSRF guard resolves the target host and refuses loopback, private, link-local, multicast, reserved
-and unspecified addresses unless the step's connection sets ``allow_private: true``. Redirects are
-followed by hand (at most five) so every hop passes the same check. A DNS answer that changes between
-the check and the connection (rebinding) is not caught; connections to internal services should name
-them explicitly with ``allow_private``.
+The SSRF guard refuses loopback, private, link-local, multicast, reserved and unspecified addresses
+unless the step's connection sets ``allow_private: true``. :func:`check_url` refuses such a URL before
+the request with a clear reason, and the request itself goes through ``egress.guarded_client``, which
+checks the address again where it connects, so a DNS answer that changes in between (rebinding) does not
+get through. Redirects are followed by hand (at most five) so every hop passes the same check.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import jmespath
 
+from bastion.connectors.egress import SSRFError, guarded_client, vetted_addresses
 from bastion.connectors.registry import ActionContext, ActionError, action
 
 __all__ = ["SSRFError", "check_url", "fail", "http_request", "log", "set_values", "sleep", "transform"]
 
 MAX_REDIRECTS = 5
 MAX_BODY = 10 * 1024 * 1024
-
-
-class SSRFError(ActionError):
-    """The request would reach an address the connection does not allow."""
-
-
-def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    )
 
 
 async def check_url(url: str, *, allow_private: bool = False) -> None:
@@ -55,21 +36,7 @@ async def check_url(url: str, *, allow_private: bool = False) -> None:
         raise SSRFError(f"refused URL {url!r}: no host")
     if allow_private:
         return
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, parts.port or 0, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise ActionError(f"cannot resolve host {host!r}: {exc.strerror}") from None
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    for ip in addresses:
-        if _blocked(ip):
-            raise SSRFError(
-                f"refused URL {url!r}: {host} resolves to {ip}, a loopback/private/reserved address; "
-                "set allow_private on the connection to reach internal services"
-            )
+    await vetted_addresses(host, parts.port or 0, allow_private=False, subject=f"URL {url!r}")
 
 
 @action("core.http_request", impact="low", idempotent=True)
@@ -107,7 +74,7 @@ async def http_request(
     if ctx.idempotency_key and not any(k.lower() == "idempotency-key" for k in send_headers):
         send_headers["Idempotency-Key"] = ctx.idempotency_key
     verify = bool(conn.get("verify_tls", True))
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=verify) as client:
+    async with guarded_client(timeout=timeout, verify=verify, allow_private=allow_private) as client:
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
             await check_url(current, allow_private=allow_private)

@@ -3,7 +3,8 @@
 ``core.http_request`` is a workflow action; vendor connectors need more, and all need the same:
 
 * every attempt passes :func:`~bastion.connectors.core.check_url` (internal addresses need the
-  connection's ``allow_private``), and redirects are not followed, so no hop escapes that check;
+  connection's ``allow_private``) and connects through ``egress.guarded_client``, which checks the address
+  it connects to again (no DNS rebinding); redirects are not followed, so no hop escapes that check;
 * the connection's ``headers`` and ``verify_tls`` apply, a relative URL is joined to its ``base_url``;
 * a 429 (or a 503 with ``Retry-After``) is retried at most :data:`MAX_RETRIES` times after the wait the
   vendor asks for (:func:`retry_delay`); a wait over :data:`MAX_WAIT_S` is refused at once, not slept;
@@ -27,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from bastion.connectors.core import MAX_BODY, check_url
+from bastion.connectors.egress import guarded_client
 from bastion.connectors.registry import ActionContext, ActionError
 
 __all__ = [
@@ -195,7 +197,7 @@ async def request(
     send.setdefault("Accept", "application/json")
     method = method.upper()
     verify = bool(conn.get("verify_tls", True))
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=verify) as client:
+    async with guarded_client(timeout=timeout, verify=verify, allow_private=allow_private) as client:
         attempt = 0
         while True:
             await check_url(url, allow_private=allow_private)

@@ -67,9 +67,8 @@ def probe_action(connection: str) -> tuple[str, dict[str, Any]] | None:
 def _reach(config: dict[str, Any]) -> dict[str, Any]:
     """For a connection no read action uses (a plain HTTP one): is its base URL reachable at all? One
     GET through the SSRF guard, without secrets; any HTTP answer counts as reachable."""
-    import httpx
-
     from bastion.connectors.core import check_url
+    from bastion.connectors.egress import guarded_client
 
     base = str(config.get("base_url") or "")
     if not base.startswith(("http://", "https://")):
@@ -77,9 +76,10 @@ def _reach(config: dict[str, Any]) -> dict[str, Any]:
     headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
 
     async def get() -> int:
-        await check_url(base, allow_private=bool(config.get("allow_private", False)))
-        async with httpx.AsyncClient(
-            timeout=_PROBE_TIMEOUT_S, follow_redirects=False, verify=bool(config.get("verify_tls", True))
+        allow_private = bool(config.get("allow_private", False))
+        await check_url(base, allow_private=allow_private)
+        async with guarded_client(
+            timeout=_PROBE_TIMEOUT_S, verify=bool(config.get("verify_tls", True)), allow_private=allow_private
         ) as client:
             return (await client.get(base, headers=headers)).status_code
 
