@@ -282,17 +282,14 @@ steps:
     mine = [a for a in list_approvals(env["db"], env["tenant"], status=None) if a.run_id == rid]
     assert [a.status for a in mine] == ["expired"]
     assert not [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
-    # its DBOS workflow is cancelled, and the woken step does not overwrite the run's status
+    # The closed request starts no continuation (nor does a worker's sweep, a heartbeat later), so nothing
+    # acts for the cancelled run or overwrites its status.
     from dbos import DBOS
 
-    status = ""
-    for _ in range(300):
-        status = DBOS.get_workflow_status(rid).status  # type: ignore[union-attr]
-        if status != "PENDING":
-            break
-        threading.Event().wait(0.1)
-    assert status == "CANCELLED"
-    threading.Event().wait(1.0)  # give the woken step the chance to (wrongly) write a status
+    from bastion.respond.parking import continuation_id
+
+    threading.Event().wait(1.5)
+    assert DBOS.get_workflow_status(continuation_id(mine[0].id)) is None
     assert service.run_detail(env["db"], env["tenant"], rid)["status"] == "cancelled"
 
 
@@ -320,6 +317,16 @@ steps:
     assert Counter.hits == []
     pending = [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
     assert len(pending) == 1 and pending[0].action == "core.http_request"
+    # Parked: the run's workflow ended at the gate, so no worker thread or queue slot waits with it.
+    from dbos import DBOS
+
+    status = ""
+    for _ in range(300):
+        status = DBOS.get_workflow_status(rid).status  # type: ignore[union-attr]
+        if status != "PENDING":
+            break
+        threading.Event().wait(0.1)
+    assert status == "SUCCESS"
     decide(
         env["db"], env["tenant"], pending[0].id, user="alice", decision="approve", comment="ok", channel="cli"
     )
@@ -331,6 +338,64 @@ steps:
         threading.Event().wait(0.1)
     assert deadline_run is not None and deadline_run["status"] == "succeeded", deadline_run
     assert Counter.hits == ["/approved-action"]
+
+
+def test_a_run_parked_twice_continues_without_repeating_a_finished_step(env: dict[str, Any]) -> None:
+    from bastion.respond.approvals import decide, list_approvals
+
+    Counter.hits = []
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: two-gates
+steps:
+  - id: first
+    action: core.http_request
+    connection: counter
+    with: {url: /first, method: POST}
+  - id: targets
+    for_each: [a, b]
+    action: core.http_request
+    connection: counter
+    with: {url: "/item-${{ item }}", method: POST}
+  - id: gate1
+    action: core.http_request
+    connection: counter
+    approval: {roles: [approver]}
+    with: {url: /gate1, method: POST}
+  - id: middle
+    action: core.set
+    with: {values: {seen: "${{ steps.first.output.status }}"}}
+  - id: gate2
+    action: core.http_request
+    connection: counter
+    approval: {roles: [approver]}
+    with: {url: /gate2, method: POST}
+outputs:
+  first: "${{ steps.first.output.status }}"
+  targets: "${{ steps.targets.output | length }}"
+  middle: "${{ steps.middle.output.seen }}"
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "two-gates", None, {}, trigger={}, actor="user:bob")
+    for gate in ("gate1", "gate2"):
+        pending: list[Any] = []
+        for _ in range(600):
+            pending = [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
+            if pending:
+                break
+            threading.Event().wait(0.1)
+        assert [a.step_id for a in pending] == [gate]
+        db, tenant = env["db"], env["tenant"]
+        decide(db, tenant, pending[0].id, user="alice", decision="approve", comment=None, channel="web")
+    detail = _wait_status(env, rid, "succeeded")
+    # Each side effect happened once, across the original run and its two continuations.
+    assert Counter.hits == ["/first", "/item-a", "/item-b", "/gate1", "/gate2"]
+    assert detail["outputs"] == {"first": 200, "targets": 2, "middle": 200}
+    first = next(s for s in detail["steps"] if s["key"] == "first")
+    assert first["attempts"] == 1 and first["status"] == "succeeded"
 
 
 def _wait_status(env: dict[str, Any], rid: str, wanted: str) -> dict[str, Any]:

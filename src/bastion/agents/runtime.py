@@ -242,9 +242,9 @@ def _start(db: Database, tenant_id: str, run_id: str, *, enqueue: bool | None = 
         with SetWorkflowID(run_id):
             DBOS.start_workflow(agent_run_workflow, tenant_id, run_id)
         return
-    from bastion.respond.service import _client
+    from bastion.respond.service import dbos_client
 
-    client = _client(db)
+    client = dbos_client(db)
     try:
         client.enqueue(
             {

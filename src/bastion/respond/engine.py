@@ -4,9 +4,10 @@ The workflow function interprets the validated definition the run recorded (so a
 changes a running run). Everything it decides (``if``, ``for_each`` items, the output of each step) is
 computed from checkpointed values, so a recovered run replays to the same place and never runs a
 completed step again. Each call gets the idempotency key ``<run>:<step>[:<iteration>]`` which
-connectors pass on. Retries are separate steps with a durable ``DBOS.sleep`` between them; approvals
-are a durable ``DBOS.recv`` on the approval's topic. ``for_each`` with ``concurrency > 1`` and
-``parallel`` branches run as child workflows with deterministic ids.
+connectors pass on. Retries are separate steps with a durable ``DBOS.sleep`` between them. A top-level
+run stops at a pending approval and is continued by a new workflow when it resolves (respond.parking);
+inside child workflows an approval is a durable ``DBOS.recv`` on its topic. ``for_each`` with
+``concurrency > 1`` and ``parallel`` branches run as child workflows with deterministic ids.
 
 Secrets are read and expressions in ``with`` rendered inside the step, so secret values never enter
 DBOS's checkpoints; recorded inputs and outputs are masked.
@@ -72,6 +73,10 @@ def configured_store() -> Database:
     return _db()
 
 
+class _Parked(Exception):
+    """The run stopped at a pending approval; a continuation carries it on (respond.parking)."""
+
+
 class StepFailed(Exception):
     """A step failed and its on_error says to fail the run."""
 
@@ -103,6 +108,20 @@ def _load_run(tenant_id: str, run_id: str) -> dict[str, Any]:
         # tenant.connections`
         "tenant": {"id": tenant_id, "name": getattr(tenant, "name", None), "connections": connections},
         "run": {"id": run_id, "workflow_id": run["workflow_id"], "version": run["version"]},
+        "status": run["status"],
+        "parent_run_id": run["parent_run_id"],
+    }
+
+
+@DBOS.step(name="bastion.recorded_outcomes")
+def _recorded_outcomes(tenant_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+    """The finished steps of a parked run, by key: what its continuation replays instead of running."""
+    with _db().read() as conn:
+        steps = WorkflowRepository(conn, tenant_id).steps(run_id)
+    return {
+        s["key"]: {"status": s["status"], "output": s["output"], "error": s["error"]}
+        for s in steps
+        if s["status"] in ("succeeded", "failed", "denied")
     }
 
 
@@ -268,7 +287,10 @@ def _request_approval(
     summary: str,
     target: dict[str, Any],
     requested_by: str | None,
+    parks: bool = False,
 ) -> dict[str, Any]:
+    """Store (idempotently) and announce the request; the run is ``waiting_approval`` on this step. A run
+    that ``parks`` is continued on the decision; otherwise this workflow waits for a message."""
     from bastion.respond.approvals import ApprovalSpec, request_approval
 
     approval = request_approval(
@@ -282,7 +304,7 @@ def _request_approval(
         target=target,
         reason=spec.get("reason", ""),
         requested_by=requested_by,
-        waiter=DBOS.workflow_id,
+        waiter=None if parks else DBOS.workflow_id,
         spec=ApprovalSpec.from_block(spec),
     )
     with _db().write() as conn:
@@ -324,11 +346,24 @@ def _approval_timeout(tenant_id: str, approval_id: str) -> dict[str, Any]:
 
 
 class _Run:
-    def __init__(self, tenant_id: str, run_id: str, plan: dict[str, Any], prior: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        run_id: str,
+        plan: dict[str, Any],
+        prior: dict[str, Any],
+        *,
+        recorded: dict[str, dict[str, Any]] | None = None,
+        can_park: bool = False,
+    ) -> None:
         self.tenant_id = tenant_id
         self.run_id = run_id
         self.workflow: Workflow = parse_stored(plan["source"])
         self.prior = prior
+        # A continuation's record of the steps that finished before the run parked (replayed, not run).
+        self.recorded = recorded or {}
+        # Only the top-level workflow of a run without a parent parks; children wait in their workflow.
+        self.can_park = can_park
         self.requested_by = (plan.get("trigger") or {}).get("requested_by")
         self.context: dict[str, Any] = {
             "inputs": plan["inputs"],
@@ -360,6 +395,11 @@ def _eval(expr_text: str, context: dict[str, Any], step_id: str) -> Any:
 def _call(run: _Run, step: Step, context: dict[str, Any], key: str, iteration: int | None) -> Any:
     """One action call with its approval, retries and timeout; returns the output or raises StepFailed."""
     assert step.action is not None
+    outcome = run.recorded.get(key)
+    if outcome is not None:
+        if outcome["status"] == "succeeded":
+            return outcome["output"]
+        raise StepFailed(step.id, str(outcome["error"] or f"step {key} {outcome['status']}"))
     if key in run.prior:
         _record(
             run.tenant_id,
@@ -443,8 +483,19 @@ def _await_approval(run: _Run, step: Step, key: str, spec: dict[str, Any], conte
         target = step.with_
     summary = f"{step.action} in {run.workflow.title} (step {step.id})"
     approval = _request_approval(
-        run.tenant_id, run.run_id, key, step.id, str(step.action), spec, summary, target, run.requested_by
+        run.tenant_id,
+        run.run_id,
+        key,
+        step.id,
+        str(step.action),
+        spec,
+        summary,
+        target,
+        run.requested_by,
+        run.can_park,
     )
+    if approval["status"] == "pending" and run.can_park:
+        raise _Parked(approval["id"])
     recheck = float(os.environ.get("BASTION_APPROVAL_RECHECK_S", "300"))
     while approval["status"] == "pending":
         deadline = approval.get("deadline_ms")
@@ -643,10 +694,22 @@ def run_block(
 
 
 @DBOS.workflow(name="bastion.run")
-def execute_run(tenant_id: str, run_id: str, prior: dict[str, Any]) -> dict[str, Any]:
-    """The durable run of one workflow version (the run record was created by the caller)."""
+def execute_run(
+    tenant_id: str, run_id: str, prior: dict[str, Any], resume: bool = False
+) -> dict[str, Any]:
+    """The durable run of one workflow version (the run record was created by the caller). With
+    ``resume`` it is the continuation of a parked run: finished steps are replayed from their records."""
     plan = _load_run(tenant_id, run_id)
-    run = _Run(tenant_id, run_id, plan, prior)
+    if resume and plan["status"] not in ("waiting_approval", "running"):
+        return {"status": plan["status"], "outputs": None, "error": None}  # cancelled meanwhile
+    run = _Run(
+        tenant_id,
+        run_id,
+        plan,
+        prior,
+        recorded=_recorded_outcomes(tenant_id, run_id) if resume else None,
+        can_park=plan["parent_run_id"] is None,
+    )
     try:
         for i, step in enumerate(run.workflow.steps):
             _exec_step(run, step, run.context, [i])
@@ -654,6 +717,8 @@ def execute_run(tenant_id: str, run_id: str, prior: dict[str, Any]) -> dict[str,
             outputs = render(run.workflow.outputs, run.context)
         except ExpressionError as exc:
             raise StepFailed("outputs", str(exc)) from None
+    except _Parked:
+        return {"status": "waiting_approval", "outputs": None, "error": None}
     except StepFailed as exc:
         _set_status(tenant_id, run_id, "failed", error=str(exc))
         return {"status": "failed", "error": str(exc), "outputs": None}

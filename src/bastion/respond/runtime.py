@@ -233,6 +233,7 @@ class Executor:
         return orphans
 
     def _loop(self) -> None:
+        from bastion.respond import parking
         from bastion.respond.schedule import fire_schedules
 
         interval = heartbeat_interval_s()
@@ -245,6 +246,7 @@ class Executor:
                 if self.listen and ticks % 3 == 0:
                     self.sweep()
                 if self.listen:
+                    parking.sweep(self.db)
                     now = time.time()
                     fire_schedules(self.db, checked, now)
                     checked = now
@@ -268,19 +270,37 @@ _delivery_db: list[Database] = []
 def install_delivery(db: Database | None = None, *, factory: Any = None) -> None:
     """Deliver approval decisions to waiting runs: registers the approvals resolution listener.
 
-    When an approval resolves (in any process: API, CLI, link, Slack, e-mail), the listener sends
-    ``{"status", "approval_id"}`` to the run's workflow on the approval's topic, through DBOS when this
-    process is an executor and through a ``DBOSClient`` otherwise. ``db`` (or ``factory()``) names the
-    store whose DBOS system database holds the run; without either, the settings' store is used.
+    When an approval resolves (in any process: API, CLI, link, Slack, e-mail), the listener queues the
+    continuation of a parked run (respond.parking), or sends ``{"status", "approval_id"}`` on the
+    approval's topic to the workflow waiting in place (a child workflow, an agent run), through DBOS when
+    this process is an executor and through a ``DBOSClient`` otherwise. ``db`` (or ``factory()``) names
+    the store whose DBOS system database holds the run; without either, the settings' store is used.
     """
     from bastion.respond.approvals import set_resolution_listener
 
     if db is not None:
         _delivery_db[:] = [db]
 
+    def store() -> Database:
+        if _delivery_db:
+            return _delivery_db[0]
+        from bastion.config import load_settings
+
+        return factory() if factory else Database(load_settings().database_url)
+
     def deliver(approval: Any) -> None:
-        message = {"status": approval.status, "approval_id": approval.id}
         from dbos import DBOS
+
+        from bastion.respond import parking
+
+        target = store()
+        run = parking.parks_here(target, approval)
+        if run is not None:
+            # Queued only for a run still parked; one that stops after this check is queued by a sweep.
+            if run["status"] == "waiting_approval":
+                parking.continue_run(target, approval.tenant_id, approval.run_id, approval.id)
+            return
+        message = {"status": approval.status, "approval_id": approval.id}
 
         try:
             launched = bool(DBOS.executor_id) and _executor_launched()
@@ -291,13 +311,6 @@ def install_delivery(db: Database | None = None, *, factory: Any = None) -> None
             return
         from dbos import DBOSClient
 
-        from bastion.config import load_settings
-
-        target = (
-            _delivery_db[0]
-            if _delivery_db
-            else (factory() if factory else Database(load_settings().database_url))
-        )
         loc = dbos_location(target)
         client = DBOSClient(system_database_url=loc.url, dbos_system_schema=loc.schema or "dbos")
         try:

@@ -105,7 +105,8 @@ def load_workflow_ref(db: Database, tenant_id: str, ref: str, *, actor: str) -> 
     return d["workflow_id"], d["version"]
 
 
-def _client(db: Database) -> Any:
+def dbos_client(db: Database) -> Any:
+    """A DBOS client on the system database that belongs to ``db`` (destroy it after use)."""
     from dbos import DBOSClient
 
     loc = dbos_location(db)
@@ -181,7 +182,7 @@ def start_run(
             },
         )
     if enqueue:
-        client = _client(db)
+        client = dbos_client(db)
         try:
             client.enqueue(
                 {
@@ -259,10 +260,21 @@ def stop_workflow(db: Database, tenant_id: str, workflow_id: str, *, actor: str)
     marked its record) and close its open approval requests: no one is asked to decide them, and a step
     parked on one is woken so that it stops waiting instead of holding its worker thread until a recheck."""
     from bastion.respond.approvals import close_for_run
+    from bastion.respond.parking import continuation_id
+    from bastion.store.approvals import approvals
 
-    client = _client(db)
+    with db.read() as conn:
+        gates = conn.execute(
+            select(approvals.c.id).where(
+                approvals.c.tenant_id == tenant_id, approvals.c.run_id == workflow_id
+            )
+        ).scalars()
+        # A parked run may be carrying on in a continuation workflow (respond.parking): stop that too.
+        continuations = [continuation_id(gate) for gate in gates]
+    client = dbos_client(db)
     try:
-        client.cancel_workflow(workflow_id)
+        for wid in [workflow_id, *continuations]:  # an id never queued, or finished, is left as it is
+            client.cancel_workflow(wid)
     finally:
         client.destroy()
     close_for_run(db, tenant_id, workflow_id, actor=actor)

@@ -74,6 +74,7 @@ approvals = Table(
     Column("waiter", String(200), nullable=True),
     PrimaryKeyConstraint("tenant_id", "id"),
     Index(None, "tenant_id", "status", "requested_at"),
+    Index(None, "status", "deadline"),  # the workers' sweep for requests past their deadline
 )
 
 approval_decisions = Table(

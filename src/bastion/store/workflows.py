@@ -118,6 +118,7 @@ workflow_runs = Table(
     Column("case_id", String(ID), nullable=True),
     Index(None, "tenant_id", "created"),
     Index(None, "tenant_id", "case_id"),
+    Index(None, "status"),  # the workers' sweep for parked runs (respond.parking), across tenants
 )
 
 workflow_run_steps = Table(
