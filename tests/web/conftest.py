@@ -229,7 +229,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 # ---------------------------------------------------------------- the browser
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in the test thread while
+# it is open, and a later module (on the same pytest-xdist worker) that launches DBOS there would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
@@ -239,9 +241,9 @@ def playwright() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """One chromium for the whole session."""
+    """One chromium per test module."""
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield b
     b.close()
