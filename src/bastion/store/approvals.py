@@ -69,8 +69,8 @@ approvals = Table(
     Column("resolved_at", BigInteger, nullable=True),
     # Where the request was delivered (Slack channel and message ts, e-mail recipients, errors).
     Column("delivery", Text, nullable=False),
-    # The durable workflow parked on the decision: the run itself, or the child workflow of a
-    # ``for_each`` item or ``parallel`` branch (the decision message must reach the one that waits).
+    # The child workflow (a ``for_each`` item or ``parallel`` branch) that waits in place for the
+    # decision message; null when the run itself asked (it parks and is continued: respond.parking).
     Column("waiter", String(200), nullable=True),
     PrimaryKeyConstraint("tenant_id", "id"),
     Index(None, "tenant_id", "status", "requested_at"),

@@ -163,7 +163,7 @@ class Approval(msgspec.Struct, kw_only=True):
     resolved_at_ms: int | None
     decisions: list[Decision]
     delivery: dict[str, Any] = msgspec.field(default_factory=dict)
-    waiter: str | None = None  # the durable workflow parked on it, when not the run itself
+    waiter: str | None = None  # the child workflow waiting in place for it (None: the run asked)
 
     @property
     def wake(self) -> str:

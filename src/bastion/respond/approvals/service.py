@@ -172,8 +172,8 @@ def request_approval(
     waiter: str | None = None,
 ) -> Approval:
     """Store and announce a request. Idempotent on ``approval_id``: a repeat returns the stored request
-    and notifies nobody again. ``waiter`` is the durable workflow that parks on the decision when it is
-    not the run itself (a ``for_each`` item or ``parallel`` branch)."""
+    and notifies nobody again. ``waiter`` is the durable workflow that waits in place for the decision
+    when it is not the run itself (a ``for_each`` item or ``parallel`` branch)."""
     for name, value in (
         ("approval_id", approval_id),
         ("run_id", run_id),
