@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bastion.model import Severity
 from bastion.store import TenantScope
-from bastion.store.tables import audit_log, case_tasks, case_timeline
+from bastion.store.tables import audit_log, case_observables, case_tasks, case_timeline
 from bastion.triage.correlate import reindex_case
 from tests.triage.conftest import MIN, T0, Tenant, make_alert, obs
 
@@ -182,3 +182,38 @@ def test_reindex_after_an_alert_leaves_the_case(tenant: Tenant) -> None:
     assert after.last_alert == T0
     assert set(t.entities(case.id)) == {("host", "ws01"), ("user", "alice")}
     assert a.ids[0] in t.links()
+
+
+def test_case_observables_are_added_once_and_keep_their_first_time(any_tenant: Tenant) -> None:
+    t = any_tenant
+    first = t.ingest(
+        make_alert("Dropper", at=T0, extra=[obs("sha256", "a" * 64), obs("domain", "evil.example")])
+    )
+    with t.db.read() as conn:
+        before = {
+            (r.type, r.value): r.added
+            for r in conn.execute(select(case_observables).where(case_observables.c.tenant_id == t.id))
+        }
+    # a later batch brings the same hash again, and a new domain, to the same case
+    later = t.ingest(
+        make_alert(
+            "Beacon",
+            rule_id="r-2",
+            at=T0 + 5 * MIN,
+            extra=[obs("sha256", "a" * 64), obs("domain", "c2.example")],
+        )
+    )
+    assert t.links()[later.ids[0]][0] == t.links()[first.ids[0]][0]
+    with t.db.read() as conn:
+        after = {
+            (r.type, r.value): r.added
+            for r in conn.execute(select(case_observables).where(case_observables.c.tenant_id == t.id))
+        }
+    assert set(before) == {
+        ("host", "WS01"),
+        ("user", "alice"),
+        ("sha256", "a" * 64),
+        ("domain", "evil.example"),
+    }
+    assert set(after) == set(before) | {("domain", "c2.example")}
+    assert all(after[k] == v for k, v in before.items())  # rows already there are left as they were

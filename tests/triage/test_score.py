@@ -153,3 +153,22 @@ def test_routing_picks_the_first_matching_queue(tenant: Tenant) -> None:
     assert t.alert(res.ids[0]).queue == "vip"
     case = t.cases()[0]
     assert (case.queue, case.tier) == ("vip", 2)
+
+
+def test_history_counts_earlier_alerts_on_the_hosts_and_users(any_tenant: Tenant) -> None:
+    t = any_tenant
+    # three alerts on WS01 in earlier batches (one of them repeated twice), one on another host
+    t.ingest(make_alert("A", host="WS01", user="bob", rule_id="r-1", at=T0))
+    t.ingest(make_alert("A", host="WS01", user="bob", rule_id="r-1", at=T0 + MIN))  # folded: count 2
+    t.ingest(make_alert("B", host="WS01", user="carol", rule_id="r-2", at=T0 + 2 * MIN))
+    t.ingest(make_alert("C", host="WS02", user="dave", rule_id="r-3", at=T0 + 3 * MIN))
+    fresh = t.ingest(make_alert("D", host="ws01", user="erin", rule_id="r-4", at=T0 + 4 * MIN))
+    history = {c.name: c for c in t.alert(fresh.ids[0]).score_components}["history"]
+    assert history.detail == "3 alerts on the same hosts and users in the last 30 days"
+    # ten or more saturate the component
+    for i in range(8):
+        t.ingest(make_alert(f"E{i}", host="WS01", user="erin", rule_id=f"r-e{i}", at=T0 + (5 + i) * MIN))
+    last = t.ingest(make_alert("F", host="WS01", user="frank", rule_id="r-5", at=T0 + 20 * MIN))
+    history = {c.name: c for c in t.alert(last.ids[0]).score_components}["history"]
+    assert history.detail == "10 or more alerts on the same hosts and users in the last 30 days"
+    assert history.points == history.weight

@@ -186,26 +186,27 @@ class TriageRepository:
     ) -> dict[tuple[str, str], int]:
         """How many alerts (repeats included) each entity was on since ``since`` (epoch ms), counted
         up to ``cap``: the score saturates there, and a busy host would otherwise cost a scan of all
-        its alerts in every batch."""
-        ao, a = alert_observables, alerts
-        first = (
-            select(a.c.count.label("n"))
-            .select_from(ao.join(a, a.c.id == ao.c.alert_id))
-            .where(
-                ao.c.tenant_id == self.tenant_id,
-                ao.c.type == bindparam("t"),
-                ao.c.value == bindparam("v"),
-                a.c.time >= since,
-            )
-            .limit(cap)
-            .subquery()
+        its alerts in every batch.
+
+        One small query per entity, run on the driver's cursor: a batch asks about hundreds of hosts
+        and users, and SQLAlchemy's work per statement took three times as long as the query."""
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"SELECT COALESCE(SUM(recent.n), 0) FROM (SELECT a.count AS n FROM {alert_observables.name} ao"
+            f" JOIN {alerts.name} a ON a.id = ao.alert_id WHERE ao.tenant_id = {mark} AND ao.type = {mark}"
+            f" AND ao.value = {mark} AND a.time >= {mark} LIMIT {mark}) recent"
         )
-        q = select(func.coalesce(func.sum(first.c.n), 0))
         out: dict[tuple[str, str], int] = {}
-        for t, v in sorted(set(entities)):
-            n = int(self.conn.execute(q, {"t": t, "v": v}).scalar_one())
-            if n:
-                out[(t, v)] = min(n, cap)
+        cursor = self.conn.connection.cursor()
+        try:
+            for t, v in sorted(set(entities)):
+                cursor.execute(sql, (self.tenant_id, t, v, since, cap))
+                row = cursor.fetchone()  # an aggregate: always one row
+                n = int(row[0]) if row is not None else 0
+                if n:
+                    out[(t, v)] = min(n, cap)
+        finally:
+            cursor.close()
         return out
 
     def case_hosts(self, case_ids: Iterable[str]) -> dict[str, set[str]]:
@@ -234,25 +235,6 @@ class TriageRepository:
             )
             + 1
         )
-
-    def case_observable_keys(self, keys: Iterable[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-        """Which of these (case id, type, value) observables the cases already hold (looked up by case
-        and value, so a large case costs only the values asked about)."""
-        wanted = set(keys)
-        co = case_observables
-        out: set[tuple[str, str, str]] = set()
-        by_case: dict[str, list[str]] = {}
-        for cid, _, v in wanted:
-            by_case.setdefault(cid, []).append(v)
-        for cid, values in sorted(by_case.items()):
-            for chunk in chunks(sorted(set(values))):
-                rows = self.conn.execute(
-                    select(co.c.type, co.c.value).where(
-                        co.c.tenant_id == self.tenant_id, co.c.case_id == cid, co.c.value.in_(chunk)
-                    )
-                )
-                out.update((cid, r.type, r.value) for r in rows if (cid, r.type, r.value) in wanted)
-        return out
 
     def case_alert_documents(self, case_id: str) -> list[str]:
         """The documents of the alerts currently linked to a case (``alerts.case_id``)."""
@@ -290,7 +272,19 @@ class TriageRepository:
         self._insert(case_tasks, rows)
 
     def insert_case_observables(self, rows: list[dict[str, Any]]) -> None:
-        self._insert(case_observables, rows, plain=True)
+        """Add observables to cases; a row whose (case, type, value) the case already holds is skipped
+        by the primary key, keeping its first ``added`` (no lookup first: one statement per batch)."""
+        if not rows:
+            return
+        names = ["case_id", "type", "value", "added", "tenant_id"]
+        quote = self.conn.dialect.identifier_preparer.quote
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO {quote(case_observables.name)} ({', '.join(quote(n) for n in names)}) "
+            f"VALUES ({', '.join([mark] * len(names))}) ON CONFLICT DO NOTHING"
+        )
+        params = [(r["case_id"], r["type"], r["value"], r["added"], self.tenant_id) for r in rows]
+        self.conn.exec_driver_sql(sql, params)
 
     def update_cases(self, rows: list[dict[str, Any]]) -> None:
         """Triage's view of existing cases: score, components, techniques, tactics, newest alert."""

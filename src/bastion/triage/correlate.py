@@ -21,7 +21,7 @@ from bastion.store.triage import TriageRepository
 from bastion.triage.entities import Entity, candidate_entities, describe
 from bastion.triage.policy import CorrelationPolicy, TriagePolicy, load_policy
 from bastion.triage.score import case_score
-from bastion.triage.tactics import earlier_tactics, order, tactics_of
+from bastion.triage.tactics import earlier_tactics, order, tactics_before_latest, tactics_of
 
 if TYPE_CHECKING:
     from bastion.store import TenantScope
@@ -62,6 +62,19 @@ class CaseView:
     new: bool = False
     dirty: bool = False  # to be saved
     linked: bool = False  # an alert joined it in this batch
+    _techniques_snapshot: frozenset[str] = field(
+        default_factory=frozenset, init=False, repr=False, compare=False
+    )
+
+    def techniques_with(self, more: Iterable[str]) -> frozenset[str]:
+        """The case's techniques and ``more``. A large case's alerts rarely bring a new technique:
+        the same frozenset is then returned for each, with no copy, and the techniques score
+        component is computed once for it. Techniques only grow during a batch, so a change in size
+        tells that the snapshot is stale."""
+        if len(self._techniques_snapshot) != len(self.techniques):
+            self._techniques_snapshot = frozenset(self.techniques)
+        snapshot = self._techniques_snapshot
+        return snapshot if snapshot.issuperset(more) else snapshot.union(more)
 
     @classmethod
     def from_row(cls, row: Any) -> CaseView:
@@ -79,14 +92,23 @@ class CaseView:
         )
 
 
+def _host_user_first(entity: Entity) -> tuple[bool, bool, Entity]:
+    return entity[0] != "host", entity[0] != "user", entity
+
+
 def _progression_phrase(case: CaseView, shared: list[Entity], tactics: list[str]) -> str | None:
-    best: tuple[int, str] | None = None
-    for e in sorted(shared, key=lambda x: (x[0] != "host", x[0] != "user", x)):
+    """``continues ATT&CK progression A -> B on host x``: the shared entity with the most earlier
+    tactics (hosts, then users, first on a tie), or None when no shared entity shows a progression."""
+    best: tuple[int, Entity, list[str]] | None = None
+    for e in sorted(shared, key=_host_user_first):
         earlier = earlier_tactics(case.entities[e].tactics, tactics)
         if earlier and (best is None or len(earlier) > best[0]):
-            chain = " -> ".join(order(set(earlier) | set(tactics)))
-            best = (len(earlier), f"continues ATT&CK progression {chain} on {e[0]} {e[1]}")
-    return best[1] if best else None
+            best = (len(earlier), e, earlier)
+    if best is None:
+        return None
+    _, (kind, value), earlier = best
+    chain = " -> ".join(order({*earlier, *tactics}))
+    return f"continues ATT&CK progression {chain} on {kind} {value}"
 
 
 def choose_case(
@@ -98,7 +120,9 @@ def choose_case(
 ) -> tuple[CaseView, str] | None:
     """The open case this alert joins and the reason, or None."""
     window = policy.window_s * 1000
-    best: tuple[tuple[bool, int, int], CaseView, str] | None = None
+    # a shared entity that saw one of these continues a progression (as _progression_phrase finds)
+    earlier = tactics_before_latest(tactics) if policy.progression else frozenset()
+    best: tuple[tuple[bool, int, int], CaseView, list[Entity]] | None = None
     for case in candidates:
         shared = [e for e in entities if e in case.entities]
         if not shared:
@@ -106,16 +130,21 @@ def choose_case(
         gap = abs(alert_time - case.last_alert)
         if gap > window * 2:  # beyond even a progression's reach: skip the tactic work
             continue
-        phrase = _progression_phrase(case, shared, tactics) if policy.progression else None
-        if gap > (window * 2 if phrase else window):
+        progression = bool(earlier) and any(not earlier.isdisjoint(case.entities[e].tactics) for e in shared)
+        if gap > (window * 2 if progression else window):
             continue
-        key = (phrase is not None, len(shared), case.last_alert)
+        key = (progression, len(shared), case.last_alert)
         if best is None or key > best[0]:
-            reason = f"shares {describe(shared)} with case #{case.number}"
-            if phrase:
-                reason += f"; {phrase}"
-            best = (key, case, reason)
-    return (best[1], best[2]) if best else None
+            best = (key, case, shared)
+    if best is None:
+        return None
+    # the reason's text only for the chosen case (an alert often shares entities with several)
+    (progression, _, _), case, shared = best
+    reason = f"shares {describe(shared)} with case #{case.number}"
+    phrase = _progression_phrase(case, shared, tactics) if progression else None
+    if phrase:
+        reason += f"; {phrase}"
+    return case, reason
 
 
 def reindex_case(scope: TenantScope, case_id: str, policy: TriagePolicy | None = None) -> None:

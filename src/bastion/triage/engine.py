@@ -139,30 +139,34 @@ class _Batch:
         out = []
         for e in found:
             ids = self.entity_cases.get(e, ())
-            if len(ids) > limit or (e[0] not in ("host", "user") and self.spread(ids) > limit):
+            if len(ids) > limit or (e[0] not in ("host", "user") and self.too_widespread(ids)):
                 continue
             out.append(e)
         return out
 
-    def spread(self, case_ids: set[str] | tuple[()]) -> int:
-        """How many hosts the cases hold together (counting stops past the common limit)."""
+    def too_widespread(self, case_ids: set[str] | tuple[()]) -> bool:
+        """Whether the cases hold more than ``common_after`` hosts together."""
         limit = self.policy.correlation.common_after
+        host_sets = [self.cases[cid].hosts for cid in case_ids]
+        if sum(map(len, host_sets)) <= limit:  # the usual case: no need to build the union
+            return False
         hosts: set[str] = set()
-        for cid in case_ids:
-            hosts |= self.cases[cid].hosts
+        for case_hosts in host_sets:
+            hosts |= case_hosts
             if len(hosts) > limit:
-                break
-        return len(hosts)
+                return True
+        return False
 
     def triage(self, alert: Alert, found: list[Entity]) -> None:
         policy = self.policy
         ents = self.entities(found)
         tactics = tactics_of(alert)
-        candidates = [self.cases[c] for e in ents for c in self.entity_cases.get(e, ())]
-        choice = choose_case(
-            alert.time, ents, tactics, {c.id: c for c in candidates}.values(), policy.correlation
-        )
-        case_techniques = (choice[0].techniques | set(alert.techniques)) if choice else set()
+        candidates: dict[str, CaseView] = {}  # the open cases of its entities, each once, in order
+        for e in ents:
+            for cid in self.entity_cases.get(e, ()):
+                candidates[cid] = self.cases[cid]
+        choice = choose_case(alert.time, ents, tactics, candidates.values(), policy.correlation)
+        case_techniques = choice[0].techniques_with(alert.techniques) if choice else frozenset()
         people = [e for e in found if e[0] in ("host", "user")]  # common or not, they are its own
         history = max((self.history[e] for e in people), default=0)
         alert.score, alert.score_components = score_alert(
@@ -313,14 +317,12 @@ class _Batch:
         self.write_cases()
 
     def write_case_observables(self) -> None:
-        if not self.case_observables:
-            return
-        keys = [(cid, t, v) for cid, pairs in self.case_observables.items() for t, v in sorted(pairs)]
-        have = self.repo.case_observable_keys(keys)
+        """Every observable the batch brought to each case; those a case already holds are skipped by
+        the store."""
         rows = [
             {"case_id": cid, "type": t, "value": v, "added": self.now}
-            for cid, t, v in keys
-            if (cid, t, v) not in have
+            for cid, pairs in self.case_observables.items()
+            for t, v in sorted(pairs)
         ]
         self.repo.insert_case_observables(rows)
 

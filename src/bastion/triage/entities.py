@@ -6,6 +6,8 @@ which knows how many open cases already hold each value.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from bastion.model import Alert, ObservableType
 
 __all__ = ["TYPE_NAME", "Entity", "benign_values", "candidate_entities", "describe"]
@@ -25,16 +27,23 @@ def benign_values(alert: Alert) -> set[Entity]:
 
 def candidate_entities(alert: Alert, entity_types: list[str]) -> list[Entity]:
     """The alert's observables of ``entity_types``, lower-cased, without known-benign ones, in order."""
-    allowed = set(entity_types)
+    names = _type_names(tuple(entity_types))
     found: dict[Entity, None] = {}  # ordered and unique: alerts from rich events carry many observables
     for o in alert.observables:
-        t = TYPE_NAME[o.type]
-        if t in allowed:
+        t = names.get(o.type)
+        if t is not None:
             found[(t, o.value.lower()[:2048])] = None
     if alert.enrichment and alert.enrichment.get("known_benign"):
         for e in benign_values(alert):
             found.pop(e, None)
     return list(found)
+
+
+@lru_cache(maxsize=64)
+def _type_names(entity_types: tuple[str, ...]) -> dict[ObservableType, str]:
+    """The plain type name of each observable type in ``entity_types``: one lookup per observable
+    both tells whether it is of an entity type and gives the name."""
+    return {t: name for t, name in TYPE_NAME.items() if name in entity_types}
 
 
 def describe(entities: list[Entity]) -> str:

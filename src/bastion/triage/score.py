@@ -8,6 +8,7 @@ component subtracts. The total is clamped to 0..100 and rounded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from bastion.model import Alert, ScoreComponent, Severity
@@ -93,8 +94,13 @@ def _asset(enr: dict[str, Any], weight: float) -> ScoreComponent:
     if best is None:
         return _c("asset", weight, 0.0, "no known asset")
     crit, host = best
-    name = Criticality(crit).name.lower() if crit in Criticality._value2member_map_ else str(crit)
-    return _c("asset", weight, crit / 4, f"asset {host} criticality {name} ({crit}/4)")
+    return _c("asset", weight, crit / 4, f"asset {host} criticality {_criticality_name(crit)} ({crit}/4)")
+
+
+@lru_cache(maxsize=64)
+def _criticality_name(crit: int) -> str:
+    """``critical`` for 4 (cached: the enum lookup costs more than the rest of the asset component)."""
+    return Criticality(crit).name.lower() if crit in Criticality._value2member_map_ else str(crit)
 
 
 def _identity(enr: dict[str, Any], weight: float) -> ScoreComponent:
@@ -114,12 +120,18 @@ def _identity(enr: dict[str, Any], weight: float) -> ScoreComponent:
 
 def techniques_component(techniques: Iterable[str], weight: float) -> ScoreComponent:
     """Points for the distinct ATT&CK techniques a case spans (one technique earns nothing)."""
-    found = sorted(set(techniques))
+    return _c("techniques", weight, *_techniques_factor_detail(frozenset(techniques)))
+
+
+@lru_cache(maxsize=4096)
+def _techniques_factor_detail(techniques: frozenset[str]) -> tuple[float, str]:
+    """(factor, detail) of the techniques component; cached, as alerts and cases repeat technique sets."""
+    found = sorted(techniques)
     n = len(found)
     factor = min(max(n - 1, 0), _TECHNIQUE_SPAN - 1) / (_TECHNIQUE_SPAN - 1)
     shown = ", ".join(found[:5]) + (" ..." if n > 5 else "")
     detail = f"{n} distinct technique{'s' if n != 1 else ''}" + (f" ({shown})" if n else "")
-    return _c("techniques", weight, factor, detail)
+    return factor, detail
 
 
 # Informational detections carry no risk by themselves; each step up adds a quarter of the weight.
@@ -128,11 +140,33 @@ _SEVERITY_FACTOR = {1: 0.0, 2: 0.25, 3: 0.5, 4: 0.75, 5: 1.0, 6: 1.0}
 
 
 def _severity(severity: Severity, weight: float) -> ScoreComponent:
-    sev = int(severity)
+    return _c("severity", weight, *_severity_factor_detail(int(severity)))
+
+
+@lru_cache(maxsize=16)
+def _severity_factor_detail(sev: int) -> tuple[float, str]:
+    """(factor, detail) of the severity component (cached: a handful of values, and enum lookups)."""
     factor = _SEVERITY_FACTOR.get(sev)
     if factor is None:
-        return _c("severity", weight, 0.5, f"{Severity(sev).name.lower()} severity, counted as medium")
-    return _c("severity", weight, factor, f"{Severity(sev).name.lower()} ({min(sev, 5)}/5)")
+        return 0.5, f"{Severity(sev).name.lower()} severity, counted as medium"
+    return factor, f"{Severity(sev).name.lower()} ({min(sev, 5)}/5)"
+
+
+@lru_cache(maxsize=256)
+def _history_detail(history: int, days: int) -> str:
+    """The history component's detail (cached: a few counts over a few day spans)."""
+    if history >= HISTORY_SPAN:
+        seen = f"{HISTORY_SPAN} or more alerts"
+    else:
+        seen = f"{history} alert{'s' * (history != 1)}"
+    return f"{seen} on the same hosts and users in the last {days} days"
+
+
+def _technique_span(case_techniques: Iterable[str], own: list[str]) -> frozenset[str]:
+    """The case's techniques and the alert's own; no copy when the caller passes a frozenset that
+    already holds them (the triage engine does, for alerts joining a large case)."""
+    span = frozenset(case_techniques)
+    return span if span.issuperset(own) else span.union(own)
 
 
 def score_alert(
@@ -149,18 +183,12 @@ def score_alert(
         _intel(enr, w.intel),
         _asset(enr, w.asset),
         _identity(enr, w.identity),
-        techniques_component([*case_techniques, *alert.techniques], w.techniques),
+        techniques_component(_technique_span(case_techniques, alert.techniques), w.techniques),
         _c(
             "history",
             w.history,
             min(history, HISTORY_SPAN) / HISTORY_SPAN,
-            (
-                f"{HISTORY_SPAN} or more alerts"
-                if history >= HISTORY_SPAN
-                else f"{history} alert{'s' * (history != 1)}"
-            )
-            + " on the same hosts and users "
-            f"in the last {policy.history_days} days",
+            _history_detail(min(history, HISTORY_SPAN), policy.history_days),
         ),
     ]
     benign = [b for b in enr.get("known_benign") or () if isinstance(b, dict)]

@@ -12,7 +12,14 @@ from functools import lru_cache
 
 from bastion.model import Alert
 
-__all__ = ["KILL_CHAIN", "earlier_tactics", "order", "tactics_of", "technique_tactics"]
+__all__ = [
+    "KILL_CHAIN",
+    "earlier_tactics",
+    "order",
+    "tactics_before_latest",
+    "tactics_of",
+    "technique_tactics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +104,13 @@ def earlier_tactics(seen: Collection[str], tactics: list[str]) -> list[str]:
     if latest <= 0:
         return []
     return [t for t in KILL_CHAIN[:latest] if t in seen]
+
+
+_BEFORE = [frozenset(KILL_CHAIN[:i]) for i in range(len(KILL_CHAIN))]  # tactics before position i
+
+
+def tactics_before_latest(tactics: Iterable[str]) -> frozenset[str]:
+    """The kill-chain tactics before the latest of ``tactics``: ``earlier_tactics(seen, tactics)`` is
+    non-empty exactly when ``seen`` holds one of them (a set test, for every candidate case)."""
+    latest = max((_RANK.get(t, -1) for t in tactics), default=-1)
+    return _BEFORE[max(latest, 0)]
