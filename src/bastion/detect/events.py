@@ -33,6 +33,11 @@ def to_text(v: Any) -> str:
 
 
 _NESTED = (list, dict)
+# Value types that need more than str(v): their text is not str(v) (lists, and None which is absent) or
+# they are flattened away (dicts). An event without them gets its texts from C-level map/join calls.
+_NOT_SCALAR = frozenset({list, dict, type(None)})
+# EventData values that cannot be copied as they are: nested elements to flatten, null to drop.
+_NOT_LEAF = frozenset({dict, type(None)})
 
 
 class _Lowered(dict[str, Any]):
@@ -86,7 +91,14 @@ class FlatEvent:
     def any_low(self) -> str:
         """Every lowercased value joined by NUL."""
         if self._any is None:
-            self._any = self._joined().lower()
+            vals = self.fields.values()
+            if _NOT_SCALAR.isdisjoint(map(type, vals)):
+                # str(v) differs from to_text(v) only for booleans, in case, which lower() removes. And
+                # lowercasing the joined text equals joining the lowercased values: the one context
+                # Python's lower() reads (a final sigma) stops at a NUL as at the end of a string.
+                self._any = "\x00".join(map(str, vals)).lower()
+            else:
+                self._any = self._joined().lower()
         return self._any
 
     def _joined(self) -> str:
@@ -156,7 +168,10 @@ def _flatten_windows(ev: dict[str, Any]) -> FlatEvent:
     for section in ("EventData", "UserData"):
         d = ev.get(section)
         if type(d) is dict:
-            _leaves(d, f)
+            if _NOT_LEAF.isdisjoint(map(type, d.values())):
+                f.update(d)  # the common flat EventData: what _leaves would do, without a Python loop
+            else:
+                _leaves(d, f)
     return FlatEvent(f, _windows_key(f))
 
 
