@@ -700,15 +700,16 @@ def execute_run(
     """The durable run of one workflow version (the run record was created by the caller). With
     ``resume`` it is the continuation of a parked run: finished steps are replayed from their records."""
     plan = _load_run(tenant_id, run_id)
-    if resume and plan["status"] not in ("waiting_approval", "running"):
-        return {"status": plan["status"], "outputs": None, "error": None}  # cancelled meanwhile
+    # .get: a run recovered from before runs parked has a checkpointed plan without these two keys
+    if resume and plan.get("status") not in ("waiting_approval", "running"):
+        return {"status": plan.get("status"), "outputs": None, "error": None}  # cancelled meanwhile
     run = _Run(
         tenant_id,
         run_id,
         plan,
         prior,
         recorded=_recorded_outcomes(tenant_id, run_id) if resume else None,
-        can_park=plan["parent_run_id"] is None,
+        can_park=plan.get("parent_run_id") is None,
     )
     try:
         for i, step in enumerate(run.workflow.steps):
