@@ -27,7 +27,8 @@ def test_every_catalogue_id_is_a_registered_action() -> None:
 
 
 def test_every_high_impact_action_is_in_the_catalogue() -> None:
-    high = {a.id for a in all_actions() if a.impact == "high"}
+    # Bastion's own actions: a test module on the same pytest worker may have registered others.
+    high = {a.id for a in all_actions() if a.impact == "high" and a.fn.__module__.startswith("bastion.")}
     assert high, "the registry has high-impact actions"
     assert sorted(high - set(ACTIONS)) == []
 
