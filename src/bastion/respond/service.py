@@ -261,16 +261,12 @@ def stop_workflow(db: Database, tenant_id: str, workflow_id: str, *, actor: str)
     parked on one is woken so that it stops waiting instead of holding its worker thread until a recheck."""
     from bastion.respond.approvals import close_for_run
     from bastion.respond.parking import continuation_id
-    from bastion.store.approvals import approvals
+    from bastion.store.approvals import ApprovalRepository
 
     with db.read() as conn:
-        gates = conn.execute(
-            select(approvals.c.id).where(
-                approvals.c.tenant_id == tenant_id, approvals.c.run_id == workflow_id
-            )
-        ).scalars()
-        # A parked run may be carrying on in a continuation workflow (respond.parking): stop that too.
-        continuations = [continuation_id(gate) for gate in gates]
+        gates = ApprovalRepository(conn, tenant_id).ids_for_run(workflow_id)
+    # A parked run may be carrying on in a continuation workflow (respond.parking): stop that too.
+    continuations = [continuation_id(gate) for gate in gates]
     client = dbos_client(db)
     try:
         for wid in [workflow_id, *continuations]:  # an id never queued, or finished, is left as it is

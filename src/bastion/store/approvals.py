@@ -163,6 +163,12 @@ class ApprovalRepository:
         row = self.conn.execute(q).first()
         return _row_dict(row) if row is not None else None
 
+    def ids_for_run(self, run_id: str) -> builtins.list[str]:
+        """The ids of every request a run (or agent run) made, decided or not."""
+        mine = approvals.c.tenant_id == self.tenant_id
+        q = select(approvals.c.id).where(mine, approvals.c.run_id == run_id)
+        return builtins.list(self.conn.execute(q).scalars())
+
     def list(self, *, status: str | None = None, limit: int = 100) -> builtins.list[dict[str, Any]]:
         q = select(approvals).where(approvals.c.tenant_id == self.tenant_id)
         if status is not None:
