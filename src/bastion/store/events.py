@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
 from bastion.model import Alert
+from bastion.store._util import driver_mark
 from bastion.store.tables import event_observables, events, tenants
 
 __all__ = [
@@ -105,7 +106,7 @@ class EventRepository:
     def __init__(self, conn: Connection, tenant_id: str) -> None:
         self.conn = conn
         self.tenant_id = tenant_id
-        self._param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        self._param = driver_mark(conn)
         self._sqlite = conn.dialect.name == "sqlite"
 
     @cached_property

@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
 )
 
-from bastion.store._util import bulk_insert, chunks
+from bastion.store._util import bulk_insert, chunks, driver_mark
 from bastion.store.tables import (
     alert_observables,
     alerts,
@@ -190,7 +190,7 @@ class TriageRepository:
 
         One small query per entity, run on the driver's cursor: a batch asks about hundreds of hosts
         and users, and SQLAlchemy's work per statement took three times as long as the query."""
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        mark = driver_mark(self.conn)
         sql = (
             f"SELECT COALESCE(SUM(recent.n), 0) FROM (SELECT a.count AS n FROM {alert_observables.name} ao"
             f" JOIN {alerts.name} a ON a.id = ao.alert_id WHERE ao.tenant_id = {mark} AND ao.type = {mark}"
@@ -248,14 +248,17 @@ class TriageRepository:
 
     # -- writes (rows carry every column but the tenant, which is added here)
 
-    def _insert(self, table: Table, rows: list[dict[str, Any]], *, plain: bool = False) -> None:
+    def _insert(
+        self, table: Table, rows: list[dict[str, Any]], *, plain: bool = False, skip_existing: bool = False
+    ) -> None:
         """``plain``: every column of the rows is a plain value with no client-side default, so the
-        rows go through the driver's executemany directly (the high-volume tables of a batch)."""
+        rows go through the driver's executemany directly (the high-volume tables of a batch);
+        ``skip_existing`` (plain only): rows whose primary key is stored are left out."""
         if not rows:
             return
         tagged = [{**r, "tenant_id": self.tenant_id} for r in rows]
         if plain:
-            bulk_insert(self.conn, table, tagged)
+            bulk_insert(self.conn, table, tagged, skip_existing=skip_existing)
         else:
             self.conn.execute(table.insert(), tagged)
 
@@ -274,17 +277,7 @@ class TriageRepository:
     def insert_case_observables(self, rows: list[dict[str, Any]]) -> None:
         """Add observables to cases; a row whose (case, type, value) the case already holds is skipped
         by the primary key, keeping its first ``added`` (no lookup first: one statement per batch)."""
-        if not rows:
-            return
-        names = ["case_id", "type", "value", "added", "tenant_id"]
-        quote = self.conn.dialect.identifier_preparer.quote
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            f"INSERT INTO {quote(case_observables.name)} ({', '.join(quote(n) for n in names)}) "
-            f"VALUES ({', '.join([mark] * len(names))}) ON CONFLICT DO NOTHING"
-        )
-        params = [(r["case_id"], r["type"], r["value"], r["added"], self.tenant_id) for r in rows]
-        self.conn.exec_driver_sql(sql, params)
+        self._insert(case_observables, rows, plain=True, skip_existing=True)
 
     def update_cases(self, rows: list[dict[str, Any]]) -> None:
         """Triage's view of existing cases: score, components, techniques, tactics, newest alert."""
