@@ -81,9 +81,10 @@ def test_feeds_add_list_and_bad_input(tmp_path: Path) -> None:
     _tenant(url)
     added = cli_json(
         "intel", "feeds", "add", "urlhaus", "--url", "http://127.0.0.1:9/csv.txt", "--format", "urlhaus",
-        "--interval", "600", "--tenant", "acme", db_url=url,
+        "--interval", "600", "--allow-private", "--tenant", "acme", db_url=url,
     )  # fmt: skip
     assert added["feed"]["name"] == "urlhaus" and added["feed"]["status"] == "new"
+    assert added["feed"]["config"] == {"allow_private": True}
     listed = cli_json("intel", "feeds", "list", "--tenant", "acme", db_url=url)
     assert [f["name"] for f in listed["feeds"]] == ["urlhaus"]
     proc = run_cli(
@@ -95,6 +96,7 @@ def test_feeds_add_list_and_bad_input(tmp_path: Path) -> None:
     assert polled["polled"][0]["status"] == "error"
     listed = cli_json("intel", "feeds", "list", "--tenant", "acme", db_url=url)
     assert listed["feeds"][0]["status"] == "error" and listed["feeds"][0]["last_error"]
+    assert "SSRF" not in listed["feeds"][0]["last_error"]  # allowed through the guard: the server is down
 
 
 def test_inventory_import(tmp_path: Path) -> None:

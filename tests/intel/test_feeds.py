@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from taxii2client.v21 import Collection
 
+from bastion.connectors.egress import guarded_sync_client
 from bastion.intel.feeds import parse_bytes
 from bastion.intel.polling import add_feed, poll_feed, poll_feeds
 from bastion.intel.store import lookup
@@ -18,6 +19,8 @@ from bastion.store.intel import IntelRepository
 from tests.intel.servers import COLLECTION, http_server, medallion
 
 DATA = Path(__file__).with_name("data")
+# The feed servers here listen on loopback, which the SSRF guard refuses unless a feed allows it.
+LOCAL = {"allow_private": True}
 
 
 def _indicator(value: str) -> dict[str, object]:
@@ -53,7 +56,8 @@ def test_taxii_second_poll_loads_only_new(
         coll.add_objects(json.dumps(_bundle(["198.51.100.1", "198.51.100.2", "198.51.100.3"])))
         add_feed(
             sqlite_db, sqlite_tenant, "taxii", url=root, fmt="taxii", interval_s=600,
-            config={"collection": COLLECTION, "user": "admin", "password_env": "TAXII_TEST_PASSWORD"},
+            config={"collection": COLLECTION, "user": "admin", "password_env": "TAXII_TEST_PASSWORD",
+                    "allow_private": True},
             actor="t",
         )  # fmt: skip
         first = poll_feed(sqlite_db, sqlite_tenant, _feed(sqlite_db, sqlite_tenant, "taxii"))
@@ -86,7 +90,7 @@ def test_http_feed_etag_and_if_modified_since(sqlite_db: Database, sqlite_tenant
 
     with http_server(handler) as (base, rec):
         add_feed(
-            sqlite_db, sqlite_tenant, "urlhaus", url=f"{base}/csv.txt", fmt="urlhaus", config={}, actor="t"
+            sqlite_db, sqlite_tenant, "urlhaus", url=f"{base}/csv.txt", fmt="urlhaus", config=LOCAL, actor="t"
         )
         first = poll_feeds(sqlite_db, sqlite_tenant, name="urlhaus")[0]
         # The broken record is skipped and reported; the good one loads.
@@ -102,6 +106,51 @@ def test_http_feed_etag_and_if_modified_since(sqlite_db: Database, sqlite_tenant
     assert "mirai" in hit["matches"][0]["tags"]
 
 
+def test_feeds_go_through_the_ssrf_guard(sqlite_db: Database, sqlite_tenant: str) -> None:
+    """A feed whose host is a loopback address is refused (and the server never asked) unless the feed
+    allows private addresses; HTTP feeds connect to the address the guard checked, whatever a later
+    lookup of the name would say: a name only the guard's resolver knows still reaches the server."""
+
+    def handler(
+        method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Content-Type": "text/plain"}, b"203.0.113.77\n"
+
+    with http_server(handler) as (base, rec):
+        add_feed(sqlite_db, sqlite_tenant, "inside", url=f"{base}/list.txt", fmt="list", actor="t")
+        refused = poll_feeds(sqlite_db, sqlite_tenant, name="inside")[0]
+        assert refused.status == "error" and rec.requests == []
+        assert refused.error is not None and refused.error.startswith("SSRFError: refused")
+        assert "allow_private" in refused.error
+        add_feed(
+            sqlite_db, sqlite_tenant, "taxii-inside", url=f"{base}/api/", fmt="taxii",
+            config={"collection": COLLECTION}, actor="t",
+        )  # fmt: skip
+        refused = poll_feeds(sqlite_db, sqlite_tenant, name="taxii-inside")[0]
+        assert refused.status == "error" and "SSRFError: refused feed taxii-inside" in (refused.error or "")
+        assert rec.requests == []
+
+        port = int(base.rsplit(":", 1)[1])
+        add_feed(
+            sqlite_db, sqlite_tenant, "named", url=f"http://feeds.bastion-test.invalid:{port}/list.txt",
+            fmt="list", config=LOCAL, actor="t",
+        )  # fmt: skip
+        answers: list[str] = []
+
+        def resolver(host: str, port: int) -> list[str]:
+            answers.append(host)
+            return ["127.0.0.1"]
+
+        client = guarded_sync_client(timeout=10, allow_private=True, resolver=resolver)
+        try:
+            ok = poll_feed(sqlite_db, sqlite_tenant, _feed(sqlite_db, sqlite_tenant, "named"), client=client)
+        finally:
+            client.close()
+        assert (ok.status, ok.loaded) == ("ok", 1)
+        assert answers == ["feeds.bastion-test.invalid"] and len(rec.requests) == 1
+        assert rec.requests[0][2]["host"] == f"feeds.bastion-test.invalid:{port}"
+
+
 def test_due_schedule_and_error_health(sqlite_db: Database, sqlite_tenant: str) -> None:
     def handler(
         method: str, path: str, headers: dict[str, str], body: bytes
@@ -109,7 +158,16 @@ def test_due_schedule_and_error_health(sqlite_db: Database, sqlite_tenant: str) 
         return 500, {}, b"boom"
 
     with http_server(handler) as (base, _rec):
-        add_feed(sqlite_db, sqlite_tenant, "broken", url=f"{base}/x", fmt="list", interval_s=3600, actor="t")
+        add_feed(
+            sqlite_db,
+            sqlite_tenant,
+            "broken",
+            url=f"{base}/x",
+            fmt="list",
+            interval_s=3600,
+            config=LOCAL,
+            actor="t",
+        )
         results = poll_feeds(sqlite_db, sqlite_tenant)
         assert [(r.feed, r.status) for r in results] == [("broken", "error")]
         assert "500" in (results[0].error or "")
@@ -194,7 +252,9 @@ def test_misp_feed_format_and_server_api(
         return 404, {}, b""
 
     with http_server(handler) as (base, rec):
-        add_feed(sqlite_db, sqlite_tenant, "circl", url=f"{base}/feed/", fmt="misp-feed", actor="t")
+        add_feed(
+            sqlite_db, sqlite_tenant, "circl", url=f"{base}/feed/", fmt="misp-feed", config=LOCAL, actor="t"
+        )
         r = poll_feeds(sqlite_db, sqlite_tenant, name="circl")[0]
         # 2 events x (domain + sha256 + file name); the bogus ip-dst is rejected, the comment ignored.
         assert (r.loaded, r.rejected) == (4, 2)
@@ -205,7 +265,7 @@ def test_misp_feed_format_and_server_api(
             "misp",
             url=base,
             fmt="misp-api",
-            config={"api_key_env": "MISP_TEST_KEY"},
+            config={"api_key_env": "MISP_TEST_KEY", **LOCAL},
             actor="t",
         )
         r = poll_feeds(sqlite_db, sqlite_tenant, name="misp")[0]

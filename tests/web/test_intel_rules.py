@@ -45,9 +45,25 @@ def world(console: Console, shared_data: Path) -> Iterator[Console]:
 
     db, tid = console.db, console.tenant_id
     with http_server(handler) as (base, _rec):
-        add_feed(db, tid, "c2-feed", url=f"{base}/bundle.json", fmt="stix", actor="test")
+        add_feed(
+            db,
+            tid,
+            "c2-feed",
+            url=f"{base}/bundle.json",
+            fmt="stix",
+            config={"allow_private": True},
+            actor="test",
+        )
         assert poll_feeds(db, tid, name="c2-feed")[0].status == "ok"
-    add_feed(db, tid, "gone-feed", url=f"http://127.0.0.1:{free_port()}/feed.csv", fmt="csv", actor="test")
+    add_feed(
+        db,
+        tid,
+        "gone-feed",
+        url=f"http://127.0.0.1:{free_port()}/feed.csv",
+        fmt="csv",
+        config={"allow_private": True},
+        actor="test",
+    )
     assert poll_feeds(db, tid, name="gone-feed")[0].status == "error"
     add_feed(db, tid, "new-feed", url="https://feeds.example.org/x.json", fmt="stix", actor="test")
     # The warning lists load once per process (seconds): load them now, not under a page's timeout.
@@ -123,7 +139,15 @@ def test_an_engineer_polls_a_feed_now(world: Console, page: Page, shared_data: P
 
     sign_in(page, world, "engineer")
     with http_server(handler) as (base, rec):
-        add_feed(world.db, world.tenant_id, "coa-feed", url=f"{base}/coa.json", fmt="stix", actor="test")
+        add_feed(
+            world.db,
+            world.tenant_id,
+            "coa-feed",
+            url=f"{base}/coa.json",
+            fmt="stix",
+            config={"allow_private": True},
+            actor="test",
+        )
         page.goto(f"{world.url}/intel")
         row = page.locator('#feeds tr:has-text("coa-feed")')
         assert row.locator(".health").inner_text() == "never"

@@ -172,6 +172,9 @@ def feeds_add(
     map_: Annotated[
         list[str] | None, typer.Option("--map", help="csv/json column mapping FIELD=COLUMN")
     ] = None,
+    allow_private: Annotated[
+        bool, typer.Option(help="allow a loopback/private address (an internal feed server)")
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
     """Register a feed to poll on a schedule."""
@@ -186,6 +189,8 @@ def feeds_add(
         config["api_key_env"] = api_key_env
     if map_:
         config["mapping"] = _mapping(map_)
+    if allow_private:
+        config["allow_private"] = True
     db = open_db()
     tid = _tenant(db, tenant)
     feed = add_feed(db, tid, name, url=url, fmt=fmt, interval_s=interval, config=config, actor="cli")

@@ -6,6 +6,11 @@ Plain HTTP feeds are fetched with ``If-None-Match``/``If-Modified-Since`` from t
 manifest, sent as ``added_after`` next time. MISP feeds (``manifest.json`` + events) load only events
 whose timestamp is newer than the cursor; a MISP server is asked through ``/events/restSearch`` with a
 ``timestamp`` filter. Any failure marks the feed ``error`` with the message and leaves the others alone.
+
+Feeds are fetched through the SSRF guard (:mod:`bastion.connectors.egress`): a feed URL whose host
+resolves to a loopback, private or reserved address is refused unless the feed's config says
+``allow_private`` (an internal MISP, say). HTTP feeds connect only to the addresses the guard checked,
+redirects included; TAXII (``taxii2-client``, on ``requests``) is checked once before the poll.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from bastion.connectors.egress import guarded_sync_client, vetted_addresses_sync
 from bastion.intel.feeds import FORMATS, FeedError, ParseResult, parse_bytes
 from bastion.intel.feeds.misp import parse_misp_event, parse_misp_manifest
 from bastion.intel.feeds.stix import parse_stix_objects
@@ -108,6 +114,13 @@ def _fetch_taxii(feed: FeedRow) -> tuple[ParseResult, dict[str, Any]]:
 
     base = feed.url.rstrip("/")
     coll_url = f"{base}/collections/{feed.config['collection']}/"
+    target = httpx.URL(coll_url)
+    vetted_addresses_sync(
+        target.host,
+        target.port or (443 if target.scheme == "https" else 80),
+        allow_private=bool(feed.config.get("allow_private")),
+        subject=f"feed {feed.name}",
+    )
     user = feed.config.get("user")
     password = (
         os.environ.get(str(feed.config.get("password_env", ""))) if feed.config.get("password_env") else None
@@ -189,7 +202,11 @@ def poll_feed(
 ) -> PollResult:
     """Poll one feed now, whatever its schedule; record health either way."""
     own = client is None
-    http = client or httpx.Client(timeout=float(feed.config.get("timeout", 60)), follow_redirects=True)
+    http = client or guarded_sync_client(
+        timeout=float(feed.config.get("timeout", 60)),
+        allow_private=bool(feed.config.get("allow_private")),
+        follow_redirects=True,
+    )
     now = now_ms()
     parsed: ParseResult | None
     try:

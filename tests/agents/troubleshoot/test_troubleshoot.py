@@ -215,7 +215,15 @@ def test_feeds_a_wrong_url_and_a_server_that_came_back(env: Env) -> None:
     server = feed_server()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        add_feed(env.db, tid, "moved", url=f"{url}/old/iocs.csv", fmt="csv", actor="test")
+        add_feed(
+            env.db,
+            tid,
+            "moved",
+            url=f"{url}/old/iocs.csv",
+            fmt="csv",
+            config={"allow_private": True},
+            actor="test",
+        )
         assert poll_feeds(env.db, tid, name="moved")[0].status == "error"
         moved = troubleshoot(env, "busy", feed="moved", fix=True)
         assert moved.subject_kind == "feed" and moved.cause == "bad_input"
@@ -225,7 +233,15 @@ def test_feeds_a_wrong_url_and_a_server_that_came_back(env: Env) -> None:
         server.server_close()
 
     port = free_port()
-    add_feed(env.db, tid, "late", url=f"http://127.0.0.1:{port}/feeds/iocs.csv", fmt="csv", actor="test")
+    add_feed(
+        env.db,
+        tid,
+        "late",
+        url=f"http://127.0.0.1:{port}/feeds/iocs.csv",
+        fmt="csv",
+        config={"allow_private": True},
+        actor="test",
+    )
     assert poll_feeds(env.db, tid, name="late")[0].status == "error"
     down = troubleshoot(env, "busy", feed="late", fix=True)
     assert down.cause == "network" and not down.fix.applied
