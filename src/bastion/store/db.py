@@ -5,8 +5,10 @@ start with ``BEGIN IMMEDIATE`` so two writers queue for the lock instead of fail
 read transaction tries to become a write one.
 
 Checkpoints (copying the WAL back into the database file, and its fsync) run on a background thread
-after writes, so a commit never waits for them: that wait was a third of the ingest time. The writer's
-own automatic checkpoint stays on, at a high mark, as the safety net if that thread falls behind.
+after writes, so a commit never waits for them: that wait was a third of the ingest time. They run at
+most every :data:`_CHECKPOINT_INTERVAL_S`: each one syncs the WAL and the database file, and the
+engine's small step writes, checkpointed one by one, cost two fsyncs each. The writer's own automatic
+checkpoint stays on, at a high mark, as the safety net if that thread falls behind.
 """
 
 from __future__ import annotations
@@ -45,10 +47,16 @@ def _head_revision() -> str | None:
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
 
+
 # The writer checkpoints by itself only past this many WAL pages (4 KiB each); normally the background
 # checkpointer has done it long before. After a checkpoint the WAL file is cut back to the size limit.
 _WAL_AUTOCHECKPOINT_PAGES = 16384
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# The background checkpointer waits this long after a checkpoint before the next: writes in between are
+# copied together, with one pair of fsyncs.
+_CHECKPOINT_INTERVAL_S = 0.25
+# How long a writer waits for the lock, in this process and then in SQLite's busy handler.
+_BUSY_TIMEOUT_S = 30
 
 
 class StoreConfigError(ValueError):
@@ -60,6 +68,9 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self._checkpointer: _Checkpointer | None = None
+        # SQLite: this process's writers queue here, woken the moment the lock is free, instead of in
+        # SQLite's busy handler, which polls with sleeps of 1 to 100 ms (other processes still do).
+        self._write_lock: threading.RLock | None = None
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -72,8 +83,9 @@ class Database:
                 path = Path(database).expanduser()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 parsed = parsed.set(database=str(path.resolve()))
-            self.engine: Engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30})
+            self.engine: Engine = create_engine(parsed, echo=echo, connect_args={"timeout": _BUSY_TIMEOUT_S})
             self._prepare_sqlite(self.engine)
+            self._write_lock = threading.RLock()
             if database and database != ":memory:" and not database.startswith("file:"):
                 self._checkpointer = _Checkpointer(str(parsed.database))
         elif backend == "postgresql":
@@ -100,7 +112,7 @@ class Database:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
             cur.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
             cur.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             cur.close()
@@ -113,10 +125,27 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        with self.engine.connect().execution_options(bastion_write=True) as conn, conn.begin():
+        with (
+            self._queue_for_write(),
+            self.engine.connect().execution_options(bastion_write=True) as conn,
+            conn.begin(),
+        ):
             yield conn
         if self._checkpointer is not None:
             self._checkpointer.wake()
+
+    @contextmanager
+    def _queue_for_write(self) -> Iterator[None]:
+        """Wait for this process's other SQLite writers. After the busy timeout it goes on to SQLite,
+        whose own busy handler then fails the write as before (``database is locked``)."""
+        lock = self._write_lock
+        held = lock is not None and lock.acquire(timeout=_BUSY_TIMEOUT_S)
+        try:
+            yield
+        finally:
+            if held:
+                assert lock is not None
+                lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -164,6 +193,7 @@ class _Checkpointer:
     def __init__(self, path: str) -> None:
         self._path = path
         self._wanted = threading.Event()
+        self._stopped = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -180,12 +210,14 @@ class _Checkpointer:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self._wanted.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout=30)
         self._thread = None
         self._stopping = False
+        self._stopped.clear()
 
     def _run(self) -> None:
         conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -200,6 +232,7 @@ class _Checkpointer:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # a checkpoint can always be retried by the next one
                     _log.warning("WAL checkpoint failed: %s", exc)
+                self._stopped.wait(_CHECKPOINT_INTERVAL_S)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
