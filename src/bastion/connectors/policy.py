@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from bastion.connectors.registry import ActionContext, ActionDef, ActionError
 from bastion.store.workflows import now_ms, respond_policies
@@ -99,10 +99,12 @@ async def invoke(
         raise ActionError(f"{defn.id} timed out after {timeout_s:g}s") from None
 
 
+# Built once: every action call reads the policy.
+_POLICY = select(respond_policies.c.document).where(respond_policies.c.tenant_id == bindparam("b_tenant"))
+
+
 def get_policy(conn: Connection, tenant_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        select(respond_policies.c.document).where(respond_policies.c.tenant_id == tenant_id)
-    ).first()
+    row = conn.execute(_POLICY, {"b_tenant": tenant_id}).first()
     if row is None:
         return dict(DEFAULT_POLICY)
     return {**DEFAULT_POLICY, **orjson.loads(row.document)}

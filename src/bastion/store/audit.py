@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from bastion.audit.chain import GENESIS, entry_hash
 from bastion.store.tables import audit_log, tenants
@@ -62,6 +62,21 @@ def _body(
     }
 
 
+# Built once: every audited change runs these, and building a statement per call (and its cache key)
+# cost more than executing it.
+_HEAD = (
+    select(tenants.c.audit_seq, tenants.c.audit_head)
+    .where(tenants.c.id == bindparam("b_tenant"))
+    .with_for_update()
+)
+_INSERT = audit_log.insert()
+_MOVE_HEAD = (
+    update(tenants)
+    .where(tenants.c.id == bindparam("b_tenant"))
+    .values(audit_seq=bindparam("b_seq"), audit_head=bindparam("b_head"))
+)
+
+
 class AuditRepository:
     """The audit chain of one tenant."""
 
@@ -88,11 +103,7 @@ class AuditRepository:
         statement, so auditing every alert of a batch costs one round of statements, not one per alert."""
         if not items:
             return []
-        head = self.conn.execute(
-            select(tenants.c.audit_seq, tenants.c.audit_head)
-            .where(tenants.c.id == self.tenant_id)
-            .with_for_update()
-        ).one()
+        head = self.conn.execute(_HEAD, {"b_tenant": self.tenant_id}).one()
         seq = int(head.audit_seq)
         prev = head.audit_head or GENESIS
         now = int(time.time() * 1000)
@@ -120,13 +131,11 @@ class AuditRepository:
             )
             prev = digest
         if len(rows) == 1:
-            pk = self.conn.execute(audit_log.insert().values(**rows[0])).inserted_primary_key
+            pk = self.conn.execute(_INSERT, rows[0]).inserted_primary_key
             made[0].id = int(pk[0]) if pk else 0
         else:
-            self.conn.execute(audit_log.insert(), rows)
-        self.conn.execute(
-            update(tenants).where(tenants.c.id == self.tenant_id).values(audit_seq=seq, audit_head=prev)
-        )
+            self.conn.execute(_INSERT, rows)
+        self.conn.execute(_MOVE_HEAD, {"b_tenant": self.tenant_id, "b_seq": seq, "b_head": prev})
         return made
 
     def entries(self, *, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditEntry]:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import make_url
 
 from bastion.store import Database, TenantScope
@@ -68,6 +68,12 @@ def load_key(db: Database) -> bytes:
     return path.read_bytes().strip()
 
 
+# Built once: every action call reads the tenant's secrets.
+_TENANT_SECRETS = select(respond_secrets.c.name, respond_secrets.c.ciphertext).where(
+    respond_secrets.c.tenant_id == bindparam("b_tenant")
+)
+
+
 class SecretsVault:
     """Encrypt and decrypt one tenant's secrets inside the caller's transaction."""
 
@@ -101,13 +107,11 @@ class SecretsVault:
 
     def get_many(self, scope: TenantScope, names: list[str] | None = None) -> dict[str, str]:
         """Decrypted secrets (all of the tenant's, or ``names``; a missing name raises)."""
-        q = select(respond_secrets.c.name, respond_secrets.c.ciphertext).where(
-            respond_secrets.c.tenant_id == scope.tenant_id
-        )
+        q = _TENANT_SECRETS
         if names is not None:
             q = q.where(respond_secrets.c.name.in_(names))
         out: dict[str, str] = {}
-        for row in scope.conn.execute(q):
+        for row in scope.conn.execute(q, {"b_tenant": scope.tenant_id}):
             try:
                 out[row.name] = self.fernet.decrypt(row.ciphertext.encode()).decode()
             except InvalidToken:
