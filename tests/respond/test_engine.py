@@ -12,13 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from dbos import DBOS
 
 from bastion.connectors.registry import ActionContext, action
 from bastion.model import Role
 from bastion.respond import service
 from bastion.respond.runtime import Executor
 from bastion.store import Database
-from bastion.store.workflows import WorkflowRepository
+from bastion.store.workflows import WorkflowRepository, workflow_runs
 from bastion.tenancy.connections import set_connection
 from bastion.tenancy.secrets import set_secret
 from bastion.tenancy.service import add_user, create_tenant
@@ -649,3 +650,45 @@ def test_a_store_error_while_recording_fails_the_run_instead_of_leaving_it_runni
     detail = run(env, "id: unstorable\nsteps:\n  - {id: big, action: enginetest.huge_number}\n")
     assert detail["status"] == "failed", detail
     assert detail["error"].startswith("internal error: ")
+
+
+def test_a_run_sees_the_tenant_as_created_and_checkpoints_only_its_actions(env: dict[str, Any]) -> None:
+    """``tenant`` (name, connection names) is fixed when the run is created, so the engine reads the plan
+    without a checkpoint and a replay sees what the first execution saw: a connection added after the
+    start does not show. The final status is not a checkpoint either: DBOS records the action steps only.
+    A run created before runs recorded their tenant (no ``tenant_context``) loads its plan in a
+    checkpointed step, as it did, and sees the tenant as it is when it runs."""
+    db = env["db"]
+    tenant, _ = create_tenant(db, "snapshot")
+    set_connection(db, tenant.id, "edr", {"base_url": "https://edr.example"}, actor="test")
+    service.add_workflow(
+        db,
+        tenant.id,
+        "id: seen\nsteps:\n  - {id: t, action: core.set, with: {values: {later: "
+        "\"${{ 'okta' in tenant.connections }}\", edr: \"${{ 'edr' in tenant.connections }}\", "
+        'name: "${{ tenant.name }}"}}}\noutputs: {seen: "${{ steps.t.output }}"}\n',
+        actor="test",
+    )
+
+    def start() -> str:
+        return service.start_run(
+            db, tenant.id, "seen", None, {}, trigger={"type": "manual"}, actor="test", enqueue=False
+        )
+
+    recorded, legacy = start(), start()
+    with db.write() as conn:
+        conn.execute(workflow_runs.update().where(workflow_runs.c.id == legacy).values(tenant_context=None))
+    set_connection(db, tenant.id, "okta", {"base_url": "https://okta.example"}, actor="test")
+    for rid in (recorded, legacy):
+        assert service.run_inline(tenant.id, rid).get_result()["status"] == "succeeded"
+
+    seen = service.run_detail(db, tenant.id, recorded)["outputs"]["seen"]
+    assert seen == {"later": False, "edr": True, "name": "snapshot"}
+    assert [s["function_name"] for s in DBOS.list_workflow_steps(recorded)] == ["bastion.action"]
+
+    seen = service.run_detail(db, tenant.id, legacy)["outputs"]["seen"]
+    assert seen == {"later": True, "edr": True, "name": "snapshot"}
+    assert [s["function_name"] for s in DBOS.list_workflow_steps(legacy)] == [
+        "bastion.load_run",
+        "bastion.action",
+    ]

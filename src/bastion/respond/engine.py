@@ -30,9 +30,9 @@ from bastion.connectors.registry import ActionContext, ActionError, check_inputs
 from bastion.respond.expr import ExpressionError, render
 from bastion.respond.model import Step, Workflow
 from bastion.respond.validate import parse_stored
-from bastion.store import Database, TenantRepository, TenantScope
+from bastion.store import Database, TenantScope
 from bastion.store.workflows import WorkflowRepository, lock_tenant, now_ms
-from bastion.tenancy.connections import connection_names, get_connection
+from bastion.tenancy.connections import get_connection, workflow_tenant
 from bastion.tenancy.secrets import SecretError, SecretsVault, load_key
 
 __all__ = ["StepFailed", "configure", "execute_run", "run_block"]
@@ -88,29 +88,47 @@ class StepFailed(Exception):
 # ---------------------------------------------------------------------------------------- steps
 
 
-@DBOS.step(name="bastion.load_run")
-def _load_run(tenant_id: str, run_id: str) -> dict[str, Any]:
+def _read_plan(tenant_id: str, run_id: str, *, snapshot_only: bool) -> dict[str, Any] | None:
+    """What a run executes: its definition, inputs, trigger and ``tenant``. With ``snapshot_only``, None
+    for a run created without its tenant context recorded (before migration 0012)."""
     with _db().read() as conn:
         repo = WorkflowRepository(conn, tenant_id)
+        tenant = repo.run_tenant_context(run_id)
+        if tenant is None and snapshot_only:
+            return None
         run = repo.get_run(run_id)
         if run is None:
             raise RuntimeError(f"run {run_id} has no record")
         definition = repo.definition(run["workflow_id"], run["version"])
-        tenant = TenantRepository(conn).get(tenant_id)
-        connections = connection_names(conn, tenant_id)
+        if tenant is None:
+            tenant = workflow_tenant(conn, tenant_id)
     if definition is None:
         raise RuntimeError(f"workflow {run['workflow_id']} v{run['version']} is missing")
     return {
         "source": definition["source"],
         "inputs": run["inputs"],
         "trigger": run["trigger"],
-        # connection names let a workflow act only where the tenant has the product: `if: 'okta' in
-        # tenant.connections`
-        "tenant": {"id": tenant_id, "name": getattr(tenant, "name", None), "connections": connections},
+        "tenant": tenant,
         "run": {"id": run_id, "workflow_id": run["workflow_id"], "version": run["version"]},
         "status": run["status"],
         "parent_run_id": run["parent_run_id"],
     }
+
+
+@DBOS.step(name="bastion.load_run")
+def _load_run(tenant_id: str, run_id: str) -> dict[str, Any]:
+    """The plan as a checkpoint: for a continuation (its ``status`` decides whether to go on) and for a
+    run created before runs recorded their tenant context."""
+    plan = _read_plan(tenant_id, run_id, snapshot_only=False)
+    assert plan is not None
+    return plan
+
+
+def _plan(tenant_id: str, run_id: str) -> dict[str, Any]:
+    """The plan of a run, without a checkpoint when every part of it is fixed at the run's creation (the
+    definition version, inputs, trigger and recorded tenant context): a replay reads the same."""
+    plan = _read_plan(tenant_id, run_id, snapshot_only=True)
+    return plan if plan is not None else _load_run(tenant_id, run_id)
 
 
 @DBOS.step(name="bastion.recorded_outcomes")
@@ -141,8 +159,7 @@ def _record(tenant_id: str, run_id: str, key: str, values: dict[str, Any]) -> No
         WorkflowRepository(conn, tenant_id).record_step(run_id, key, **values)
 
 
-@DBOS.step(name="bastion.run_status", **_STORE_RETRY)
-def _set_status(
+def _write_status(
     tenant_id: str,
     run_id: str,
     status: str,
@@ -158,6 +175,25 @@ def _set_status(
             TenantScope(conn, tenant_id).audit.append(
                 "engine", f"run.{status}", "run", run_id, {"error": error} if error else {}
             )
+
+
+_set_status = DBOS.step(name="bastion.run_status", **_STORE_RETRY)(_write_status)
+
+
+def _finish(tenant_id: str, run_id: str, status: str, outputs: Any = None, error: str | None = None) -> None:
+    """The run's final status, written without a checkpoint: it is the workflow's last act, and writing
+    it again on a replay changes nothing (only an active run changes status, and only a change is
+    audited). Retried like a store step."""
+    delay = _STORE_RETRY["interval_seconds"]
+    for attempt in range(1, _STORE_RETRY["max_attempts"] + 1):
+        try:
+            _write_status(tenant_id, run_id, status, outputs, error)
+            return
+        except Exception:
+            if attempt == _STORE_RETRY["max_attempts"]:
+                raise
+            time.sleep(delay)
+            delay *= _STORE_RETRY["backoff_rate"]
 
 
 @DBOS.step(name="bastion.action")
@@ -611,7 +647,13 @@ def _single(run: _Run, step: Step, context: dict[str, Any], key: str, iteration:
 
 @DBOS.step(name="bastion.child_run")
 def _create_child(
-    tenant_id: str, parent_id: str, key: str, workflow_id: str, version: int | None, inputs: dict[str, Any]
+    tenant_id: str,
+    parent_id: str,
+    key: str,
+    workflow_id: str,
+    version: int | None,
+    inputs: dict[str, Any],
+    tenant_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from bastion.respond.validate import bind_inputs
 
@@ -634,6 +676,7 @@ def _create_child(
                 requested_by=None,
                 parent_run_id=parent_id,
                 run_id=child_id,
+                tenant_context=tenant_context,
             )
     return {"run_id": child_id}
 
@@ -642,7 +685,9 @@ def _sub_workflow(run: _Run, step: Step, context: dict[str, Any], key: str) -> A
     public = {k: v for k, v in context.items() if k != "secrets"}
     inputs = _eval_with(step, public)
     assert step.uses is not None
-    created = _create_child(run.tenant_id, run.run_id, key, step.uses, step.uses_version, inputs)
+    created = _create_child(
+        run.tenant_id, run.run_id, key, step.uses, step.uses_version, inputs, run.context["tenant"]
+    )
     if "error" in created:
         raise StepFailed(step.id, created["error"])
     with SetWorkflowID(created["run_id"]):
@@ -674,7 +719,7 @@ def run_block(
     prior: dict[str, Any],
 ) -> dict[str, Any]:
     """A child of a run: one ``for_each`` item, or one ``parallel`` branch (``path`` ends in its index)."""
-    plan = _load_run(tenant_id, run_id)
+    plan = _plan(tenant_id, run_id)
     run = _Run(tenant_id, run_id, plan, prior)
     ctx = {**context, "steps": dict(context.get("steps", {}))}
     try:
@@ -694,12 +739,10 @@ def run_block(
 
 
 @DBOS.workflow(name="bastion.run")
-def execute_run(
-    tenant_id: str, run_id: str, prior: dict[str, Any], resume: bool = False
-) -> dict[str, Any]:
+def execute_run(tenant_id: str, run_id: str, prior: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """The durable run of one workflow version (the run record was created by the caller). With
     ``resume`` it is the continuation of a parked run: finished steps are replayed from their records."""
-    plan = _load_run(tenant_id, run_id)
+    plan = _load_run(tenant_id, run_id) if resume else _plan(tenant_id, run_id)
     # .get: a run recovered from before runs parked has a checkpointed plan without these two keys
     if resume and plan.get("status") not in ("waiting_approval", "running"):
         return {"status": plan.get("status"), "outputs": None, "error": None}  # cancelled meanwhile
@@ -721,11 +764,11 @@ def execute_run(
     except _Parked:
         return {"status": "waiting_approval", "outputs": None, "error": None}
     except StepFailed as exc:
-        _set_status(tenant_id, run_id, "failed", error=str(exc))
+        _finish(tenant_id, run_id, "failed", error=str(exc))
         return {"status": "failed", "error": str(exc), "outputs": None}
     except Exception as exc:  # the engine or the store failed, not a step: say so, and end the run
         error = f"internal error: {type(exc).__name__}: {exc}"
-        _set_status(tenant_id, run_id, "failed", error=error)
+        _finish(tenant_id, run_id, "failed", error=error)
         return {"status": "failed", "error": error, "outputs": None}
-    _set_status(tenant_id, run_id, "succeeded", outputs=outputs)
+    _finish(tenant_id, run_id, "succeeded", outputs=outputs)
     return {"status": "succeeded", "outputs": outputs, "error": None}

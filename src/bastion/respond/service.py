@@ -23,6 +23,7 @@ from bastion.respond.runtime import APP_VERSION, RUN_QUEUE, dbos_location
 from bastion.respond.validate import Resolver, WorkflowInvalid, bind_inputs, parse_stored, parse_workflow
 from bastion.store import Database, TenantScope
 from bastion.store.workflows import WorkflowRepository, lock_tenant, workflow_webhooks
+from bastion.tenancy.connections import workflow_tenant
 
 __all__ = [
     "RunError",
@@ -168,6 +169,7 @@ def start_run(
             retry_of=retry_of,
             run_id=run_id,
             case_id=_case_of(scope, bound, trigger),
+            tenant_context=workflow_tenant(conn, tenant_id),
         )
         scope.audit.append(
             actor,

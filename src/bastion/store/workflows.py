@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -57,14 +58,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+_LOCK_TENANT = select(tenants.c.id).where(tenants.c.id == bindparam("b_tenant")).with_for_update()
+
+
 def lock_tenant(conn: Connection, tenant_id: str) -> None:
     """Take the tenant row's lock first in a transaction that both inserts tenant rows and audits.
 
     On PostgreSQL an insert takes a key-share lock on the tenant row (the foreign key) and the audit
     append then asks for the row lock: two such transactions deadlock unless the row lock comes first.
-    (SQLite's write transactions are exclusive already.)
+    (SQLite's write transactions are exclusive already, so there it does nothing.)
     """
-    conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update())
+    if conn.dialect.name != "sqlite":
+        conn.execute(_LOCK_TENANT, {"b_tenant": tenant_id})
 
 
 def _tenant() -> Column[str]:
@@ -116,6 +121,10 @@ workflow_runs = Table(
     # its runs' steps and the metrics can count automated actions per alert.
     Column("alert_id", String(ID), nullable=True),
     Column("case_id", String(ID), nullable=True),
+    # What the run sees as ``tenant`` (name, connection names), fixed when it is created: the engine reads
+    # it, with the definition and inputs, without a checkpoint, so it must not change under a replay.
+    # NULL for runs created before 0012; those load their plan in a checkpointed step.
+    Column("tenant_context", Text, nullable=True),
     Index(None, "tenant_id", "created"),
     Index(None, "tenant_id", "case_id"),
     Index(None, "status"),  # the workers' sweep for parked runs (respond.parking), across tenants
@@ -141,6 +150,24 @@ workflow_run_steps = Table(
     Column("finished", BigInteger, nullable=True),
     Column("duration_ms", Integer, nullable=True),
 )
+
+# Built once: every run start reads its definition.
+_DEFINITION = select(workflow_defs).where(
+    workflow_defs.c.tenant_id == bindparam("b_tenant"), workflow_defs.c.workflow_id == bindparam("b_workflow")
+)
+_DEFINITION_VERSION = _DEFINITION.where(workflow_defs.c.version == bindparam("b_version"))
+_LATEST_DEFINITION = _DEFINITION.order_by(workflow_defs.c.version.desc()).limit(1)
+# Built once: the engine records every step through these (see AuditRepository for why).
+_STEP_EXISTS = select(workflow_run_steps.c.key).where(
+    workflow_run_steps.c.tenant_id == bindparam("b_tenant"),
+    workflow_run_steps.c.run_id == bindparam("b_run"),
+    workflow_run_steps.c.key == bindparam("b_key"),
+)
+_INSERT_STEP = insert(workflow_run_steps)
+# Every column a new step row may leave out, so each insert names the same columns (one compiled form).
+_STEP_DEFAULTS = {
+    c.name: None for c in workflow_run_steps.columns if c.nullable and c.name not in ("run_id", "key")
+}
 
 respond_secrets = Table(
     "respond_secrets",
@@ -279,15 +306,11 @@ class WorkflowRepository:
         return version, True
 
     def definition(self, workflow_id: str, version: int | None = None) -> dict[str, Any] | None:
-        q = select(workflow_defs).where(
-            workflow_defs.c.tenant_id == self.tenant_id, workflow_defs.c.workflow_id == workflow_id
-        )
-        q = (
-            q.where(workflow_defs.c.version == version)
-            if version is not None
-            else q.order_by(workflow_defs.c.version.desc()).limit(1)
-        )
-        row = self.conn.execute(q).first()
+        params = {"b_tenant": self.tenant_id, "b_workflow": workflow_id}
+        if version is None:
+            row = self.conn.execute(_LATEST_DEFINITION, params).first()
+        else:
+            row = self.conn.execute(_DEFINITION_VERSION, {**params, "b_version": version}).first()
         if row is None:
             return None
         return {
@@ -378,9 +401,11 @@ class WorkflowRepository:
         run_id: str | None = None,
         alert_id: str | None = None,
         case_id: str | None = None,
+        tenant_context: dict[str, Any] | None = None,
     ) -> str:
         """Record a new run. The alert and case it acts on are ``alert_id``/``case_id`` when given, else
-        the ``alert_id``/``case_id`` keys of its inputs or of its trigger's payload."""
+        the ``alert_id``/``case_id`` keys of its inputs or of its trigger's payload. ``tenant_context`` is
+        what its expressions see as ``tenant``, fixed for the run's life."""
         rid = run_id or uuid.uuid4().hex
         t = now_ms()
         alert_id = alert_id or _linked_id("alert_id", inputs, trigger)
@@ -401,9 +426,19 @@ class WorkflowRepository:
                 updated=t,
                 alert_id=alert_id,
                 case_id=case_id,
+                tenant_context=None if tenant_context is None else _dump(tenant_context),
             )
         )
         return rid
+
+    def run_tenant_context(self, run_id: str) -> dict[str, Any] | None:
+        """The ``tenant`` a run was created with (None for runs from before it was recorded)."""
+        text_ = self.conn.execute(
+            select(workflow_runs.c.tenant_context).where(
+                workflow_runs.c.tenant_id == self.tenant_id, workflow_runs.c.id == run_id
+            )
+        ).scalar()
+        return None if text_ is None else dict(_load(text_))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
@@ -460,11 +495,7 @@ class WorkflowRepository:
             if name in values:
                 values[name] = _dump(values[name])
         exists = self.conn.execute(
-            select(workflow_run_steps.c.key).where(
-                workflow_run_steps.c.tenant_id == self.tenant_id,
-                workflow_run_steps.c.run_id == run_id,
-                workflow_run_steps.c.key == key,
-            )
+            _STEP_EXISTS, {"b_tenant": self.tenant_id, "b_run": run_id, "b_key": key}
         ).first()
         if exists:
             self.conn.execute(
@@ -481,5 +512,6 @@ class WorkflowRepository:
             values.setdefault("attempts", 0)
             values.setdefault("status", "running")
             self.conn.execute(
-                insert(workflow_run_steps).values(tenant_id=self.tenant_id, run_id=run_id, key=key, **values)
+                _INSERT_STEP,
+                {"tenant_id": self.tenant_id, "run_id": run_id, "key": key, **_STEP_DEFAULTS, **values},
             )

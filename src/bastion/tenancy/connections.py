@@ -12,12 +12,19 @@ import re
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
-from bastion.store import Database, TenantScope
+from bastion.store import Database, TenantRepository, TenantScope
 from bastion.store.workflows import lock_tenant, now_ms, respond_connections
 
-__all__ = ["ConnectionError_", "connection_names", "get_connection", "list_connections", "set_connection"]
+__all__ = [
+    "ConnectionError_",
+    "connection_names",
+    "get_connection",
+    "list_connections",
+    "set_connection",
+    "workflow_tenant",
+]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
 _KEYS = {"base_url", "headers", "allow_private", "verify_tls", "rate_limit", "secrets", "settings"}
@@ -71,23 +78,37 @@ def set_connection(db: Database, tenant_id: str, name: str, config: dict[str, An
         )
 
 
+# Built once: every action call and every run start reads these.
+_CONNECTION = select(respond_connections.c.config).where(
+    respond_connections.c.tenant_id == bindparam("b_tenant"),
+    respond_connections.c.name == bindparam("b_name"),
+)
+_NAMES = (
+    select(respond_connections.c.name)
+    .where(respond_connections.c.tenant_id == bindparam("b_tenant"))
+    .order_by(respond_connections.c.name)
+)
+
+
 def get_connection(conn: Connection, tenant_id: str, name: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        select(respond_connections.c.config).where(
-            respond_connections.c.tenant_id == tenant_id, respond_connections.c.name == name
-        )
-    ).first()
+    row = conn.execute(_CONNECTION, {"b_tenant": tenant_id, "b_name": name}).first()
     return orjson.loads(row.config) if row else None
 
 
 def connection_names(conn: Connection, tenant_id: str) -> list[str]:
     """The names of the tenant's connections, sorted: what a workflow sees as ``tenant.connections``."""
-    rows = conn.execute(
-        select(respond_connections.c.name)
-        .where(respond_connections.c.tenant_id == tenant_id)
-        .order_by(respond_connections.c.name)
-    )
-    return [str(name) for name in rows.scalars()]
+    return [str(name) for name in conn.execute(_NAMES, {"b_tenant": tenant_id}).scalars()]
+
+
+def workflow_tenant(conn: Connection, tenant_id: str) -> dict[str, Any]:
+    """What a run's expressions see as ``tenant``: id, name and connection names. The connection names
+    let a workflow act only where the tenant has the product: ``if: 'okta' in tenant.connections``."""
+    tenant = TenantRepository(conn).get(tenant_id)
+    return {
+        "id": tenant_id,
+        "name": getattr(tenant, "name", None),
+        "connections": connection_names(conn, tenant_id),
+    }
 
 
 def list_connections(db: Database, tenant_id: str) -> list[dict[str, Any]]:
