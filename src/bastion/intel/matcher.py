@@ -4,9 +4,11 @@ Written here rather than taken from a library because no library combines what t
 millions of indicators in one process: exact values in hash sets (one dict per kind, a value maps to one
 id or a tuple of ids to keep memory down), CIDR ranges flattened into disjoint segments searched with
 ``bisect`` (nested and overlapping ranges all match), domains matched on every parent suffix (one dict
-probe per label), URLs compared in canonical form, and the few regular-expression indicators (STIX
-``MATCHES``) tried last. Changes are applied incrementally (:meth:`Matcher.add`, :meth:`Matcher.remove`);
-the CIDR segments are rebuilt lazily on the next lookup after a range changed.
+probe per label, for the label counts some indexed domain has), URLs compared in canonical form, and the
+few regular-expression indicators (STIX ``MATCHES``) tried last. Batches (:meth:`Matcher.match_many`)
+are matched type by type with ``map`` and set operations that loop in C. Changes are applied
+incrementally (:meth:`Matcher.add`, :meth:`Matcher.remove`); the CIDR segments are rebuilt lazily on the
+next lookup after a range changed.
 
 Ids are small integers (the store's row keys), so the matcher holds no indicator documents.
 """
@@ -16,8 +18,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from bisect import bisect_right
-from collections.abc import Callable, Iterable
+import struct
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, repeat
+from operator import is_, itemgetter
 from typing import Any
 
 from bastion.intel.normalize import InvalidIndicator, normalize_url
@@ -30,8 +35,14 @@ _HASHES = frozenset({_T.MD5, _T.SHA1, _T.SHA256})
 _IPS = frozenset({_T.IPV4, _T.IPV6})
 _NO_IDS: tuple[int, ...] = ()
 _aton = socket.inet_aton
-_FAST_CODES = {"md5": 1, "sha1": 1, "sha256": 1, "ipv4": 2, "domain": 3, "host": 3, "url": 4}
 _from_bytes = int.from_bytes
+_after = itemgetter(2)
+_BUCKET_BITS = 16
+# Stands in ``_Ranges.bucket_ids`` for a bucket with segments starting inside it. A segment whose ids are
+# equal to it is merely looked up the long way too.
+_SEARCH: tuple[int, ...] = (-1,)
+# Below this many observables a batch is matched one by one: grouping it by type costs more than it saves.
+_SMALL_BATCH = 16
 
 # Which indicator kinds an observable of a given type is checked against.
 _OBSERVABLE_KINDS: dict[str, tuple[str, ...]] = {
@@ -80,30 +91,36 @@ _KIND_OF: dict[IndicatorType, str] = {
 }
 
 
-def _put(d: dict[str, Any], key: str, ident: int) -> None:
+def _put(d: dict[str, Any], key: str, ident: int) -> bool:
+    """Add ``ident`` under ``key``; True when the key is new."""
     cur = d.get(key)
     if cur is None:
         d[key] = ident
-    elif isinstance(cur, int):
+        return True
+    if isinstance(cur, int):
         if cur != ident:
             d[key] = (cur, ident)
     elif ident not in cur:
         d[key] = (*cur, ident)
+    return False
 
 
-def _drop(d: dict[str, Any], key: str, ident: int) -> None:
+def _drop(d: dict[str, Any], key: str, ident: int) -> bool:
+    """Remove ``ident`` from ``key``; True when the key is gone."""
     cur = d.get(key)
     if cur is None:
-        return
+        return False
     if isinstance(cur, int):
         if cur == ident:
             del d[key]
-        return
+            return True
+        return False
     rest = tuple(i for i in cur if i != ident)
     if not rest:
         del d[key]
-    else:
-        d[key] = rest[0] if len(rest) == 1 else rest
+        return True
+    d[key] = rest[0] if len(rest) == 1 else rest
+    return False
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -146,15 +163,47 @@ def _ids(found: Any) -> tuple[int, ...]:
     return (found,) if isinstance(found, int) else found
 
 
-class _Ranges:
-    """CIDR ranges of one address family as disjoint segments: ``starts[k]`` begins segment k, whose
-    matching ids are ``ids[k]`` (empty for a gap)."""
+def _exact_many(d: dict[str, Any], keys: list[str]) -> list[tuple[int, list[int]]]:
+    """``(position, ids)`` of the keys found in ``d``. ``d.keys() & keys`` tests the whole batch in one C
+    loop, without a call per key; the positions are only looked for when something was found."""
+    found = d.keys() & keys
+    if not found:
+        return []
+    hits = compress(range(len(keys)), map(found.__contains__, keys))
+    return [(j, list(_ids(d[keys[j]]))) for j in hits]
 
-    def __init__(self) -> None:
+
+def _lowered(values: list[str]) -> list[str]:
+    """``values`` in lowercase, without a new string per value when they already are (observables mostly
+    are): one ``lower`` over the whole batch tells."""
+    joined = "".join(values)
+    return values if joined.lower() == joined else list(map(str.lower, values))
+
+
+def _pick(items: Sequence[Any], positions: Sequence[int]) -> list[Any]:
+    """``items[p]`` for each position, through one ``itemgetter`` call rather than a call per position."""
+    if len(positions) < 2:
+        return [items[p] for p in positions]
+    return list(itemgetter(*positions)(items))
+
+
+class _Ranges:
+    """CIDR ranges of one address family as disjoint segments. ``ids[k]`` are the ids matching an address
+    with exactly ``k`` segment starts at or below it (``ids[0]`` is empty), so one ``bisect_right`` finds
+    them. The address space is also cut in 2**16 buckets on the top bits: ``bucket_ids`` answers for a
+    bucket that no segment starts inside (most of them), and ``bucket_lo``/``bucket_hi`` bound the bisect
+    in the others, so that a search over a million segments reads a few neighbouring entries instead of
+    twenty scattered ones."""
+
+    def __init__(self, bits: int) -> None:
+        self.shift = bits - _BUCKET_BITS
         self.ranges: dict[tuple[int, int], Any] = {}
         self.starts: list[int] = []
         self.ids: list[tuple[int, ...]] = []
-        self.dirty = False
+        self.bucket_lo: list[int] = []
+        self.bucket_hi: list[int] = []
+        self.bucket_ids: list[tuple[int, ...]] = []
+        self.dirty = True  # built on first use
 
     def add(self, start: int, end: int, ident: int) -> None:
         key = (start, end)
@@ -188,7 +237,7 @@ class _Ranges:
         points.sort(key=lambda p: (p[0], p[1]))
         active: dict[int, int] = {}
         starts: list[int] = []
-        seg_ids: list[tuple[int, ...]] = []
+        seg_ids: list[tuple[int, ...]] = [_NO_IDS]
         i = 0
         n = len(points)
         while i < n:
@@ -206,10 +255,15 @@ class _Ranges:
                             del active[ident]
                 i += 1
             current = tuple(active)
-            if seg_ids and seg_ids[-1] == current:
+            if seg_ids[-1] == current:
                 continue
             starts.append(pos)
             seg_ids.append(current)
+        edges = range(0, (1 << (self.shift + _BUCKET_BITS)) + 1, 1 << self.shift)
+        lo = list(map(bisect_left, repeat(starts), edges))
+        hi = lo[1:]
+        self.bucket_ids = [seg_ids[a] if a == b else _SEARCH for a, b in zip(lo, hi, strict=False)]
+        self.bucket_lo, self.bucket_hi = lo, hi
         self.starts = starts
         self.ids = seg_ids
         self.dirty = False
@@ -217,8 +271,21 @@ class _Ranges:
     def find(self, x: int) -> tuple[int, ...]:
         if self.dirty:
             self.build()
-        k = bisect_right(self.starts, x) - 1
-        return self.ids[k] if k >= 0 else _NO_IDS
+        bucket = x >> self.shift
+        return self.ids[bisect_right(self.starts, x, self.bucket_lo[bucket], self.bucket_hi[bucket])]
+
+    def find_many(self, buckets: Sequence[int], address: Callable[[int], int]) -> list[tuple[int, ...]]:
+        """:meth:`find` for a batch of addresses given their buckets (``x >> shift``): the bucket answers
+        in one call, and ``address(j)`` is only asked for (and bisected) where the bucket has none."""
+        if self.dirty:
+            self.build()
+        found = _pick(self.bucket_ids, buckets)
+        if _SEARCH in found:
+            starts, ids, lo, hi = self.starts, self.ids, self.bucket_lo, self.bucket_hi
+            for j in compress(range(len(found)), list(map(is_, found, repeat(_SEARCH)))):
+                bucket = buckets[j]
+                found[j] = ids[bisect_right(starts, address(j), lo[bucket], hi[bucket])]
+        return found
 
 
 class Matcher:
@@ -227,12 +294,17 @@ class Matcher:
     def __init__(self) -> None:
         self._exact: dict[str, dict[str, Any]] = {kind: {} for kind in set(_KIND_OF.values())}
         self._domain_exact: dict[str, Any] = {}
-        self._v4 = _Ranges()
-        self._v6 = _Ranges()
+        # How many indexed domains have each number of dots, and those numbers from the highest: a parent
+        # suffix of an observable is only looked up when some domain has as many labels as it.
+        self._domain_dots: dict[int, int] = {}
+        self._dot_levels: tuple[int, ...] = ()
+        self._v4 = _Ranges(32)
+        self._v6 = _Ranges(128)
         self._regex: dict[int, tuple[str, re.Pattern[str]]] = {}
         self._expires: dict[int, int] = {}
         self.count = 0
         self._fast = self._build_fast()
+        self._many = self._build_many()
 
     # ------------------------------------------------------------------ changes
 
@@ -251,21 +323,25 @@ class Matcher:
         if valid_until is not None:
             self._expires[ident] = valid_until
         if pattern:
+            kind_name = _KIND_OF.get(kind, "file")
             try:
-                self._regex[ident] = (_KIND_OF.get(kind, "file"), re.compile(value, re.IGNORECASE))
+                self._regex[ident] = (kind_name, re.compile(value, re.IGNORECASE))
+                return
             except re.error:
-                _put(self._exact[_KIND_OF.get(kind, "file")], value, ident)
-            return
-        if kind is _T.CIDR:
+                pass  # not a regular expression: matched as a plain value
+        elif kind is _T.CIDR:
             found = ip_range(value)
             if found is None:
                 raise ValueError(f"not an IP range: {value!r}")
             self.add_range(ident, *found)
             return
-        if kind is _T.DOMAIN and exact:
+        elif kind is _T.DOMAIN and exact:
             _put(self._domain_exact, value, ident)
             return
-        _put(self._exact[_KIND_OF[kind]], value, ident)
+        else:
+            kind_name = _KIND_OF[kind]
+        if _put(self._exact[kind_name], value, ident) and kind_name == "domain":
+            self._count_domain(value, 1)
 
     def add_range(self, ident: int, version: int, first: int, last: int) -> None:
         """Index the addresses ``first``..``last`` (integers) of IP ``version`` under ``ident``."""
@@ -285,7 +361,20 @@ class Matcher:
         if kind is _T.DOMAIN and exact:
             _drop(self._domain_exact, value, ident)
             return
-        _drop(self._exact[_KIND_OF[kind]], value, ident)
+        kind_name = _KIND_OF[kind]
+        if _drop(self._exact[kind_name], value, ident) and kind_name == "domain":
+            self._count_domain(value, -1)
+
+    def _count_domain(self, value: str, step: int) -> None:
+        counts = self._domain_dots
+        dots = value.count(".")
+        left = counts.get(dots, 0) + step
+        if left:
+            counts[dots] = left
+        else:
+            del counts[dots]
+        if len(counts) != len(self._dot_levels):  # a number of dots came or went
+            self._dot_levels = tuple(sorted(counts, reverse=True))
 
     def set_valid_until(self, ident: int, valid_until: int | None) -> None:
         if valid_until is None:
@@ -342,23 +431,16 @@ class Matcher:
         return fast
 
     def _match_ipv4(self, value: str) -> list[int]:
+        if ":" in value:
+            return self._match_ip(value)
         hit = self._exact["ip"].get(value)
         out = [] if hit is None else [hit] if hit.__class__ is int else list(hit)
-        ranges = self._v4
-        if ranges.ranges:
-            if ":" in value:
-                return self._match_ip(value)
+        if self._v4.ranges:
             try:
                 x = _from_bytes(_aton(value), "big")
-            except OSError:
+            except (OSError, ValueError):  # not an address, or a NUL or lone surrogate in the text
                 return out
-            if ranges.dirty:
-                ranges.build()
-            k = bisect_right(ranges.starts, x) - 1
-            if k >= 0:
-                ids = ranges.ids[k]
-                if ids:
-                    out.extend(ids)
+            out.extend(self._v4.find(x))
         return out
 
     def _match_url(self, value: str) -> list[int]:
@@ -398,106 +480,152 @@ class Matcher:
             return out
         if self._v4.ranges:
             try:
-                x = int.from_bytes(socket.inet_aton(value), "big")
-            except OSError:
+                x = _from_bytes(_aton(value), "big")
+            except (OSError, ValueError):
                 return out
             out.extend(self._v4.find(x))
         return out
 
     def _match_domain(self, value: str) -> list[int]:
+        """The domain and every parent suffix (one lookup per label, skipping label counts no indexed
+        domain has)."""
         v = value.lower()
         if v.endswith("."):
             v = v[:-1]
-        exact = self._exact["domain"]
         out: list[int] = []
         if self._domain_exact:
             out.extend(_ids(self._domain_exact.get(v)))
-        found = exact.get(v)
-        if found is not None:
-            out.extend(_ids(found))
-        i = v.find(".")
-        while i >= 0:
-            found = exact.get(v[i + 1 :])
-            if found is not None:
-                out.extend(_ids(found))
-            i = v.find(".", i + 1)
+        exact = self._exact["domain"]
+        dots = v.count(".")
+        for level in self._dot_levels:
+            if level <= dots:
+                found = exact.get(v if level == dots else v.split(".", dots - level)[-1])
+                if found is not None:
+                    out.extend(_ids(found))
         return out
 
     def match_many(self, observables: Iterable[tuple[str, str]], now: int | None = None) -> list[list[int]]:
-        """One list of ids per ``(type, value)`` pair, in order: the same answers as :meth:`match`, with
-        the common types (hashes, IPv4, domains, URLs) inlined in one loop for batches. A miss is a
-        shared empty list: do not mutate the lists returned."""
+        """One list of ids per ``(type, value)`` pair, in order: the same answers as :meth:`match`. A batch
+        is grouped by type and each group goes through ``map`` calls that run in C, so the Python code
+        runs once per group and per hit, not per observable. A miss is a shared empty list: do not mutate
+        the lists returned."""
         if self._regex:
             match = self.match
             return [match(t, v, now) for t, v in observables]
         obs = observables if isinstance(observables, list) else list(observables)
-        none: list[int] = []
-        out: list[list[int]] = [none] * len(obs)
-        code = _FAST_CODES.get
-        fast = self._fast
-        hashes = self._exact["hash"].get
-        ips = self._exact["ip"].get
-        domains = self._exact["domain"].get
-        urls = self._exact["url"].get
-        v4 = self._v4
-        if v4.dirty:
-            v4.build()
-        starts, seg_ids, have_ranges = v4.starts, v4.ids, bool(v4.ranges)
-        exact_domains = bool(self._domain_exact)
-        for k, (t, v) in enumerate(obs):
-            c = code(t, 0)
-            if c == 1:  # md5 / sha1 / sha256
-                hit = hashes(v.lower())
-                if hit is not None:
-                    out[k] = [hit] if hit.__class__ is int else list(hit)
-            elif c == 2:  # ipv4
-                if ":" in v:
-                    out[k] = self._match_ip(v)
-                    continue
-                hit = ips(v)
-                found = none if hit is None else [hit] if hit.__class__ is int else list(hit)
-                if have_ranges:
-                    try:
-                        x = _from_bytes(_aton(v), "big")
-                    except OSError:
-                        out[k] = found
-                        continue
-                    j = bisect_right(starts, x) - 1
-                    if j >= 0 and seg_ids[j]:
-                        found = [*found, *seg_ids[j]]
-                out[k] = found
-            elif c == 3:  # domain / host
-                if exact_domains:
-                    out[k] = self._match_domain(v)
-                    continue
-                d = v.lower()
-                if d.endswith("."):
-                    d = d[:-1]
-                found = none
-                hit = domains(d)
-                if hit is not None:
-                    found = [hit] if hit.__class__ is int else list(hit)
-                i = d.find(".")
-                while i >= 0:
-                    hit = domains(d[i + 1 :])
-                    if hit is not None:
-                        found = [*found, *_ids(hit)]
-                    i = d.find(".", i + 1)
-                out[k] = found
-            elif c == 4:  # url
-                hit = urls(_canonical_url(v))
-                if hit is not None:
-                    out[k] = [hit] if hit.__class__ is int else list(hit)
-            else:
-                fn = fast.get(t)
-                if fn is not None:
-                    out[k] = fn(v)
+        if len(obs) < _SMALL_BATCH:
+            fast = self._fast
+            none: list[int] = []
+            out = [fn(v) if (fn := fast.get(t)) is not None else none for t, v in obs]
+        else:
+            out = self._match_grouped(obs)
         if now is not None and self._expires:
             exp = self._expires
-            for k, found in enumerate(out):
-                if found:
-                    out[k] = [i for i in found if exp.get(i, now) >= now]
+            for k in compress(range(len(out)), out):
+                out[k] = [i for i in out[k] if exp.get(i, now) >= now]
         return out
+
+    def _match_grouped(self, obs: list[tuple[str, str]]) -> list[list[int]]:
+        """Split the batch by type (one plain loop: ``zip(*obs)`` is several times slower at this size),
+        then match each group with its batch matcher, or one by one for the rarer types."""
+        by_type: dict[str, tuple[list[int], list[str]]] = {}
+        for k, (t, v) in enumerate(obs):
+            same = by_type.get(t)
+            if same is None:
+                by_type[t] = ([k], [v])
+            else:
+                same[0].append(k)
+                same[1].append(v)
+        out: list[list[int]] = [[]] * len(obs)
+        for obs_type, (where, group) in by_type.items():
+            many = self._many.get(obs_type)
+            if many is not None:
+                for j, ids in many(group):
+                    out[where[j]] = ids
+                continue
+            fn = self._fast.get(obs_type)
+            if fn is not None:
+                for k, value in zip(where, group, strict=True):
+                    out[k] = fn(value)
+        return out
+
+    def _build_many(self) -> dict[str, Callable[[list[str]], Iterable[tuple[int, list[int]]]]]:
+        """Batch matchers of the common observable types: each returns ``(position, ids)`` of its hits."""
+        hashes = self._exact["hash"]
+        urls = self._exact["url"]
+
+        def hash_many(values: list[str]) -> list[tuple[int, list[int]]]:
+            return _exact_many(hashes, _lowered(values))
+
+        def url_many(values: list[str]) -> list[tuple[int, list[int]]]:
+            return _exact_many(urls, list(map(_canonical_url, values)))
+
+        many: dict[str, Callable[[list[str]], Iterable[tuple[int, list[int]]]]] = {
+            "md5": hash_many,
+            "sha1": hash_many,
+            "sha256": hash_many,
+            "url": url_many,
+        }
+        many["ipv4"] = self._ipv4_many
+        many["domain"] = many["host"] = self._domain_many
+        return many
+
+    def _ipv4_many(self, values: list[str]) -> Iterable[tuple[int, list[int]]]:
+        """Exact addresses, then the ranges: the whole batch packed by ``inet_aton`` and unpacked to
+        integers at once. A batch with an IPv6 address or an invalid one goes one by one."""
+        if ":" in "".join(values):
+            return self._one_by_one(self._match_ipv4, values)
+        found = dict(_exact_many(self._exact["ip"], values))
+        if self._v4.ranges:
+            try:
+                packed = b"".join(map(_aton, values))
+            except (OSError, ValueError):
+                return self._one_by_one(self._match_ipv4, values)
+            # The top 16 bits of each address are its bucket: every other big-endian half-word.
+            buckets = struct.unpack(f">{2 * len(values)}H", packed)[::2]
+            in_range = self._v4.find_many(buckets, lambda j: _from_bytes(packed[4 * j : 4 * j + 4], "big"))
+            for j in compress(range(len(values)), in_range):
+                found[j] = [*found.get(j, ()), *in_range[j]]
+        return found.items()
+
+    def _domain_many(self, values: list[str]) -> Iterable[tuple[int, list[int]]]:
+        """:meth:`_match_domain` for a batch: names grouped by their number of dots, so that each parent
+        level worth a lookup is reached by ``partition`` calls and tested over the whole group at once."""
+        names = _lowered(values)
+        if ".\n" in "\n".join(names) + "\n":  # some end with a dot (or hold a newline): strip one dot
+            names = [n[:-1] if n.endswith(".") else n for n in names]
+        found: dict[int, list[int]] = {}
+        if self._domain_exact:
+            found.update(_exact_many(self._domain_exact, names))
+        by_dots: dict[int, list[int]] = {}
+        for j, dots in enumerate(map(str.count, names, repeat("."))):
+            where = by_dots.get(dots)
+            if where is None:
+                by_dots[dots] = [j]
+            else:
+                where.append(j)
+        exact = self._exact["domain"]
+        levels = self._dot_levels
+        for dots, where in by_dots.items():
+            suffixes = _pick(names, where)
+            at = dots  # the dots left in each of the suffixes
+            for level in levels:
+                if level > dots:
+                    continue
+                while at > level:
+                    suffixes = list(map(_after, map(str.partition, suffixes, repeat("."))))
+                    at -= 1
+                for j, ids in _exact_many(exact, suffixes):
+                    k = where[j]
+                    if k in found:
+                        found[k].extend(ids)
+                    else:
+                        found[k] = ids
+        return found.items()
+
+    @staticmethod
+    def _one_by_one(fn: Callable[[str], list[int]], values: list[str]) -> list[tuple[int, list[int]]]:
+        return [(j, ids) for j, value in enumerate(values) if (ids := fn(value))]
 
 
 def _canonical_url(value: str) -> str:
@@ -510,17 +638,18 @@ def _canonical_url(value: str) -> str:
         except InvalidIndicator:
             return value
     j = value.find("/", i + 3)
-    head = (value if j < 0 else value[:j]).lower()
-    rest = "/" if j < 0 else value[j:]
-    k = rest.find("#")
-    if k >= 0:
-        rest = rest[:k] or "/"
-    if head.endswith(":80") and head.startswith("http:"):
-        head = head[:-3]
-    elif head.endswith(":443") and head.startswith("https:"):
-        head = head[:-4]
-    if head.endswith("."):
-        head = head[:-1]
-    if rest.startswith("?"):
-        rest = "/" + rest
+    if j < 0:
+        head, rest = value.lower(), "/"
+    else:
+        head, rest = value[:j].lower(), value[j:]
+        k = rest.find("#")
+        if k > 0:  # the rest starts with "/", which stays
+            rest = rest[:k]
+    if head.endswith((":80", ":443", ".")):  # one test for the rare default port or trailing dot
+        if head.endswith(":80") and head.startswith("http:"):
+            head = head[:-3]
+        elif head.endswith(":443") and head.startswith("https:"):
+            head = head[:-4]
+        if head.endswith("."):
+            head = head[:-1]
     return head + rest

@@ -1,0 +1,215 @@
+"""``Matcher.match_many`` gives what ``Matcher.match`` gives, observable by observable, for any mix of types
+and any batch size (it groups a batch by type and matches each group in bulk), and both agree with a
+brute-force reading of the indicators."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import socket
+
+from bastion.intel.matcher import Matcher, _canonical_url
+from bastion.intel.normalize import normalize_url
+from bastion.model.intel import IndicatorType as T
+
+NOW = 10_000
+
+INDICATORS: list[tuple[int, T, str, dict[str, object]]] = [
+    (1, T.IPV4, "203.0.113.7", {}),
+    (23, T.IPV4, "198.51.100.9", {}),  # also inside ranges 3 and 4
+    (2, T.IPV4, "203.0.113.7", {"valid_until": 5_000}),  # shares the value, expired at NOW
+    (3, T.CIDR, "198.51.100.0/24", {}),
+    (4, T.CIDR, "198.51.0.0/16", {}),  # 3 nested in 4
+    (5, T.CIDR, "198.51.100.128/25", {"valid_until": 20_000}),
+    (6, T.CIDR, "0.0.0.0/8", {}),  # from the first address
+    (7, T.CIDR, "255.255.255.0/24", {}),  # to the last one
+    (8, T.CIDR, "2001:db8::/32", {}),
+    (9, T.IPV6, "2001:db8::1", {}),
+    (10, T.DOMAIN, "evil.example", {}),
+    (11, T.DOMAIN, "example", {}),  # a one-label parent
+    (12, T.DOMAIN, "a.b.c.deep.example", {}),
+    (13, T.DOMAIN, "exact.example", {"exact": True}),
+    (14, T.DOMAIN, "evil.example", {"valid_until": 5_000}),
+    (15, T.URL, normalize_url("HTTP://Bad.Example:80/path?q=1#frag"), {}),
+    (16, T.URL, normalize_url("https://cdn.example/x"), {}),
+    (17, T.SHA256, "a" * 64, {}),
+    (18, T.MD5, "b" * 32, {"valid_until": 20_000}),
+    (19, T.SHA1, "c" * 40, {}),
+    (20, T.FILE_NAME, "payload.exe", {}),
+    (21, T.EMAIL, "bad@evil.example", {}),
+    (22, T.CVE, "CVE-2024-3094", {}),
+]
+
+OBSERVABLES: list[tuple[str, str]] = [
+    ("ipv4", "203.0.113.7"),
+    ("ipv4", "198.51.100.9"),
+    ("ipv4", "198.51.100.200"),
+    ("ipv4", "198.51.7.1"),
+    ("ipv4", "198.52.0.1"),
+    ("ipv4", "0.0.0.0"),
+    ("ipv4", "255.255.255.255"),
+    ("ipv4", "10"),  # inet_aton reads it as 0.0.0.10
+    ("ipv4", "0x7f.1"),
+    ("ipv4", "1.2.3.4 junk"),
+    ("ipv4", "300.1.1.1"),
+    ("ipv4", "not-an-ip"),
+    ("ipv4", ""),
+    ("ipv4", "1.2.3.4\x00"),
+    ("ipv4", "::ffff:198.51.100.9"),  # IPv6 given as ipv4
+    ("ipv4", "2001:DB8::1"),
+    ("ipv6", "2001:db8::5"),
+    ("ipv6", "2001:db9::1"),
+    ("ipv6", "nonsense"),
+    ("domain", "evil.example"),
+    ("domain", "a.b.EVIL.example."),
+    ("domain", "notevil.example"),
+    ("domain", "example"),
+    ("domain", "example."),
+    ("domain", "x.a.b.c.deep.example"),
+    ("domain", "b.c.deep.example"),
+    ("domain", "exact.example"),
+    ("domain", "sub.exact.example"),
+    ("domain", "a.."),
+    ("domain", ""),
+    ("domain", "."),
+    ("domain", "with\nnewline.example"),
+    ("host", "EXACT.EXAMPLE."),
+    ("url", "http://bad.example/path?q=1"),
+    ("url", "HTTP://BAD.EXAMPLE:80/path?q=1#other"),
+    ("url", "http://bad.example/PATH?q=1"),
+    ("url", "https://user@cdn.example/x"),
+    ("url", "no scheme"),
+    ("sha256", "A" * 64),
+    ("md5", "b" * 32),
+    ("sha1", "C" * 40),
+    ("sha256", "d" * 64),
+    ("file_path", "C:\\Temp\\PAYLOAD.EXE"),
+    ("email", "Bad@Evil.Example"),
+    ("cve", "cve-2024-3094"),
+    ("registry_key", "HKLM\\x"),
+]
+
+
+def build() -> Matcher:
+    m = Matcher()
+    for ident, kind, value, options in INDICATORS:
+        m.add(ident, kind, value, **options)  # type: ignore[arg-type]
+    return m
+
+
+def batches(obs: list[tuple[str, str]], size: int) -> list[list[tuple[str, str]]]:
+    return [obs[i : i + size] for i in range(0, len(obs), size)]
+
+
+def assert_agree(m: Matcher, obs: list[tuple[str, str]]) -> None:
+    for now in (None, NOW):
+        expected = [m.match(t, v, now) for t, v in obs]
+        for size in (1, 3, 10, 15, 16, 17, 40, len(obs)):
+            got = [ids for batch in batches(obs, size) for ids in m.match_many(batch, now)]
+            assert got == expected, size
+        assert m.match_many(iter(obs), now) == expected  # any iterable
+
+
+def stream(seed: int, n: int) -> list[tuple[str, str]]:
+    """The edge cases shuffled among random misses, so every batch mixes types."""
+    rng = random.Random(seed)
+    out = list(OBSERVABLES)
+    for _ in range(n):
+        out.append(
+            rng.choice(
+                [
+                    ("ipv4", str(ipaddress.IPv4Address(rng.getrandbits(32)))),
+                    ("ipv4", f"198.51.{rng.randrange(256)}.{rng.randrange(256)}"),
+                    ("domain", f"h{rng.randrange(99)}.{rng.choice(['evil', 'deep', 'c.deep', 'x'])}.example"),
+                    ("url", f"https://cdn.example/{rng.choice(['x', 'y'])}"),
+                    ("sha256", f"{rng.getrandbits(256):064x}"),
+                ]
+            )
+        )
+    rng.shuffle(out)
+    return out
+
+
+def test_match_many_agrees_with_match_over_a_mixed_stream() -> None:
+    m = build()
+    assert_agree(m, stream(1, 300))
+
+
+def test_match_many_agrees_after_changes_without_a_lookup_in_between() -> None:
+    m = build()
+    obs = stream(2, 200)
+    assert_agree(m, obs)
+    m.add(30, T.CIDR, "198.51.100.0/26")  # the ranges are rebuilt by the next batch
+    m.add(31, T.DOMAIN, "q.r.s.t.u.example")  # a label count no domain had
+    m.remove(4, T.CIDR, "198.51.0.0/16")
+    m.remove(11, T.DOMAIN, "example")  # the last one-label domain
+    many = m.match_many(obs)
+    assert many == [m.match(t, v) for t, v in obs]
+    assert many[obs.index(("ipv4", "198.51.100.9"))] == [23, 3, 30]
+    assert many[obs.index(("domain", "example"))] == []
+    m.add(32, T.CIDR, "198.51.100.0/28")
+    assert m.match_many([("ipv4", "198.51.100.1")] * 20)[0] == [3, 30, 32]
+    m.remove(32, T.CIDR, "198.51.100.0/28")
+    assert m.match_many(obs) == [m.match(t, v) for t, v in obs]
+    assert_agree(m, [*obs, ("domain", "v.q.r.s.t.u.example")])
+
+
+def test_match_many_without_ranges_or_with_regexes() -> None:
+    m = Matcher()
+    m.add(1, T.IPV6, "2001:db8::1")
+    m.add(2, T.DOMAIN, "evil.example")
+    obs = stream(3, 50)
+    assert m.match("ipv4", "2001:DB8::1") == [1]  # the same reading with or without IPv4 ranges
+    m.add(4, T.DOMAIN, "x.y[z.example", pattern=True)  # not a regular expression: a plain domain
+    obs.append(("domain", "w.x.y[z.example"))
+    assert m.match_many(obs)[-1] == [4]
+    assert_agree(m, obs)
+    m.add(3, T.DOMAIN, r"^h\d+\.evil\.example$", pattern=True)
+    assert_agree(m, obs)
+
+
+def reference(t: str, v: str, now: int | None) -> list[int]:
+    """The indicators matching one observable, read straight off ``INDICATORS``."""
+    found: list[int] = []
+    lowered = v.lower()
+    name = lowered[:-1] if lowered.endswith(".") else lowered
+    for ident, kind, value, options in INDICATORS:
+        if t in ("ipv4", "ipv6"):
+            hit = kind in (T.IPV4, T.IPV6) and value == v
+            if ":" in v:
+                try:
+                    addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(v)
+                except ValueError:
+                    addr = None
+            else:
+                try:
+                    addr = ipaddress.IPv4Address(socket.inet_aton(v))
+                except (OSError, ValueError):
+                    addr = None
+            if addr is not None:
+                hit = hit or (kind in (T.IPV4, T.IPV6) and value == str(addr))
+                hit = hit or (kind is T.CIDR and addr in ipaddress.ip_network(value))
+        elif t in ("domain", "host"):
+            if options.get("exact"):
+                hit = kind is T.DOMAIN and value == name
+            else:
+                hit = kind is T.DOMAIN and (value == name or name.endswith("." + value))
+        elif t == "url":
+            hit = kind is T.URL and value == _canonical_url(v)
+        elif t in ("md5", "sha1", "sha256"):
+            hit = kind in (T.MD5, T.SHA1, T.SHA256) and value == lowered
+        else:
+            continue
+        valid_until = options.get("valid_until")
+        if hit and (now is None or not isinstance(valid_until, int) or valid_until >= now):
+            found.append(ident)
+    return sorted(found)
+
+
+def test_matches_are_those_a_brute_force_reading_finds() -> None:
+    m = build()
+    obs = [
+        (t, v) for t, v in stream(4, 300) if t in ("ipv4", "ipv6", "domain", "host", "url", "md5", "sha256")
+    ]
+    for now in (None, NOW):
+        assert [sorted(ids) for ids in m.match_many(obs, now)] == [reference(t, v, now) for t, v in obs]
