@@ -3,7 +3,7 @@ the same lookups as indexed SQL queries on the same indicators in SQLite, in one
 
 Indicators (``--indicators``, default 10,000,000), generated from a fixed seed: 40% IPv4 addresses,
 5% CIDR ranges (/24-/30, disjoint, from 11.0.0.0 up), 25% domains (matched with their subdomains),
-10% URLs, 20% hashes (SHA-256 and MD5). Observables (``--lookups``, default 1,000,000): the same mix
+10% URLs, 20% hashes (SHA-256 and MD5); a fifth of the domains have three labels, the rest two. Observables (``--lookups``, default 1,000,000): the same mix
 of types, 1% of them hits (a loaded value, a subdomain of a loaded domain, an address inside a loaded
 range, a URL written differently), the rest random misses.
 
@@ -96,8 +96,9 @@ def generate(n: int, seed: int = 7) -> Iterator[tuple[int, T, str]]:
             yield i, T.CIDR, f"{ipaddress.IPv4Address(cidr_base)}/{prefix}"
             cidr_base += size
             _RANGE_AREA[1] = max(_RANGE_AREA[1], cidr_base)
-        elif r < 14:
-            yield i, T.DOMAIN, _domain(rng, i)
+        elif r < 14:  # a fifth of them one level down (cdn.example.com), as real feeds list both
+            name = _domain(rng, i)
+            yield i, T.DOMAIN, f"{rng.choice(WORDS)}.{name}" if r == 13 else name
         elif r < 16:
             yield i, T.URL, f"http://{_domain(rng, i)}/{rng.choice(WORDS)}/{i}.php?id={rng.getrandbits(20)}"
         elif r < 19:
