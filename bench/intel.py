@@ -3,9 +3,10 @@ the same lookups as indexed SQL queries on the same indicators in SQLite, in one
 
 Indicators (``--indicators``, default 10,000,000), generated from a fixed seed: 40% IPv4 addresses,
 5% CIDR ranges (/24-/30, disjoint, from 11.0.0.0 up), 25% domains (matched with their subdomains),
-10% URLs, 20% hashes (SHA-256 and MD5); a fifth of the domains have three labels, the rest two. Observables (``--lookups``, default 1,000,000): the same mix
-of types, 1% of them hits (a loaded value, a subdomain of a loaded domain, an address inside a loaded
-range, a URL written differently), the rest random misses.
+10% URLs, 20% hashes (SHA-256 and MD5); a fifth of the domains have three labels, the rest two.
+Observables (``--lookups``, default 1,000,000): the same mix of types, 1% of them hits (a loaded value, a
+subdomain of a loaded domain, an address inside a loaded range, a URL written differently), the rest
+random misses.
 
 - bastion: ``Matcher.add`` for every indicator (load_s, and the process RSS after it), then
   ``Matcher.match_many`` over the stream in batches of 2,000 on one core (``lookups_per_s``), expiry checked.
