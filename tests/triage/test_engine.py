@@ -55,6 +55,20 @@ def test_repeats_in_one_batch_and_outside_the_window(tenant: Tenant) -> None:
     assert other_host.accepted == 1  # a different entity is a different fingerprint
 
 
+def test_later_batches_fold_into_an_alert_by_when_it_was_last_seen(tenant: Tenant) -> None:
+    """Each batch reads only the open alerts last seen within its dedupe windows: an alert first seen
+    100 minutes before a repeat but last seen 50 minutes before it still absorbs it (1 h window), and a
+    repeat more than an hour after the last sighting starts a new alert."""
+    t = tenant
+    first = t.ingest(make_alert(at=T0))
+    assert t.ingest(make_alert(at=T0 + 50 * MIN)).ids == first.ids
+    later = t.ingest(make_alert(at=T0 + 100 * MIN), make_alert(at=T0 + 100 * MIN, host="WS07"))
+    assert later.ids[0] == first.ids[0] and later.deduplicated == 1
+    assert t.alert(first.ids[0]).count == 3 and t.alert(first.ids[0]).last_seen == T0 + 100 * MIN
+    too_late = t.ingest(make_alert(at=T0 + 161 * MIN))
+    assert too_late.accepted == 1 and too_late.ids != first.ids
+
+
 def test_per_rule_fingerprint_override_and_closed_alerts_absorb_nothing(tenant: Tenant) -> None:
     t = tenant
     t.policy({"dedupe": {"rules": [{"rule_id": "noisy", "fields": ["rule_id"], "window_s": 86400}]}})

@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity, Verdict
-from bastion.store._util import bulk_insert, chunks, new_id, now_ms
+from bastion.store._util import bulk_insert, chunks, driver_mark, new_id, now_ms
 from bastion.store.events import index_value
 from bastion.store.tables import alert_observables, alerts
 
@@ -26,7 +26,7 @@ __all__ = ["AlertRepository"]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Alert).decode
 _TYPE = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
-
+_STATUS = {s: s.value for s in AlertStatus}
 
 
 def _triage_columns(alert: Alert) -> dict[str, Any]:
@@ -55,23 +55,23 @@ class AlertRepository:
         return self.insert_many([alert])[0]
 
     def existing_external(self, batch: Sequence[Alert]) -> dict[tuple[str, str], Alert]:
-        """The stored alerts these alerts' (source, external_id) pairs already name."""
+        """The stored alerts these alerts' (source, external_id) pairs already name. Run on the driver:
+        through SQLAlchemy, each ``IN`` list of every batch was expanded and compiled again."""
         by_source: dict[str, set[str]] = {}
         for a in batch:
             if a.external_id is not None:
                 by_source.setdefault(a.source, set()).add(a.external_id)
         found: dict[tuple[str, str], Alert] = {}
+        mark = driver_mark(self.conn)
         for source, wanted in sorted(by_source.items()):  # (tenant, source, external_id) is indexed
             for chunk in chunks(sorted(wanted)):
-                rows = self.conn.execute(
-                    select(alerts.c.external_id, alerts.c.document).where(
-                        alerts.c.tenant_id == self.tenant_id,
-                        alerts.c.source == source,
-                        alerts.c.external_id.in_(chunk),
-                    )
+                rows = self.conn.exec_driver_sql(
+                    f"SELECT external_id, document FROM {alerts.name} WHERE tenant_id = {mark}"
+                    f" AND source = {mark} AND external_id IN ({', '.join([mark] * len(chunk))})",
+                    (self.tenant_id, source, *chunk),
                 )
-                for r in rows:
-                    found[(source, r.external_id)] = _decode(r.document)
+                for external_id, document in rows:
+                    found[(source, external_id)] = _decode(document)
         return found
 
     def insert_many(
@@ -86,19 +86,23 @@ class AlertRepository:
         now = now if now is not None else now_ms()
         out: list[tuple[Alert, bool]] = []
         rows: list[dict[str, Any]] = []
-        obs_rows: list[dict[str, Any]] = []
+        # (value, type, alert id) of the whole batch, inserted sorted: in the index's key order, each
+        # page of it is reached once per batch instead of once per alert
+        index: set[tuple[str, str, str]] = set()
+        add = index.add
         for alert in batch:
             key = (alert.source, alert.external_id) if alert.external_id is not None else None
             if key is not None and key in known:
                 out.append((known[key], False))
                 continue
-            stored = msgspec.structs.replace(alert, id=alert.id or new_id())
+            alert_id = alert.id or new_id()
+            stored = msgspec.structs.replace(alert, id=alert_id)
             if key is not None:
                 known[key] = stored
             out.append((stored, True))
             rows.append(
                 {
-                    "id": stored.id,
+                    "id": alert_id,
                     "tenant_id": self.tenant_id,
                     "title": stored.title,
                     "severity_id": int(stored.severity),
@@ -106,7 +110,7 @@ class AlertRepository:
                     "source": stored.source,
                     "external_id": stored.external_id,
                     "rule_id": stored.rule_id,
-                    "status": stored.status.value,
+                    "status": _STATUS[stored.status],
                     "case_id": stored.case_id,
                     "created": now,
                     "updated": now,
@@ -114,53 +118,55 @@ class AlertRepository:
                     **_triage_columns(stored),
                 }
             )
-            pairs = {(_TYPE[o.type], index_value(_TYPE[o.type], o.value)) for o in stored.observables}
-            obs_rows.extend(
-                {"tenant_id": self.tenant_id, "alert_id": stored.id, "type": t, "value": v}
-                for t, v in sorted(pairs)
-            )
+            for o in stored.observables:
+                t = _TYPE[o.type]
+                add((index_value(t, o.value), t, alert_id))
         bulk_insert(self.conn, alerts, rows)
-        bulk_insert(self.conn, alert_observables, obs_rows)
+        tenant = self.tenant_id
+        bulk_insert(
+            self.conn,
+            alert_observables,
+            [{"tenant_id": tenant, "value": v, "type": t, "alert_id": a} for v, t, a in sorted(index)],
+        )
         return out
 
-    def open_by_fingerprints(self, fingerprints: Iterable[str]) -> dict[str, Alert]:
-        """For each fingerprint, the most recently seen alert with it that is not closed."""
-        newest: dict[str, tuple[int, str]] = {}
-        fps = sorted(set(fingerprints))
-        for chunk in chunks(fps):
-            rows = self.conn.execute(
-                select(alerts.c.fingerprint, alerts.c.id, alerts.c.time, alerts.c.last_seen).where(
-                    alerts.c.tenant_id == self.tenant_id,
-                    alerts.c.fingerprint.in_(chunk),
-                    alerts.c.status != AlertStatus.CLOSED.value,
-                )
+    def open_by_fingerprints(self, fingerprints: Iterable[str], *, since: int) -> dict[str, Alert]:
+        """For each fingerprint, the most recently seen alert with it that is not closed, among those
+        last seen at or after ``since`` (epoch ms). Triage passes its batch's earliest alert time minus
+        the widest dedupe window: an older alert can absorb none of the batch, so neither its row nor its
+        document is read (the (tenant, fingerprint, last seen) index skips them). Run on the driver,
+        like :meth:`existing_external`."""
+        mark = driver_mark(self.conn)
+        newest: dict[str, tuple[int, str, str]] = {}
+        for chunk in chunks(sorted(set(fingerprints))):
+            rows = self.conn.exec_driver_sql(
+                f"SELECT fingerprint, id, time, last_seen, document FROM {alerts.name}"
+                f" WHERE tenant_id = {mark} AND fingerprint IN ({', '.join([mark] * len(chunk))})"
+                # seen is ``last_seen or time``, as in the engine
+                f" AND (last_seen >= {mark} OR ((last_seen IS NULL OR last_seen = 0) AND time >= {mark}))"
+                f" AND status <> {mark}",
+                (self.tenant_id, *chunk, since, since, AlertStatus.CLOSED.value),
             )
-            for r in rows:
-                seen = (r.last_seen or r.time, r.id)
-                if r.fingerprint not in newest or seen > newest[r.fingerprint]:
-                    newest[r.fingerprint] = seen
+            for fp, alert_id, t, last_seen, document in rows:
+                seen = (last_seen or t, alert_id, document)
+                if fp not in newest or seen[:2] > newest[fp][:2]:
+                    newest[fp] = seen
         # only the newest alert per fingerprint is decoded: older open ones can absorb nothing more
-        found: dict[str, Alert] = {}
-        pairs = sorted((fp, i) for fp, (_, i) in newest.items())
-        for some in chunks(pairs):
-            rows = self.conn.execute(
-                select(alerts.c.fingerprint, alerts.c.document).where(
-                    alerts.c.tenant_id == self.tenant_id,
-                    # the fingerprint keeps the (tenant, fingerprint) index in use for the id lookup
-                    alerts.c.fingerprint.in_([fp for fp, _ in some]),
-                    alerts.c.id.in_([i for _, i in some]),
-                )
-            )
-            for r in rows:
-                found[r.fingerprint] = _decode(r.document)
-        return found
+        return {fp: _decode(document) for fp, (_, _, document) in newest.items()}
 
     def apply_dedupe(self, updates: Sequence[tuple[Alert, Sequence[Observable]]]) -> None:
-        """Save alerts that absorbed repeats (count, last seen, document) and index the observables
-        each repeat brought that the alert did not have (``new_observables``)."""
+        """Save alerts that absorbed repeats and index the observables each repeat brought that the alert
+        did not have (``new_observables``). A fold changes only the count, last seen and document (events,
+        observables), so only those columns are written, with one executemany on the driver."""
         if not updates:
             return
-        self.save_many([a for a, _ in updates])
+        mark = driver_mark(self.conn)
+        now = now_ms()
+        self.conn.exec_driver_sql(
+            f"UPDATE {alerts.name} SET count = {mark}, last_seen = {mark}, updated = {mark},"
+            f" document = {mark} WHERE tenant_id = {mark} AND id = {mark}",
+            [(a.count, a.last_seen, now, _encode(a).decode(), self.tenant_id, a.id) for a, _ in updates],
+        )
         obs_rows: list[dict[str, Any]] = []
         for a, new_obs in updates:
             pairs = {(_TYPE[o.type], index_value(_TYPE[o.type], o.value)) for o in new_obs}

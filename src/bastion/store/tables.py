@@ -170,7 +170,7 @@ alerts = Table(
     Column("closed", BigInteger, nullable=True),
     UniqueConstraint("tenant_id", "source", "external_id"),
     Index(None, "tenant_id", "time"),
-    Index(None, "tenant_id", "fingerprint"),
+    Index(None, "tenant_id", "fingerprint", "last_seen"),  # open alerts in a dedupe window
     Index(None, "tenant_id", "created"),
 )
 

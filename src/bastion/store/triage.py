@@ -150,23 +150,27 @@ class TriageRepository:
 
     def open_case_entities(self, entities: Iterable[tuple[str, str]]) -> list[Any]:
         """``case_entities`` rows (type, value, case_id, first_seen, last_seen, tactics) of these
-        entities in cases that are still open."""
-        wanted = set(entities)
-        values = sorted({v for _, v in wanted})
-        ce, c = case_entities, cases
+        entities in cases that are still open. One query per entity type and chunk of values, so the
+        (tenant, type, value) key is searched instead of every entity row of the tenant, closed cases'
+        included, being scanned; on the driver, with no statement to compile."""
+        by_type: dict[str, set[str]] = {}
+        for t, v in entities:
+            by_type.setdefault(t, set()).add(v)
+        mark = driver_mark(self.conn)
+        closed = ", ".join([mark] * len(CLOSED_CASE_STATUSES))
         out: list[Any] = []
-        for chunk in chunks(values):
-            q = (
-                select(ce.c.type, ce.c.value, ce.c.case_id, ce.c.first_seen, ce.c.last_seen, ce.c.tactics)
-                .join(c, c.c.id == ce.c.case_id)
-                .where(
-                    ce.c.tenant_id == self.tenant_id,
-                    c.c.tenant_id == self.tenant_id,
-                    ce.c.value.in_(chunk),
-                    c.c.status.not_in(CLOSED_CASE_STATUSES),
+        for t, values in sorted(by_type.items()):
+            for chunk in chunks(sorted(values)):
+                out.extend(
+                    self.conn.exec_driver_sql(
+                        "SELECT ce.type, ce.value, ce.case_id, ce.first_seen, ce.last_seen, ce.tactics"
+                        f" FROM {case_entities.name} ce JOIN {cases.name} c ON c.id = ce.case_id"
+                        f" WHERE ce.tenant_id = {mark} AND ce.type = {mark}"
+                        f" AND ce.value IN ({', '.join([mark] * len(chunk))})"
+                        f" AND c.tenant_id = {mark} AND c.status NOT IN ({closed})",
+                        (self.tenant_id, t, *chunk, self.tenant_id, *CLOSED_CASE_STATUSES),
+                    )
                 )
-            )
-            out.extend(r for r in self.conn.execute(q) if (r.type, r.value) in wanted)
         return out
 
     def cases(self, case_ids: Iterable[str]) -> list[Any]:

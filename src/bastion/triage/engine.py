@@ -421,7 +421,9 @@ def triage_alerts(
     fps: dict[int, tuple[str, int]] = {}
     for i, alert in pending:
         fps[i] = fingerprint(policy.dedupe, alert)
-    open_by_fp = scope.alerts.open_by_fingerprints(fp for fp, _ in fps.values())
+    # no alert last seen before this is within the dedupe window of any alert of the batch
+    since = min(alert.time - fps[i][1] * 1000 for i, alert in pending)
+    open_by_fp = scope.alerts.open_by_fingerprints((fp for fp, _ in fps.values()), since=since)
     # A repeat of an open stored alert, no older than it and within its window, is folded into it
     # whatever else happens in the batch: its entities are never needed, so they are not looked up.
     needed = [(i, a) for i, a in pending if not _certain_repeat(open_by_fp.get(fps[i][0]), a, fps[i][1])]

@@ -16,12 +16,14 @@ from bastion.triage.policy import DedupePolicy
 __all__ = ["FIELDS", "alert_entities_key", "dedupe_rule", "fingerprint", "unknown_fields"]
 
 log = logging.getLogger(__name__)
-_PEOPLE = frozenset({ObservableType.HOST, ObservableType.USER})
+# ``host:`` and ``user:``, formatted once: formatting the enum for every observable cost more than the rest
+_PEOPLE = {t: f"{t}:" for t in (ObservableType.HOST, ObservableType.USER)}
 
 
 def alert_entities_key(alert: Alert) -> str:
     """The alert's hosts and users, sorted and lower-cased: what ``entities`` means in a fingerprint."""
-    vals = sorted({f"{o.type}:{o.value.lower()}" for o in alert.observables if o.type in _PEOPLE})
+    people = _PEOPLE
+    vals = sorted({people[o.type] + o.value.lower() for o in alert.observables if o.type in people})
     return ",".join(vals)
 
 
