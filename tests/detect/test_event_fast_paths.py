@@ -33,3 +33,26 @@ def test_flat_event_data_is_copied_as_the_leaf_walk_would() -> None:
     assert ev.fields == walked and list(ev.fields) == list(walked)
     with_null = flatten({"Event": {"System": {"EventID": 1}, "EventData": {"A": None, "B": {"#text": "t"}}}})
     assert with_null.fields == {"EventID": 1, "B": "t"}
+
+
+def test_latin1_keyword_text_is_lowered_as_str_lower_does() -> None:
+    latin1 = "".join(map(chr, range(1, 256)))
+    ev = FlatEvent({"a": latin1, "b": "MICROSOFT® WINDOWS®", "c": 7}, None, plain=True)
+    assert ev.any_low() == ev._joined().lower()
+    wide = FlatEvent({"a": "ΟΔΟΣ", "b": "Ä"}, None)  # not Latin-1: lowered value by value
+    assert wide.any_low() == "οδος\x00ä"
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        {"Channel": "Security", "EventID": 4688, "Tags": ["A", "B"]},
+        {"Channel": "Security", "EventID": 4688, "Exec": {"#attributes": {"Ids": [1, 2]}}},
+        {"Channel": "Security", "EventID": {"#attributes": {"Q": 0}, "#text": [4688]}},
+    ],
+)
+def test_lists_in_system_clear_the_plain_flag(system: dict[str, Any]) -> None:
+    ev = flatten({"Event": {"System": system, "EventData": {"X": "Y"}}})
+    assert not ev.plain
+    assert ev.any_low() == ev._joined().lower()
+    assert flatten({"Event": {"System": {"Channel": "S", "EventID": 1}, "EventData": {"X": 1.5}}}).plain

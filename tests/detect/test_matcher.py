@@ -269,3 +269,32 @@ def test_rules_check_names_each_broken_rule(tmp_path: Any) -> None:
     assert by_file["badmod.yml"]["rule_id"] == "00000000-0000-0000-0000-0000000000bb"
     assert "missing" in by_file["badcond.yml"]["reason"]
     assert "YAML" in by_file["notyaml.yml"]["reason"]
+
+
+def test_a_candidate_must_hit_every_indexed_requirement() -> None:
+    det = _detector(
+        """
+        img: {Image|endswith: '\\cmd.exe'}
+        trav: {CommandLine|contains: '/../../'}
+        condition: img and trav
+        """
+    )
+    assert det.match_document({"Image": "C:\\cmd.exe", "CommandLine": "x /../../y"})
+    assert not det.match_document({"Image": "C:\\cmd.exe", "CommandLine": "x /../y"})
+    assert not det.match_document({"Image": "C:\\ps.exe", "CommandLine": "x /../../y"})
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_keyword_sets_too_large_for_re2_match_the_same(many: bool) -> None:
+    from bastion.detect import engine
+
+    words = [f"kw{i:05d}-" + "x" * (60 if many else 2) for i in range(80)] + ["Ünïcode::ärger"]
+    det = _detector("keywords:\n" + "".join(f"  - '{w}'\n" for w in words) + "condition: keywords")
+    ev = {"A": "pre " + words[40].upper() + " post", "B": 3}
+    assert det.match_document(ev)
+    assert det.match_document({"A": "ÜNÏCODE::ÄRGER"})
+    assert not det.match_document({"A": words[40][:-1], "B": "kw00040"})
+    bucket = next(iter(det._gen_cache.values()))
+    assert bucket.keywords is not None
+    assert (bucket.keywords.set is None) is many
+    assert sum(len(w.encode()) for w in words) > engine._RE2_KEYWORD_BYTES or not many

@@ -33,21 +33,17 @@ def to_text(v: Any) -> str:
 
 
 _NESTED = (list, dict)
-# Value types that need more than str(v): their text is not str(v) (lists, and None which is absent) or
-# they are flattened away (dicts). An event without them gets its texts from C-level map/join calls.
-_NOT_SCALAR = frozenset({list, dict, type(None)})
-# EventData values that cannot be copied as they are: nested elements to flatten, null to drop.
-_NOT_LEAF = frozenset({dict, type(None)})
+# Value types whose text is str(v) up to case: an event with only these gets its texts from C-level calls.
+_PLAIN = frozenset({str, int, float, bool})
+# str.lower() of each Latin-1 character, which is one Latin-1 character (bytes() fails if one is not).
+_LATIN1_LOWER = bytes(ord(chr(c).lower()) for c in range(256))
 
 
 class _Lowered(dict[str, Any]):
     """Lowercased field texts, computed on first lookup (``lowd[name]``; None when absent)."""
 
     __slots__ = ("_fields",)
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        super().__init__()
-        self._fields = fields
+    _fields: dict[str, Any]  # set by FlatEvent: an __init__ of its own would double the cost of creating one
 
     def __missing__(self, name: str) -> Any:
         v: Any = self._fields.get(name)
@@ -73,12 +69,17 @@ class FlatEvent:
     computed on first lookup; ``any_low()`` gives every value joined by NUL, which keyword searches scan.
     """
 
-    __slots__ = ("_all", "_any", "fields", "lowd", "windows")
+    __slots__ = ("_all", "_any", "fields", "lowd", "plain", "windows")
 
-    def __init__(self, fields: dict[str, Any], windows: tuple[str, int | None] | None) -> None:
+    def __init__(
+        self, fields: dict[str, Any], windows: tuple[str, int | None] | None, plain: bool = False
+    ) -> None:
         self.fields = fields
         self.windows = windows
-        self.lowd = _Lowered(fields)
+        # True when the flattener saw that every value is a str, int, float or bool (else: not known).
+        self.plain = plain
+        self.lowd = lowd = _Lowered()
+        lowd._fields = fields
         self._all: str | None = None
         self._any: str | None = None
 
@@ -92,13 +93,23 @@ class FlatEvent:
         """Every lowercased value joined by NUL."""
         if self._any is None:
             vals = self.fields.values()
-            if _NOT_SCALAR.isdisjoint(map(type, vals)):
-                # str(v) differs from to_text(v) only for booleans, in case, which lower() removes. And
-                # lowercasing the joined text equals joining the lowercased values: the one context
-                # Python's lower() reads (a final sigma) stops at a NUL as at the end of a string.
-                self._any = "\x00".join(map(str, vals)).lower()
+            if self.plain or _PLAIN.issuperset(map(type, vals)):
+                # For these types format(v) is str(v), which differs from to_text(v) only for booleans,
+                # in case, which lower() removes.
+                text = "\x00".join(map(format, vals))
             else:
-                self._any = self._joined().lower()
+                text = self._joined()
+            # Lowering the joined text equals joining the lowered values: the one context Python's lower()
+            # reads (a final sigma) stops at a NUL as at the end of a string. Non-ASCII text takes the slow
+            # path for every character: Latin-1 text is lowered by a byte table instead, other text one
+            # value at a time, so that only the values that need it take that path.
+            if text.isascii():
+                self._any = text.lower()
+            else:
+                try:
+                    self._any = text.encode("latin-1").translate(_LATIN1_LOWER).decode("latin-1")
+                except UnicodeEncodeError:
+                    self._any = "\x00".join(map(str.lower, text.split("\x00")))
         return self._any
 
     def _joined(self) -> str:
@@ -149,30 +160,40 @@ def _leaves(d: dict[str, Any], out: dict[str, Any]) -> None:
 
 def _flatten_windows(ev: dict[str, Any]) -> FlatEvent:
     f: dict[str, Any] = {}
+    plain = True  # every value a str, int, float or bool; the type tests stand in for the null tests
     system = ev.get("System")
     if type(system) is dict:
         for k, v in system.items():
-            if v is None:
-                continue
-            if type(v) is dict:
+            t = type(v)
+            if t is dict:
                 attrs = v.get("#attributes")
                 if type(attrs) is dict:
                     for ak, av in attrs.items():
-                        if av is not None:
+                        if type(av) in _PLAIN:
                             f[k + "_" + ak] = av
-                t = v.get("#text")
-                if t is not None:
-                    f[k] = t
-            else:
+                        elif av is not None:
+                            f[k + "_" + ak] = av
+                            plain = False
+                text = v.get("#text")
+                if type(text) in _PLAIN:
+                    f[k] = text
+                elif text is not None:
+                    f[k] = text
+                    plain = False
+            elif t in _PLAIN:
                 f[k] = v
+            elif v is not None:
+                f[k] = v
+                plain = False
     for section in ("EventData", "UserData"):
         d = ev.get(section)
         if type(d) is dict:
-            if _NOT_LEAF.isdisjoint(map(type, d.values())):
+            if _PLAIN.issuperset(map(type, d.values())):
                 f.update(d)  # the common flat EventData: what _leaves would do, without a Python loop
             else:
                 _leaves(d, f)
-    return FlatEvent(f, _windows_key(f))
+                plain = False
+    return FlatEvent(f, _windows_key(f), plain)
 
 
 def _windows_key(f: dict[str, Any]) -> tuple[str, int | None]:
