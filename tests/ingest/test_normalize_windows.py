@@ -14,6 +14,7 @@ import pytest
 from bastion.ingest.normalize import NormalizeError, detect_format, normalize
 from bastion.ingest.normalize.windows import event_data, normalize_windows, parse_hashes
 from bastion.model import EventClass, Severity
+from bastion.model.timefmt import to_epoch_ms
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SAMPLES = DATA / "evtx-attack-samples" / "events.jsonl.gz"
@@ -243,6 +244,7 @@ def test_rdp_and_defender(pairs: list[tuple[dict[str, Any], Any]]) -> None:
 
 def test_parse_hashes_and_bad_records() -> None:
     assert parse_hashes("MD5=AB,SHA256=CD") == {"md5": "ab", "sha256": "cd"}
+    assert parse_hashes(" Sha1 = AB ,IMPHASH=Cd,bad,x=") == {"sha1": "ab", "imphash": "cd"}
     assert parse_hashes("") is None
     with pytest.raises(NormalizeError, match="System"):
         normalize_windows({"Event": {"EventData": {}}})
@@ -250,3 +252,27 @@ def test_parse_hashes_and_bad_records() -> None:
         normalize_windows({"Event": {"System": {"EventID": "x"}}})
     with pytest.raises(NormalizeError):
         normalize_windows("not a dict")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2020-10-05T20:43:58.351744Z",
+        "2019-03-19T23:21:57.1234567Z",  # .NET's seven fraction digits
+        "2020-10-05T20:43:58+02:00",
+        "2020-10-05 20:43:58",  # no offset: UTC
+        "2020-10-05",
+        " 2020-10-05T20:43:58Z ",
+        "2020-13-45T00:00:00Z",
+        "1601930638351",
+        "1601930638.5",
+        1601930638,
+        "not a time",
+        "",
+        None,
+    ],
+)
+def test_system_time_reads_as_the_lenient_reader_does(value: Any) -> None:
+    """The direct ISO-8601 path for SystemTime gives exactly what to_epoch_ms gives (0 for nothing)."""
+    record = {"Event": {"System": {"EventID": 1, "TimeCreated": {"#attributes": {"SystemTime": value}}}}}
+    assert normalize_windows(record).time == ((to_epoch_ms(value) or 0) if value else 0)

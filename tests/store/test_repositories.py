@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from bastion.model import Alert, AlertStatus, CaseStatus, Observable, ObservableType, Role, Severity
 from bastion.store import Database, DuplicateError, TenantRepository, TenantScope
-from bastion.store.events import EventRow
-from bastion.store.tables import events
+from bastion.store.events import EventRow, value_hash
+from bastion.store.tables import event_observables, events
 
 
 def _tenant(db: Database, name: str) -> str:
@@ -225,3 +225,34 @@ def test_concurrent_writers_keep_one_unbroken_audit_chain(db: Database) -> None:
         assert [e.seq for e in entries] == list(range(1, 201))
         assert audit.verify().ok
     assert {e.actor for e in entries} == {f"worker{w}" for w in range(8)}
+
+
+def test_observable_index_rows_are_one_per_value_hash(db: Database) -> None:
+    """Each event is indexed once per distinct indexed value (a host and a domain spelt alike share one
+    row), hashes of either sign survive the packing of (hash, row key) into one integer, and re-sending
+    the batch adds nothing."""
+    tid = _tenant(db, "acme")
+    values = [f"host{i}.example.com" for i in range(8)]
+    signs = {value_hash(v) < 0 for v in values}
+    assert signs == {True, False}
+    rows = []
+    for i, v in enumerate(values):
+        row = _row(100 + i)
+        row.observables = [("host", v), ("domain", v), ("user", "Alice"), ("user", "alice")]
+        row.normalized = orjson.dumps(
+            {"observables": [{"type": t, "value": x} for t, x in row.observables]}
+        ).decode()
+        rows.append(row)
+    with db.write() as conn:
+        new, dup = TenantScope(conn, tid).events.insert_batch(rows, ingested=1)
+        assert (len(new), dup) == (8, 0)
+    with db.write() as conn:
+        assert TenantScope(conn, tid).events.insert_batch(rows, ingested=2) == ([], 8)
+    with db.read() as conn:
+        pk_of = dict(conn.execute(select(events.c.id, events.c.pk)).all())
+        stored = conn.execute(select(event_observables.c.vhash, event_observables.c.event_pk)).all()
+        repo = TenantScope(conn, tid).events
+        assert [e.id for e in repo.search(value="HOST3.example.com", obs_type="host")[0]] == [rows[3].id]
+    expected = {(value_hash(v), pk_of[r.id]) for r, v in zip(rows, values, strict=True)}
+    expected |= {(value_hash("alice"), pk_of[r.id]) for r in rows}
+    assert sorted(map(tuple, stored)) == sorted(expected)

@@ -23,10 +23,11 @@ _OPTIONS_ANY_KEYS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 def canonical_bytes(record: Any) -> bytes:
     """Canonical serialization of a raw record (a parsed JSON value, a text line or bytes)."""
-    if isinstance(record, str):
-        return record.rstrip("\r\n").encode("utf-8", "surrogatepass")
-    if isinstance(record, bytes | bytearray | memoryview):
-        return bytes(record).rstrip(b"\r\n")
+    if type(record) is not dict:  # a JSON object, the common case, needs neither test
+        if isinstance(record, str):
+            return record.rstrip("\r\n").encode("utf-8", "surrogatepass")
+        if isinstance(record, bytes | bytearray | memoryview):
+            return bytes(record).rstrip(b"\r\n")
     try:
         return orjson.dumps(record, option=_OPTIONS)
     except TypeError:

@@ -225,8 +225,7 @@ def _user(name: str) -> Pairs:
 
 
 def _basename(path: str) -> str:
-    cut = max(path.rfind("\\"), path.rfind("/"))
-    return path[cut + 1 :] if cut >= 0 else path
+    return path.rpartition("\\")[2].rpartition("/")[2]
 
 
 def _image(path: str) -> Pairs:
@@ -366,18 +365,25 @@ _COMPUTE: tuple[Callable[[str], Pairs], ...] = (
     lambda v: _hash(None, v),
 )
 _HASH_KINDS = {"md5": _K_MD5, "sha1": _K_SHA1, "sha256": _K_SHA256, "sha-1": _K_SHA1, "sha-256": _K_SHA256}
-_memo: dict[tuple[int, str], Pairs] = {}
+# One memo per kind, keyed by the value alone (a str key hashes from its cache; a (kind, value) key
+# would be built and hashed on every lookup); :data:`_CACHE_MAX` bounds them together.
+_memos: tuple[dict[str, Pairs], ...] = tuple({} for _ in _COMPUTE)
+_memo_size = 0
 
 
 def _pairs(kind: int, value: str) -> Pairs:
-    key = (kind, value)
-    found = _memo.get(key)
+    global _memo_size
+    memo = _memos[kind]
+    found = memo.get(value)
     if found is None:
         found = _COMPUTE[kind](value)
         if len(value) <= _CACHE_TEXT_MAX:
-            if len(_memo) >= _CACHE_MAX:
-                _memo.clear()
-            _memo[key] = found
+            if _memo_size >= _CACHE_MAX:
+                for each in _memos:
+                    each.clear()
+                _memo_size = 0
+            memo[value] = found
+            _memo_size += 1
     return found
 
 
@@ -387,8 +393,7 @@ Found = dict[tuple[ObservableType, str], Observable]
 def _put(found: Found, kind: int, value: Any, field: str) -> None:
     if type(value) is not str or not value:
         return
-    key = (kind, value)
-    pairs = _memo.get(key)
+    pairs = _memos[kind].get(value)
     if pairs is None:
         pairs = _pairs(kind, value)
     for pair in pairs:
@@ -399,18 +404,28 @@ def _put(found: Found, kind: int, value: Any, field: str) -> None:
 # ------------------------------------------------------------------------------------------------ events
 
 
+# The (path, name, cmd_line, user.name, parent_process) field names under each process prefix down to
+# the deepest parent read, made once rather than concatenated for every event.
+_PROCESS_FIELDS = {
+    p: (p + ".path", p + ".name", p + ".cmd_line", p + ".user.name", p + ".parent_process")
+    for base in ("actor.process", "process")
+    for p in (base, base + ".parent_process", base + ".parent_process.parent_process")
+}
+
+
 def _process(found: Found, process: Process, field: str, depth: int = 0) -> None:
+    names = _PROCESS_FIELDS[field]
     if process.path:
-        _put(found, _K_IMAGE, process.path, field + ".path")
+        _put(found, _K_IMAGE, process.path, names[0])
     elif process.name:
-        _put(found, _K_PNAME, process.name, field + ".name")
+        _put(found, _K_PNAME, process.name, names[1])
     if process.cmd_line:
-        _put(found, _K_TEXT, process.cmd_line, field + ".cmd_line")
+        _put(found, _K_TEXT, process.cmd_line, names[2])
     user = process.user
     if user is not None and user.name:
-        _put(found, _K_USER, user.name, field + ".user.name")
+        _put(found, _K_USER, user.name, names[3])
     if process.parent_process is not None and depth < 2:
-        _process(found, process.parent_process, field + ".parent_process", depth + 1)
+        _process(found, process.parent_process, names[4], depth + 1)
 
 
 _GROUP_CLASSES = frozenset({EventClass.GROUP_MANAGEMENT, EventClass.ENTITY_MANAGEMENT})
@@ -427,7 +442,7 @@ def _windows_extra(found: Found, event: Event) -> None:
     raw = event.raw
     if type(raw) is not dict:
         return
-    data = event_data(raw.get("Event", raw))
+    data = event_data(raw.get("Event", raw), flatten=False)  # none of the fields read is "Data"
     if not data:
         return
     groups = event.class_uid in _GROUP_CLASSES  # their TargetUserName is a group or an object
@@ -490,22 +505,26 @@ _EXTRA: Mapping[str, Callable[[Found, Event], None]] = {
 }
 
 
-def _endpoint(found: Found, endpoint: Endpoint, prefix: str) -> None:
+def _endpoint(found: Found, endpoint: Endpoint, names: tuple[str, str, str]) -> None:
     if endpoint.ip:
-        _put(found, _K_ADDR, endpoint.ip, f"{prefix}.ip")
+        _put(found, _K_ADDR, endpoint.ip, names[0])
     if endpoint.hostname:
-        _put(found, _K_ADDR, endpoint.hostname, f"{prefix}.hostname")
+        _put(found, _K_ADDR, endpoint.hostname, names[1])
     if endpoint.domain:
-        _put(found, _K_ADDR, endpoint.domain, f"{prefix}.domain")
+        _put(found, _K_ADDR, endpoint.domain, names[2])
+
+
+_SRC_FIELDS = ("src_endpoint.ip", "src_endpoint.hostname", "src_endpoint.domain")
+_DST_FIELDS = ("dst_endpoint.ip", "dst_endpoint.hostname", "dst_endpoint.domain")
 
 
 def extract_observables(event: Event) -> list[Observable]:
     """Every observable in ``event``, de-duplicated by (type, value), each with its source field."""
     found: Found = {}
     if event.src_endpoint is not None:
-        _endpoint(found, event.src_endpoint, "src_endpoint")
+        _endpoint(found, event.src_endpoint, _SRC_FIELDS)
     if event.dst_endpoint is not None:
-        _endpoint(found, event.dst_endpoint, "dst_endpoint")
+        _endpoint(found, event.dst_endpoint, _DST_FIELDS)
     device = event.device
     if device is not None:
         if device.hostname:

@@ -15,8 +15,9 @@ import msgspec
 __all__ = ["RawRecord", "RecordError"]
 
 
-class RawRecord(msgspec.Struct):
-    """One item read from a source, not yet normalized.
+class RawRecord(msgspec.Struct, gc=False):
+    """One item read from a source, not yet normalized. Not tracked by the garbage collector: it holds
+    parsed JSON or text, never a cycle, and a batch holds thousands.
 
     ``line`` is the 1-based position within its input: the line number for JSON lines and text, the line
     where the object starts for concatenated JSON objects, the item number for JSON arrays and EVTX

@@ -53,6 +53,25 @@ def value_hash(indexed: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# Observable values repeat heavily across events (hosts, users, images): short ones are hashed once
+# while they stay in this bounded memo.
+_VHASH_MEMO: dict[tuple[str, str], int] = {}
+_VHASH_MEMO_MAX = 65536
+_VHASH_MEMO_VALUE_MAX = 512
+_PK_MASK = (1 << 64) - 1
+
+
+def _obs_hash(obs: tuple[str, str]) -> int:
+    h = _VHASH_MEMO.get(obs)
+    if h is None:
+        h = value_hash(index_value(*obs))
+        if len(obs[1]) <= _VHASH_MEMO_VALUE_MAX:
+            if len(_VHASH_MEMO) >= _VHASH_MEMO_MAX:
+                _VHASH_MEMO.clear()
+            _VHASH_MEMO[obs] = h
+    return h
+
+
 def id_fp(event_id: str) -> int:
     """The indexed 64-bit key of an event id (its first 16 hex digits, as a signed integer)."""
     if len(event_id) != 32:
@@ -74,8 +93,18 @@ def _carries(event: Any, forms: set[str], obs_type: str | None) -> bool:
     return False
 
 
-class EventRow(msgspec.Struct, array_like=True):
-    """One prepared event, ready to store: everything computed before the transaction starts."""
+def _index_keys(pks: Sequence[int], rows: Sequence[EventRow]) -> list[int]:
+    """The index rows of these events, each ``(value hash, event pk)`` packed into one integer (hash
+    times 2**64 plus pk), distinct and sorted: in key order, without a tuple per row to build, compare
+    and have the garbage collector scan."""
+    return sorted(
+        {(_obs_hash(obs) << 64) | pk for pk, r in zip(pks, rows, strict=True) for obs in r.observables}
+    )
+
+
+class EventRow(msgspec.Struct, array_like=True, gc=False):
+    """One prepared event, ready to store: everything computed before the transaction starts. Not
+    tracked by the garbage collector (it holds no cycles): a batch holds thousands."""
 
     id: str
     time: int
@@ -119,12 +148,15 @@ class EventRepository:
         return self._existing([id_fp(i) for i in ids])
 
     def _existing(self, fps: Sequence[int]) -> set[str]:
-        """Stored ids whose 64-bit key is among ``fps`` (callers compare the full ids)."""
+        """Stored ids whose 64-bit key is among ``fps`` (callers compare the full ids). On the driver:
+        compiling the expanding ``IN`` through SQLAlchemy cost more than the index lookups."""
         found: set[str] = set()
+        p = self._param
+        num = self.tenant_num
         for start in range(0, len(fps), _CHUNK):
-            chunk = set(fps[start : start + _CHUNK])
-            q = select(events.c.id).where(events.c.tenant_num == self.tenant_num, events.c.fp.in_(chunk))
-            found.update(self.conn.execute(q).scalars())
+            chunk = list(set(fps[start : start + _CHUNK]))
+            sql = f"SELECT id FROM events WHERE tenant_num = {p} AND fp IN ({', '.join([p] * len(chunk))})"
+            found.update(self.conn.exec_driver_sql(sql, (num, *chunk)).scalars())
         return found
 
     def insert_batch(self, rows: Sequence[EventRow], ingested: int) -> tuple[list[str], int]:
@@ -140,54 +172,53 @@ class EventRepository:
             self.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)", (_PG_LOCK_CLASS, num))
         fps = [id_fp(r.id) for r in rows]
         seen = self._existing(fps)
-        fresh: list[tuple[EventRow, int]] = []
-        duplicates = 0
+        fresh: list[EventRow] = []
+        fresh_fps: list[int] = []
         for row, fp in zip(rows, fps, strict=True):
-            if row.id in seen:
-                duplicates += 1
-                continue
-            seen.add(row.id)
-            fresh.append((row, fp))
+            if row.id not in seen:
+                seen.add(row.id)
+                fresh.append(row)
+                fresh_fps.append(fp)
+        duplicates = len(rows) - len(fresh)
         if not fresh:
             return [], duplicates
         p = self._param
         pks = self._reserve_pks(len(fresh))
-        self.conn.exec_driver_sql(
-            f"INSERT INTO events (pk, tenant_num, id, fp, time, ingested, class_uid, severity_id, format, "
-            f"normalized, raw) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
-            [
+        # Straight to the driver's cursor, each row made as the driver reads it: no list of parameter
+        # tuples that outlives the statement (every such object also pushes the garbage collector towards
+        # a full collection, and a batch is made of thousands). sqlite3 and psycopg both take any
+        # iterable of rows, which SQLAlchemy's cursor protocol does not say: hence ``Any``.
+        cursor: Any = self.conn.connection.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO events (pk, tenant_num, id, fp, time, ingested, class_uid, severity_id, "
+                f"format, normalized, raw) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
                 (
-                    pk,
-                    num,
-                    r.id,
-                    fp,
-                    r.time,
-                    ingested,
-                    r.class_uid,
-                    r.severity_id,
-                    r.format,
-                    r.normalized,
-                    r.raw,
-                )
-                for pk, (r, fp) in zip(pks, fresh, strict=True)
-            ],
-        )
-        # Observable values repeat heavily within a batch (hosts, users, images): hash each once.
-        hashes: dict[tuple[str, str], int] = {}
-        index_set: set[tuple[int, int, int]] = set()
-        for pk, (r, _fp) in zip(pks, fresh, strict=True):
-            for obs in r.observables:
-                h = hashes.get(obs)
-                if h is None:
-                    h = hashes[obs] = value_hash(index_value(*obs))
-                index_set.add((num, h, pk))
-        index_rows = sorted(index_set)
-        if index_rows:
-            self.conn.exec_driver_sql(
-                f"INSERT INTO event_observables (tenant_num, vhash, event_pk) VALUES ({p}, {p}, {p})",
-                index_rows,
+                    (
+                        pk,
+                        num,
+                        r.id,
+                        fp,
+                        r.time,
+                        ingested,
+                        r.class_uid,
+                        r.severity_id,
+                        r.format,
+                        r.normalized,
+                        r.raw,
+                    )
+                    for pk, r, fp in zip(pks, fresh, fresh_fps, strict=True)
+                ),
             )
-        return [r.id for r, _fp in fresh], duplicates
+            keys = _index_keys(pks, fresh)
+            if keys:
+                cursor.executemany(
+                    f"INSERT INTO event_observables (tenant_num, vhash, event_pk) VALUES ({p}, {p}, {p})",
+                    ((num, key >> 64, key & _PK_MASK) for key in keys),
+                )
+        finally:
+            cursor.close()
+        return [r.id for r in fresh], duplicates
 
     def _reserve_pks(self, n: int) -> list[int]:
         """Row keys for ``n`` new events. SQLite write transactions are exclusive, so the next keys

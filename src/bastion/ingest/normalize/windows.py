@@ -16,6 +16,7 @@ and hashes, endpoints, DNS query, registry key) are filled in from the well-know
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -142,7 +143,15 @@ _LEVELS = {
     4: Severity.INFORMATIONAL,
     5: Severity.INFORMATIONAL,  # Verbose
 }
+# Enum members read per event, looked up once: attribute access on an Enum class is a slow path.
+_BASE = EventClass.BASE
+_AUTHENTICATION = EventClass.AUTHENTICATION
+_FILE_ACTIVITY = EventClass.FILE_ACTIVITY
+_REGISTRY_KEY_ACTIVITY = EventClass.REGISTRY_KEY_ACTIVITY
+_UNKNOWN = Severity.UNKNOWN
 _BLANK = frozenset({"", "-", "NULL", "null", "N/A", "n/a", "(null)"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -174,6 +183,19 @@ def _int(value: Any) -> int | None:
     return None
 
 
+def _time_ms(value: Any) -> int:
+    """``SystemTime`` as epoch ms, 0 when missing or unreadable. The ISO-8601 that evtx writes is read
+    here directly, as :func:`to_epoch_ms` would read it; anything else goes through that."""
+    if type(value) is str and value[4:5] == "-":
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return ((dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)) - _EPOCH) // _MS
+    return (to_epoch_ms(value) or 0) if value else 0
+
+
 def _port(value: Any) -> int | None:
     port = _int(value)
     return port if port else None
@@ -199,9 +221,11 @@ def _texts(value: Any) -> list[str]:
     return [value if type(value) is str else str(value)]
 
 
-def event_data(event: Mapping[str, Any]) -> Mapping[str, Any]:
+def event_data(event: Mapping[str, Any], *, flatten: bool = True) -> Mapping[str, Any]:
     """The named fields of an event: EventData, or the single element under UserData. Unnamed
-    ``Data`` values become a list of strings under ``"Data"``. Never copies in the common case."""
+    ``Data`` values become a list of strings under ``"Data"``. Never copies in the common case.
+    ``flatten=False`` returns an EventData object as it is, ``#attributes``, ``Binary`` and unnamed
+    ``Data`` left in: no copy, for a caller that only reads other named fields."""
     data = event.get("EventData")
     if data is None:
         user_data = event.get("UserData")
@@ -216,7 +240,7 @@ def event_data(event: Mapping[str, Any]) -> Mapping[str, Any]:
                 return _EMPTY
     if type(data) is not dict:
         return {"Data": _texts(data)}
-    if "#attributes" not in data and "Data" not in data and "Binary" not in data:
+    if not flatten or ("#attributes" not in data and "Data" not in data and "Binary" not in data):
         return data
     flat = {k: v for k, v in data.items() if k != "#attributes" and k != "Binary"}
     if "Data" in flat:
@@ -227,10 +251,10 @@ def event_data(event: Mapping[str, Any]) -> Mapping[str, Any]:
 def parse_hashes(text: str) -> dict[str, str] | None:
     """Sysmon's ``SHA1=..,MD5=..,SHA256=..,IMPHASH=..`` as ``{"sha1": .., "md5": ..}`` (hex lower-cased)."""
     hashes: dict[str, str] = {}
-    for part in text.split(","):
+    for part in text.lower().split(","):
         algo, sep, value = part.partition("=")
         if sep and value:
-            hashes[algo.strip().lower()] = value.strip().lower()
+            hashes[algo.strip()] = value.strip()
     return hashes or None
 
 
@@ -249,8 +273,7 @@ def _user(value: Any, uid: Any = None) -> User | None:
 
 
 def _basename(path: str) -> str:
-    cut = max(path.rfind("\\"), path.rfind("/"))
-    return path[cut + 1 :] if cut >= 0 else path
+    return path.rpartition("\\")[2].rpartition("/")[2]
 
 
 def _process(path: Any, pid: Any, cmd_line: Any = None, uid: Any = None) -> Process | None:
@@ -354,9 +377,9 @@ def normalize_windows(record: Any) -> Event:
     level = system.get("Level")
     level_i = level if type(level) is int else _int(level)
     out = Event(
-        class_uid=_CLASS.get((channel, code), EventClass.BASE),
-        time=(to_epoch_ms(system_time) or 0) if system_time else 0,
-        severity_id=_LEVELS.get(level_i, Severity.UNKNOWN) if level_i is not None else Severity.UNKNOWN,
+        class_uid=_CLASS.get((channel, code), _BASE),
+        time=_time_ms(system_time),
+        severity_id=_LEVELS.get(level_i, _UNKNOWN) if level_i is not None else _UNKNOWN,
         format="windows",
         metadata=Metadata(
             product=provider,
@@ -415,7 +438,7 @@ def _fill(out: Event, data: Mapping[str, Any], channel: str, code: int) -> None:
 
     # User: the account logging on for authentication events, else the subject / process owner.
     target_name = _s(g("TargetUserName"))
-    auth = out.class_uid == EventClass.AUTHENTICATION
+    auth = out.class_uid == _AUTHENTICATION
     if target_name is not None and (auth or "SubjectUserName" not in data):
         user = User(
             name=target_name, domain=_s(g("TargetDomainName")), uid=_s(g("TargetUserSid") or g("TargetSid"))
@@ -453,8 +476,8 @@ def _fill(out: Event, data: Mapping[str, Any], channel: str, code: int) -> None:
         object_type = g("ObjectType")
         if object_type == "Key" or code == 4657:
             out.registry_key = _s(g("ObjectName"))
-            if out.class_uid == EventClass.FILE_ACTIVITY:
-                out.class_uid = EventClass.REGISTRY_KEY_ACTIVITY
+            if out.class_uid == _FILE_ACTIVITY:
+                out.class_uid = _REGISTRY_KEY_ACTIVITY
         elif object_type == "File":
             out.file = _file(g("ObjectName"))
     elif channel == _DEFENDER and "Path" in data:
@@ -474,9 +497,9 @@ def _fill(out: Event, data: Mapping[str, Any], channel: str, code: int) -> None:
             src_ip = g("Param3")
         elif channel == _LSM:
             src_ip = g("Address")
-    out.src_endpoint = _endpoint(
-        src_ip, src_port, g("SourceHostname") or g("WorkstationName") or g("Workstation")
-    )
+    src_host = g("SourceHostname") or g("WorkstationName") or g("Workstation")
+    if src_ip is not None or src_port is not None or src_host is not None:
+        out.src_endpoint = _endpoint(src_ip, src_port, src_host)
     dst_ip = g("DestinationIp") or g("DestAddress")
     if dst_ip is not None or "DestinationHostname" in data:
         out.dst_endpoint = _endpoint(dst_ip, g("DestinationPort") or g("DestPort"), g("DestinationHostname"))
