@@ -22,6 +22,10 @@ from tests.conftest import free_port
 Handler = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
 
 
+# Feed servers here listen on loopback, which the SSRF guard refuses unless the feed allows it.
+LOCAL = {"allow_private": True}
+
+
 class Recorded:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []

@@ -16,11 +16,9 @@ from bastion.intel.polling import add_feed, poll_feed, poll_feeds
 from bastion.intel.store import lookup
 from bastion.store import Database
 from bastion.store.intel import IntelRepository
-from tests.intel.servers import COLLECTION, http_server, medallion
+from tests.intel.servers import COLLECTION, LOCAL, http_server, medallion
 
 DATA = Path(__file__).with_name("data")
-# The feed servers here listen on loopback, which the SSRF guard refuses unless a feed allows it.
-LOCAL = {"allow_private": True}
 
 
 def _indicator(value: str) -> dict[str, object]:

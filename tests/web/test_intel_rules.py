@@ -20,7 +20,7 @@ from bastion.store.detection import DetectionRepository
 from bastion.store.tables import audit_log
 from bastion.triage.suppress import list_suppressions
 from tests.conftest import free_port
-from tests.intel.servers import http_server
+from tests.intel.servers import LOCAL, http_server
 from tests.web.conftest import PHONE, Console, allow_errors, sign_in
 
 PACK = "process-access"
@@ -45,15 +45,7 @@ def world(console: Console, shared_data: Path) -> Iterator[Console]:
 
     db, tid = console.db, console.tenant_id
     with http_server(handler) as (base, _rec):
-        add_feed(
-            db,
-            tid,
-            "c2-feed",
-            url=f"{base}/bundle.json",
-            fmt="stix",
-            config={"allow_private": True},
-            actor="test",
-        )
+        add_feed(db, tid, "c2-feed", url=f"{base}/bundle.json", fmt="stix", config=LOCAL, actor="test")
         assert poll_feeds(db, tid, name="c2-feed")[0].status == "ok"
     add_feed(
         db,
@@ -61,7 +53,7 @@ def world(console: Console, shared_data: Path) -> Iterator[Console]:
         "gone-feed",
         url=f"http://127.0.0.1:{free_port()}/feed.csv",
         fmt="csv",
-        config={"allow_private": True},
+        config=LOCAL,
         actor="test",
     )
     assert poll_feeds(db, tid, name="gone-feed")[0].status == "error"
@@ -145,7 +137,7 @@ def test_an_engineer_polls_a_feed_now(world: Console, page: Page, shared_data: P
             "coa-feed",
             url=f"{base}/coa.json",
             fmt="stix",
-            config={"allow_private": True},
+            config=LOCAL,
             actor="test",
         )
         page.goto(f"{world.url}/intel")

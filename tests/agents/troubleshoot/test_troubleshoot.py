@@ -31,6 +31,7 @@ from bastion.tenancy.secrets import set_secret
 from bastion.tenancy.service import create_tenant
 from tests.conftest import free_port, run_cli
 from tests.connectors.vendor_servers import OktaDouble, serve
+from tests.intel.servers import LOCAL
 
 LOGIN = "j.morales@northwind.example"
 WORKFLOW = """
@@ -215,15 +216,7 @@ def test_feeds_a_wrong_url_and_a_server_that_came_back(env: Env) -> None:
     server = feed_server()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        add_feed(
-            env.db,
-            tid,
-            "moved",
-            url=f"{url}/old/iocs.csv",
-            fmt="csv",
-            config={"allow_private": True},
-            actor="test",
-        )
+        add_feed(env.db, tid, "moved", url=f"{url}/old/iocs.csv", fmt="csv", config=LOCAL, actor="test")
         assert poll_feeds(env.db, tid, name="moved")[0].status == "error"
         moved = troubleshoot(env, "busy", feed="moved", fix=True)
         assert moved.subject_kind == "feed" and moved.cause == "bad_input"
@@ -239,7 +232,7 @@ def test_feeds_a_wrong_url_and_a_server_that_came_back(env: Env) -> None:
         "late",
         url=f"http://127.0.0.1:{port}/feeds/iocs.csv",
         fmt="csv",
-        config={"allow_private": True},
+        config=LOCAL,
         actor="test",
     )
     assert poll_feeds(env.db, tid, name="late")[0].status == "error"
