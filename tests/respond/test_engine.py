@@ -650,6 +650,11 @@ def test_a_store_error_while_recording_fails_the_run_instead_of_leaving_it_runni
     detail = run(env, "id: unstorable\nsteps:\n  - {id: big, action: enginetest.huge_number}\n")
     assert detail["status"] == "failed", detail
     assert detail["error"].startswith("internal error: ")
+    # outputs the store cannot hold, after every step succeeded: the run still ends, failed
+    detail = run(env, "id: unstorable-outputs\nsteps:\n  - {id: s, action: core.log, with: {message: m}}\n"
+                 "outputs: {n: '${{ 2 ** 70 }}'}\n")  # fmt: skip
+    assert detail["status"] == "failed", detail
+    assert detail["error"].startswith("internal error: outputs not recorded: ")
 
 
 def test_a_run_sees_the_tenant_as_created_and_checkpoints_only_its_actions(env: dict[str, Any]) -> None:

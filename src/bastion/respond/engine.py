@@ -397,5 +397,10 @@ def execute_run(tenant_id: str, run_id: str, prior: dict[str, Any], resume: bool
         error = f"internal error: {type(exc).__name__}: {exc}"
         steps.finish(tenant_id, run_id, "failed", error=error)
         return {"status": "failed", "error": error, "outputs": None}
-    steps.finish(tenant_id, run_id, "succeeded", outputs=outputs)
+    try:
+        steps.finish(tenant_id, run_id, "succeeded", outputs=outputs)
+    except Exception as exc:  # outputs the store cannot hold: the run ends failed, never stays running
+        error = f"internal error: outputs not recorded: {type(exc).__name__}: {exc}"
+        steps.finish(tenant_id, run_id, "failed", error=error)
+        return {"status": "failed", "error": error, "outputs": None}
     return {"status": "succeeded", "outputs": outputs, "error": None}
