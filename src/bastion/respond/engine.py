@@ -181,7 +181,7 @@ def _await_approval(run: _Run, step: Step, key: str, spec: dict[str, Any], conte
     except ExpressionError:
         target = step.with_
     summary = f"{step.action} in {run.workflow.title} (step {step.id})"
-    approval = steps.request_approval(
+    approval = steps.ask_approval(
         run.tenant_id,
         run.run_id,
         key,

@@ -33,6 +33,7 @@ __all__ = [
     "action_step",
     "approval_state",
     "approval_timeout",
+    "ask_approval",
     "configure",
     "configured_store",
     "create_child",
@@ -41,7 +42,6 @@ __all__ = [
     "plan_of",
     "record",
     "recorded_outcomes",
-    "request_approval",
     "set_status",
 ]
 
@@ -305,7 +305,7 @@ def action_step(
 
 
 @DBOS.step(name="bastion.request_approval")
-def request_approval(
+def ask_approval(
     tenant_id: str,
     run_id: str,
     key: str,
