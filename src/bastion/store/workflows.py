@@ -157,6 +157,7 @@ _DEFINITION = select(workflow_defs).where(
 )
 _DEFINITION_VERSION = _DEFINITION.where(workflow_defs.c.version == bindparam("b_version"))
 _LATEST_DEFINITION = _DEFINITION.order_by(workflow_defs.c.version.desc()).limit(1)
+_INSERT_RUN = insert(workflow_runs)  # every run start (see AuditRepository for why built once)
 # Built once: the engine records every step through these (see AuditRepository for why).
 _STEP_EXISTS = select(workflow_run_steps.c.key).where(
     workflow_run_steps.c.tenant_id == bindparam("b_tenant"),
@@ -411,23 +412,24 @@ class WorkflowRepository:
         alert_id = alert_id or _linked_id("alert_id", inputs, trigger)
         case_id = case_id or _linked_id("case_id", inputs, trigger)
         self.conn.execute(
-            insert(workflow_runs).values(
-                id=rid,
-                tenant_id=self.tenant_id,
-                workflow_id=workflow_id,
-                version=version,
-                status="running",
-                trigger=_dump(trigger),
-                inputs=_dump(inputs),
-                requested_by=requested_by,
-                parent_run_id=parent_run_id,
-                retry_of=retry_of,
-                created=t,
-                updated=t,
-                alert_id=alert_id,
-                case_id=case_id,
-                tenant_context=None if tenant_context is None else _dump(tenant_context),
-            )
+            _INSERT_RUN,
+            {
+                "id": rid,
+                "tenant_id": self.tenant_id,
+                "workflow_id": workflow_id,
+                "version": version,
+                "status": "running",
+                "trigger": _dump(trigger),
+                "inputs": _dump(inputs),
+                "requested_by": requested_by,
+                "parent_run_id": parent_run_id,
+                "retry_of": retry_of,
+                "created": t,
+                "updated": t,
+                "alert_id": alert_id,
+                "case_id": case_id,
+                "tenant_context": None if tenant_context is None else _dump(tenant_context),
+            },
         )
         return rid
 

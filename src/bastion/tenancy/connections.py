@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from bastion.store import Database, TenantRepository, TenantScope
+from bastion.store import Database, TenantScope
+from bastion.store.tables import tenants
 from bastion.store.workflows import lock_tenant, now_ms, respond_connections
 
 __all__ = [
@@ -83,6 +84,7 @@ _CONNECTION = select(respond_connections.c.config).where(
     respond_connections.c.tenant_id == bindparam("b_tenant"),
     respond_connections.c.name == bindparam("b_name"),
 )
+_TENANT_NAME = select(tenants.c.name).where(tenants.c.id == bindparam("b_tenant"))
 _NAMES = (
     select(respond_connections.c.name)
     .where(respond_connections.c.tenant_id == bindparam("b_tenant"))
@@ -103,10 +105,9 @@ def connection_names(conn: Connection, tenant_id: str) -> list[str]:
 def workflow_tenant(conn: Connection, tenant_id: str) -> dict[str, Any]:
     """What a run's expressions see as ``tenant``: id, name and connection names. The connection names
     let a workflow act only where the tenant has the product: ``if: 'okta' in tenant.connections``."""
-    tenant = TenantRepository(conn).get(tenant_id)
     return {
         "id": tenant_id,
-        "name": getattr(tenant, "name", None),
+        "name": conn.execute(_TENANT_NAME, {"b_tenant": tenant_id}).scalar(),
         "connections": connection_names(conn, tenant_id),
     }
 
