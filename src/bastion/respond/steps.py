@@ -85,15 +85,15 @@ def read_plan(tenant_id: str, run_id: str, *, snapshot_only: bool) -> dict[str, 
     for a run created without its tenant context recorded (before migration 0012)."""
     with _db().read() as conn:
         repo = WorkflowRepository(conn, tenant_id)
-        tenant = repo.run_tenant_context(run_id)
-        if tenant is None and snapshot_only:
-            return None
-        run = repo.get_run(run_id)
-        if run is None:
+        found = repo.get_run_and_tenant(run_id)
+        if found is None:
             raise RuntimeError(f"run {run_id} has no record")
-        definition = repo.definition(run["workflow_id"], run["version"])
+        run, tenant = found
         if tenant is None:
+            if snapshot_only:
+                return None
             tenant = workflow_tenant(conn, tenant_id)
+        definition = repo.definition(run["workflow_id"], run["version"])
     if definition is None:
         raise RuntimeError(f"workflow {run['workflow_id']} v{run['version']} is missing")
     return {

@@ -157,6 +157,9 @@ _DEFINITION = select(workflow_defs).where(
 )
 _DEFINITION_VERSION = _DEFINITION.where(workflow_defs.c.version == bindparam("b_version"))
 _LATEST_DEFINITION = _DEFINITION.order_by(workflow_defs.c.version.desc()).limit(1)
+_RUN = select(workflow_runs).where(
+    workflow_runs.c.tenant_id == bindparam("b_tenant"), workflow_runs.c.id == bindparam("b_run")
+)
 _INSERT_RUN = insert(workflow_runs)  # every run start (see AuditRepository for why built once)
 # Built once: the engine records every step through these (see AuditRepository for why).
 _STEP_EXISTS = select(workflow_run_steps.c.key).where(
@@ -433,22 +436,17 @@ class WorkflowRepository:
         )
         return rid
 
-    def run_tenant_context(self, run_id: str) -> dict[str, Any] | None:
-        """The ``tenant`` a run was created with (None for runs from before it was recorded)."""
-        text_ = self.conn.execute(
-            select(workflow_runs.c.tenant_context).where(
-                workflow_runs.c.tenant_id == self.tenant_id, workflow_runs.c.id == run_id
-            )
-        ).scalar()
-        return None if text_ is None else dict(_load(text_))
-
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(
-            select(workflow_runs).where(
-                workflow_runs.c.tenant_id == self.tenant_id, workflow_runs.c.id == run_id
-            )
-        ).first()
-        return _run(row) if row else None
+        found = self.get_run_and_tenant(run_id)
+        return None if found is None else found[0]
+
+    def get_run_and_tenant(self, run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """A run and the ``tenant`` it was created with (None for runs from before that was recorded),
+        from one read of its row."""
+        row = self.conn.execute(_RUN, {"b_tenant": self.tenant_id, "b_run": run_id}).first()
+        if row is None:
+            return None
+        return _run(row), None if row.tenant_context is None else dict(_load(row.tenant_context))
 
     def list_runs(
         self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100, offset: int = 0
