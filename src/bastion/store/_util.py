@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Table
 
 T = TypeVar("T")
 
-__all__ = ["bulk_insert", "chunks", "driver_mark", "new_id", "now_ms"]
+__all__ = ["bulk_insert", "chunks", "driver_mark", "insert_tuples", "new_id", "now_ms"]
 
 
 def now_ms() -> int:
@@ -49,6 +49,23 @@ def bulk_insert(
     if not rows:
         return
     names = list(rows[0])
+    row_values = itemgetter(*names)
+    params = [row_values(row) for row in rows] if len(names) > 1 else [(row[names[0]],) for row in rows]
+    insert_tuples(conn, table, names, params, skip_existing=skip_existing)
+
+
+def insert_tuples(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    skip_existing: bool = False,
+) -> None:
+    """:func:`bulk_insert` for rows already given as tuples of the ``names`` columns, in that order: the
+    high-volume writers build them directly, without a dict per row to be taken apart again."""
+    if not rows:
+        return
     quote = conn.dialect.identifier_preparer.quote
     mark = driver_mark(conn)
     sql = (
@@ -57,6 +74,4 @@ def bulk_insert(
     )
     if skip_existing:
         sql += " ON CONFLICT DO NOTHING"
-    row_values = itemgetter(*names)
-    params = [row_values(row) for row in rows] if len(names) > 1 else [(row[names[0]],) for row in rows]
-    conn.exec_driver_sql(sql, params)
+    conn.exec_driver_sql(sql, rows)

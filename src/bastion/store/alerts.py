@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity, Verdict
-from bastion.store._util import bulk_insert, chunks, driver_mark, new_id, now_ms
+from bastion.store._util import chunks, driver_mark, insert_tuples, new_id, now_ms
 from bastion.store.events import index_value
 from bastion.store.tables import alert_observables, alerts
 
@@ -27,20 +27,55 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Alert).decode
 _TYPE = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
 _STATUS = {s: s.value for s in AlertStatus}
+_TRIAGE_COLUMNS = (
+    "fingerprint",
+    "count",
+    "last_seen",
+    "score",
+    "queue",
+    "verdict",
+    "auto_closed",
+    "acknowledged",
+    "closed",
+)
+# The columns of an inserted alert row, in the order insert_many builds its tuples.
+_ALERT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "title",
+    "severity_id",
+    "time",
+    "source",
+    "external_id",
+    "rule_id",
+    "status",
+    "case_id",
+    "created",
+    "updated",
+    "document",
+    *_TRIAGE_COLUMNS,
+)
+_INDEX_COLUMNS = ("tenant_id", "value", "type", "alert_id")
+
+
+def _triage_values(alert: Alert) -> tuple[Any, ...]:
+    """The alert's triage columns, in the order of :data:`_TRIAGE_COLUMNS`."""
+    verdict = alert.verdict
+    return (
+        alert.fingerprint,
+        alert.count,
+        alert.last_seen,
+        alert.score,
+        alert.queue,
+        verdict.value if verdict is not None else None,
+        alert.auto_closed,
+        alert.acknowledged,
+        alert.closed,
+    )
 
 
 def _triage_columns(alert: Alert) -> dict[str, Any]:
-    return {
-        "fingerprint": alert.fingerprint,
-        "count": alert.count,
-        "last_seen": alert.last_seen,
-        "score": alert.score,
-        "queue": alert.queue,
-        "verdict": alert.verdict.value if alert.verdict is not None else None,
-        "auto_closed": alert.auto_closed,
-        "acknowledged": alert.acknowledged,
-        "closed": alert.closed,
-    }
+    return dict(zip(_TRIAGE_COLUMNS, _triage_values(alert), strict=True))
 
 
 class AlertRepository:
@@ -85,7 +120,8 @@ class AlertRepository:
         known = {} if checked else self.existing_external(batch)
         now = now if now is not None else now_ms()
         out: list[tuple[Alert, bool]] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []  # in the order of _ALERT_COLUMNS
+        tenant = self.tenant_id
         # (value, type, alert id) of the whole batch, inserted sorted: in the index's key order, each
         # page of it is reached once per batch instead of once per alert
         index: set[tuple[str, str, str]] = set()
@@ -101,32 +137,29 @@ class AlertRepository:
                 known[key] = stored
             out.append((stored, True))
             rows.append(
-                {
-                    "id": alert_id,
-                    "tenant_id": self.tenant_id,
-                    "title": stored.title,
-                    "severity_id": int(stored.severity),
-                    "time": stored.time,
-                    "source": stored.source,
-                    "external_id": stored.external_id,
-                    "rule_id": stored.rule_id,
-                    "status": _STATUS[stored.status],
-                    "case_id": stored.case_id,
-                    "created": now,
-                    "updated": now,
-                    "document": _encode(stored).decode(),
-                    **_triage_columns(stored),
-                }
+                (
+                    alert_id,
+                    tenant,
+                    stored.title,
+                    int(stored.severity),
+                    stored.time,
+                    stored.source,
+                    stored.external_id,
+                    stored.rule_id,
+                    _STATUS[stored.status],
+                    stored.case_id,
+                    now,
+                    now,
+                    _encode(stored).decode(),
+                    *_triage_values(stored),
+                )
             )
             for o in stored.observables:
                 t = _TYPE[o.type]
                 add((index_value(t, o.value), t, alert_id))
-        bulk_insert(self.conn, alerts, rows)
-        tenant = self.tenant_id
-        bulk_insert(
-            self.conn,
-            alert_observables,
-            [{"tenant_id": tenant, "value": v, "type": t, "alert_id": a} for v, t, a in sorted(index)],
+        insert_tuples(self.conn, alerts, _ALERT_COLUMNS, rows)
+        insert_tuples(
+            self.conn, alert_observables, _INDEX_COLUMNS, [(tenant, v, t, a) for v, t, a in sorted(index)]
         )
         return out
 

@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
 from bastion.audit.chain import GENESIS, entry_hash
+from bastion.store._util import bulk_insert
 from bastion.store.tables import audit_log, tenants
 
 __all__ = ["AuditEntry", "AuditRepository", "VerifyResult"]
@@ -133,8 +134,8 @@ class AuditRepository:
         if len(rows) == 1:
             pk = self.conn.execute(_INSERT, rows[0]).inserted_primary_key
             made[0].id = int(pk[0]) if pk else 0
-        else:
-            self.conn.execute(_INSERT, rows)
+        else:  # a batch's entries (one per stored alert): plain values, straight to the driver
+            bulk_insert(self.conn, audit_log, rows)
         self.conn.execute(_MOVE_HEAD, {"b_tenant": self.tenant_id, "b_seq": seq, "b_head": prev})
         return made
 
