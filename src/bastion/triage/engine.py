@@ -102,7 +102,7 @@ class _Batch:
         alert's candidate entities by position."""
         types = self.policy.correlation.entity_types
         ents = {i: candidate_entities(a, types) for i, a in enumerate(alerts)}
-        every = {e for es in ents.values() for e in es}
+        every: set[Entity] = set().union(*ents.values())
         if not every:
             return ents
         rows = self.repo.open_case_entities(every)
