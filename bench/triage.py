@@ -11,7 +11,8 @@ ATT&CK progressions); one host in 20 is a critical asset (auto-close safety).
 Both sides run the real pipeline entry ``ingest_alerts`` on a fresh SQLite store, in batches of
 ``--batch`` alerts (one transaction each), on one core: ``triage=True`` (suppress, dedupe, score,
 correlate, auto-close, route, cases) and ``triage=False`` (the store path minus triage). Times are wall
-clock of the ingest calls only. Prints one JSON object:
+clock of the ingest calls only, with the garbage-collector thresholds every Bastion process runs with
+(``bastion.tuning``). Prints one JSON object:
 {"alerts_per_s", "store_only_alerts_per_s", "ratio", "cases", ...}.
 """
 
@@ -35,6 +36,7 @@ from bastion.model import Alert, Observable, ObservableType
 from bastion.pipeline import ingest_alerts, prepare_events
 from bastion.store import Database, TenantScope
 from bastion.tenancy.service import create_tenant
+from bastion.tuning import tune_gc
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -127,6 +129,7 @@ def main() -> None:
     )
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     args = ap.parse_args()
+    tune_gc()
     for p in (RULES, SAMPLES):
         if not p.exists():
             sys.exit(f"bench: reference data missing: {p}")

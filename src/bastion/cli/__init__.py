@@ -31,6 +31,7 @@ from bastion.cli import (
     workflow,  # noqa: F401
 )
 from bastion.cli._common import UserError, app, err
+from bastion.tuning import tune_gc
 
 __all__ = ["app", "main"]
 
@@ -40,6 +41,7 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Run the CLI, turning user mistakes into one line and a non-zero exit."""
+    tune_gc()
     debug = os.environ.get("BASTION_DEBUG") == "1"
     try:
         rv = app(standalone_mode=False)
