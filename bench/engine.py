@@ -14,7 +14,8 @@ steps (the actions do nothing, so this is the engine's cost per step), p50 and p
 what Bastion adds per step over plain DBOS's own step: ``step_time - dbos_step_time`` (both printed).
 Parked: ``--parked`` runs that wait for an approval; the worker process's RSS once all are parked.
 
-Each part runs in its own process (DBOS is one instance per process). Prints one JSON object:
+Each part runs in its own process (DBOS is one instance per process), every one of them with the
+garbage-collector thresholds a Bastion process starts with (``bastion.tuning``). Prints one JSON object:
 {"runs_per_s", "dbos_runs_per_s", "temporal_runs_per_s", "vs_dbos", "vs_temporal",
  "step_overhead_p50_ms", "step_overhead_p99_ms", "parked_10k_rss_mb", ...}.
 """
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from bastion.tuning import tune_gc
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = """\
@@ -261,6 +264,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.part:
+        tune_gc()  # every part, plain DBOS's included: the settings a Bastion worker process runs with
         with tempfile.TemporaryDirectory(prefix="bench-engine-") as d:
             tmp = Path(d)
             if args.part == "bastion":
