@@ -8,7 +8,7 @@ import ipaddress
 import random
 import socket
 
-from bastion.intel.matcher import Matcher, _canonical_url
+from bastion.intel.matcher import Matcher, _canonical_url, _canonical_urls
 from bastion.intel.normalize import normalize_url
 from bastion.model.intel import IndicatorType as T
 
@@ -213,3 +213,105 @@ def test_matches_are_those_a_brute_force_reading_finds() -> None:
     ]
     for now in (None, NOW):
         assert [sorted(ids) for ids in m.match_many(obs, now)] == [reference(t, v, now) for t, v in obs]
+
+
+# URLs that are canonical already (kept as they are, in C) and URLs that need the long way: upper case in
+# the scheme, host or path, no path, no scheme, a slash before "://", default and other ports, a trailing
+# dot, user-info, escapes, fragments, a line break, non-ASCII upper case, spaces, a query before any slash.
+URLS = [
+    "http://bad.example/path?q=1",
+    "https://cdn.example/x",
+    "https://cdn.example/x/y/z.php?id=7&b=c",
+    "HTTP://BAD.EXAMPLE/path?q=1",
+    "http://Bad.Example/path?q=1",
+    "http://bad.example/PATH?q=1",
+    "http://bad.example",
+    "HTTP://bad.example",
+    "http://bad.example?q=1",
+    "http://bad.example?q/1",
+    "bad.example/path",
+    "no scheme",
+    "",
+    "://",
+    ":///",
+    "a/b://c",
+    "a/b://c/d",
+    "http://bad.example:80/path?q=1",
+    "https://cdn.example:443/x",
+    "ftp://files.example:80/x",
+    "http://bad.example:8080/path",
+    "http://bad.example./path?q=1",
+    "http://bad.example/a./b",
+    "http://user@bad.example/path?q=1",
+    "http://bad.example/%70ath?q=1",
+    "http://bad.example/path?q=1#frag",
+    "http://bad#example/path",
+    "http://bad.example/pa\nth",
+    "http://İ.example/x",
+    " http://bad.example/path?q=1",
+    "http://bad.example/path?q=1 ",
+    "hxxp://bad.example/path",
+    "custom-scheme://bad.example",
+    "custom-scheme://bad.example/x",
+]
+
+
+def test_canonical_urls_of_a_batch_are_those_of_each_url() -> None:
+    assert _canonical_urls(list(URLS)) == [_canonical_url(u) for u in URLS]
+    rng = random.Random(5)
+    for _ in range(300):
+        batch = rng.choices(URLS, k=rng.randrange(1, 40))
+        assert _canonical_urls(batch) == [_canonical_url(u) for u in batch], batch
+    plain = ["https://cdn.example/x", "http://bad.example/path?q=1"] * 10
+    assert _canonical_urls(plain) is plain  # all canonical already: the batch itself
+
+
+def test_url_batches_taking_and_refusing_the_fast_path_match_as_one_by_one() -> None:
+    m = build()
+    m.add(40, T.URL, normalize_url("http://bad.example"))
+    obs = [("url", u) for u in URLS]
+    assert_agree(m, obs + [("url", "https://cdn.example/x")] * 20)
+    assert_agree(m, [("url", "https://cdn.example/x"), ("url", "http://bad.example/path?q=1")] * 20)
+    hits = m.match_many([("url", u) for u in ["HTTP://BAD.EXAMPLE:80/path?q=1#x", "http://bad.example"] * 10])
+    assert hits[:2] == [[15], [40]]
+
+
+def test_ipv4_batches_with_and_without_an_address_in_a_range() -> None:
+    m = build()
+    outside = [("ipv4", f"203.0.114.{i}") for i in range(30)]
+    assert m.match_many(outside) == [[]] * 30
+    assert_agree(m, outside)
+    inside = [*outside, ("ipv4", "198.51.100.200"), ("ipv4", "203.0.113.7")]
+    found = m.match_many(inside)[-2:]
+    assert [sorted(ids) for ids in found] == [[3, 4, 5], [1, 2]]
+    assert found == [m.match("ipv4", "198.51.100.200"), m.match("ipv4", "203.0.113.7")]
+    assert_agree(m, inside)
+
+
+def test_domain_batches_of_one_level_and_of_several() -> None:
+    m = build()
+    same = [("domain", f"h{i}.evil.example") for i in range(20)] + [("host", "x.deep.example")]
+    assert all(sorted(ids) == [10, 11, 14] for ids in m.match_many(same)[:20])  # evil.example twice, example
+    assert_agree(m, same)
+    assert_agree(m, [("domain", f"n{i}") for i in range(20)])  # no dot: below every level but one
+    assert_agree(m, [("domain", f"z.y.x.w.v.{i}.example") for i in range(20)])  # above every level
+    assert_agree(m, [*same, ("domain", "a.b.c.deep.example"), ("domain", "EXAMPLE.")])
+
+
+def test_expired_matches_are_dropped_for_every_kind_of_batch() -> None:
+    m = build()
+    m.add(50, T.EMAIL, "gone@evil.example", valid_until=5_000)
+    m.add(51, T.CVE, "CVE-2020-0001", valid_until=5_000)
+    m.add(52, T.CVE, "CVE-2020-0001")
+    obs = [("email", "gone@evil.example"), ("cve", "CVE-2020-0001"), *stream(6, 40)]
+    assert_agree(m, obs)
+    assert m.match_many(obs, NOW)[:2] == [[], [52]]
+    assert m.match_many(obs)[:2] == [[50], [51, 52]]
+
+
+def test_exact_tables_hold_only_what_was_added() -> None:
+    m = Matcher()
+    assert all(not table for table in m._exact.values()) and not m._domain_exact
+    m.add(1, T.DOMAIN, "evil.example")
+    m.remove(1, T.DOMAIN, "evil.example")
+    assert not m._exact["domain"] and None not in m._exact["domain"]
