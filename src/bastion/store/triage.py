@@ -7,6 +7,7 @@ The repository classes here read and write rows of their own tenant only; the se
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -24,7 +25,7 @@ from sqlalchemy import (
     select,
 )
 
-from bastion.store._util import bulk_insert, chunks, driver_mark
+from bastion.store._util import chunks, driver_mark, insert_tuples
 from bastion.store.tables import (
     alert_observables,
     alerts,
@@ -260,11 +261,14 @@ class TriageRepository:
         ``skip_existing`` (plain only): rows whose primary key is stored are left out."""
         if not rows:
             return
-        tagged = [{**r, "tenant_id": self.tenant_id} for r in rows]
-        if plain:
-            bulk_insert(self.conn, table, tagged, skip_existing=skip_existing)
+        tenant = self.tenant_id
+        if plain:  # tuples of the rows' values and the tenant, with no tagged copy of each row
+            names = list(rows[0])
+            get = itemgetter(*names)
+            params = [(*get(r), tenant) for r in rows] if len(names) > 1 else [(get(r), tenant) for r in rows]
+            insert_tuples(self.conn, table, [*names, "tenant_id"], params, skip_existing=skip_existing)
         else:
-            self.conn.execute(table.insert(), tagged)
+            self.conn.execute(table.insert(), [{**r, "tenant_id": tenant} for r in rows])
 
     def insert_cases(self, rows: list[dict[str, Any]]) -> None:
         self._insert(cases, rows)
