@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from bastion.detect.events import FlatEvent, _leaves, flatten
+from bastion.detect import events
+from bastion.detect.events import UNSET, FlatEvent, _leaves, flatten
 
 
 @pytest.mark.parametrize(
@@ -21,7 +22,7 @@ def test_keyword_text_fast_path_equals_the_general_one(fields: dict[str, Any]) -
     ev = FlatEvent(dict(fields), None)
     assert ev.any_low() == ev._joined().lower()
     for name in fields:  # and every field's lowercased text is a NUL-separated part of it
-        assert "\x00" + ev.lowd[name] + "\x00" in "\x00" + ev.any_low() + "\x00"
+        assert "\x00" + ev.low(name) + "\x00" in "\x00" + ev.any_low() + "\x00"
 
 
 def test_flat_event_data_is_copied_as_the_leaf_walk_would() -> None:
@@ -56,3 +57,46 @@ def test_lists_in_system_clear_the_plain_flag(system: dict[str, Any]) -> None:
     assert not ev.plain
     assert ev.any_low() == ev._joined().lower()
     assert flatten({"Event": {"System": {"Channel": "S", "EventID": 1}, "EventData": {"X": 1.5}}}).plain
+
+
+def test_lowered_texts_are_computed_once_and_cached() -> None:
+    ev = FlatEvent({"S": "MiXed", "N": 4688, "B": True, "L": ["A", None, {"x": 1}, 2], "D": {"x": 1}}, None)
+    assert ev.lowd.get("S", UNSET) is UNSET
+    assert ev.low("S") == "mixed" and ev.lowd["S"] == "mixed"
+    assert (ev.low("N"), ev.low("B"), ev.low("L"), ev.low("D"), ev.low("Missing")) == (
+        "4688",
+        "true",
+        ("a", "2"),
+        None,
+        None,
+    )
+    assert ev.lowd == {"S": "mixed", "N": "4688", "B": "true", "L": ("a", "2"), "D": None, "Missing": None}
+
+
+@pytest.mark.parametrize("cache_full", [False, True])
+def test_system_attribute_names_are_the_same_from_the_name_cache(
+    cache_full: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if cache_full:  # a full cache still names every attribute, it only stops remembering new ones
+        monkeypatch.setattr(events, "_ATTR_NAMES", {})
+        monkeypatch.setattr(events, "_ATTR_NAMES_MAX", 0)
+    system = {
+        "Provider": {"#attributes": {"Name": "P", "Guid": None}},
+        "EventID": {"#attributes": {"Qualifiers": 0}, "#text": 4625},
+        "Execution": {"#attributes": {"ProcessID": 4, "ThreadID": 8}},
+        "Channel": "Security",
+    }
+    for _ in range(2):  # the second time from the cache
+        ev = flatten({"Event": {"System": system, "EventData": {"A": "b"}}})
+        assert ev.fields == {
+            "Provider_Name": "P",
+            "EventID_Qualifiers": 0,
+            "EventID": 4625,
+            "Execution_ProcessID": 4,
+            "Execution_ThreadID": 8,
+            "Channel": "Security",
+            "A": "b",
+        }
+        assert list(ev.fields)[:3] == ["Provider_Name", "EventID_Qualifiers", "EventID"]
+        assert ev.windows == ("security", 4625) and ev.plain
+    assert bool(events._ATTR_NAMES) is not cache_full

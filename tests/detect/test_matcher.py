@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bastion.detect.engine import Detector
+from bastion.detect.events import flatten
 from bastion.detect.rules import parse_rule_text
 
 
@@ -284,17 +285,49 @@ def test_a_candidate_must_hit_every_indexed_requirement() -> None:
     assert not det.match_document({"Image": "C:\\ps.exe", "CommandLine": "x /../../y"})
 
 
-@pytest.mark.parametrize("many", [False, True])
-def test_keyword_sets_too_large_for_re2_match_the_same(many: bool) -> None:
+@pytest.mark.parametrize("re2_fits", [True, False])
+def test_literal_sets_re2_cannot_compile_match_the_same(
+    re2_fits: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bastion.detect import engine
 
-    words = [f"kw{i:05d}-" + "x" * (60 if many else 2) for i in range(80)] + ["Ünïcode::ärger"]
-    det = _detector("keywords:\n" + "".join(f"  - '{w}'\n" for w in words) + "condition: keywords")
+    if not re2_fits:  # too little memory for any set: the prefilter falls back to Aho-Corasick
+        monkeypatch.setattr(engine, "_RE2_MAX_MEM", 1 << 10)
+    words = [f"kw{i:05d}-" + "x" * 60 for i in range(80)] + ["Ünïcode::ärger"]
+    det = _detector(
+        "keywords:\n"
+        + "".join(f"  - '{w}'\n" for w in words)
+        + "sel: {Image|endswith: '\\ab.exe', User: 'Bob'}\n"
+        + "condition: keywords or sel"
+    )
     ev = {"A": "pre " + words[40].upper() + " post", "B": 3}
     assert det.match_document(ev)
     assert det.match_document({"A": "ÜNÏCODE::ÄRGER"})
     assert not det.match_document({"A": words[40][:-1], "B": "kw00040"})
+    assert det.match_document({"Image": "C:\\AB.EXE", "User": "bob"})
+    assert not det.match_document({"Image": "C:\\AB.EXE", "User": "bobby"})
     bucket = next(iter(det._gen_cache.values()))
-    assert bucket.keywords is not None
-    assert (bucket.keywords.set is None) is many
-    assert sum(len(w.encode()) for w in words) > engine._RE2_KEYWORD_BYTES or not many
+    assert bucket.literals is not None
+    assert (bucket.literals.set is not None) is re2_fits
+
+
+def _candidates(det: Detector, doc: dict[str, Any]) -> set[int]:
+    """The rule variants the prefilter lets through to evaluation (not the ids of extra requirements)."""
+    ev = flatten(doc)
+    return {i for i in det._bucket(ev).candidates(ev) if i < len(det._variants)}
+
+
+def test_literals_count_only_in_their_own_field() -> None:
+    """The prefilter searches every value at once; a literal found in another field, or an exact value
+    found only inside a longer one, makes no candidate. A list value counts element by element."""
+    sub = _detector("sel: {Image|endswith: '\\\\evil.exe'}\n" + SEL)
+    assert _candidates(sub, {"Image": "C:\\EVIL.EXE"})
+    assert not _candidates(sub, {"Image": "C:\\good.exe", "CommandLine": "C:\\evil.exe"})
+    assert _candidates(sub, {"Image": ["x", "c:\\evil.exe"]})
+    exact = _detector("sel: {TargetName: 'Bob'}\n" + SEL)
+    assert _candidates(exact, {"TargetName": "BOB"})
+    assert not _candidates(exact, {"TargetName": "Bobby", "Other": "bob"})
+    assert not _candidates(exact, {"TargetName": "x\x00bob\x00y"})
+    assert _candidates(exact, {"TargetName": ["alice", "bob"]})
+    assert not _candidates(exact, {"TargetName": ["alice", "bobby"], "Other": ["bob"]})
+    assert exact.match_document({"TargetName": ["alice", "bob"]})

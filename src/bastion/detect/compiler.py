@@ -49,7 +49,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from bastion.detect.events import ANY_FIELD, FlatEvent
+from bastion.detect.events import ANY_FIELD, UNSET, FlatEvent
 from bastion.detect.selectivity import Atom
 from bastion.detect.selectivity import regex_literal as _regex_literal
 from bastion.detect.selectivity import req_cost as _req_cost
@@ -158,7 +158,9 @@ def _on_field(field: str, test: Callable[[str], bool], lower: bool) -> Matcher:
     if lower:
 
         def m(ev: FlatEvent) -> bool:
-            v = ev.lowd[field]
+            v = ev.lowd.get(field, UNSET)
+            if v is UNSET:
+                v = ev.lower_field(field)
             if type(v) is str:
                 return test(v)
             return v is not None and any(test(x) for x in v)

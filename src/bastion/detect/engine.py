@@ -2,12 +2,11 @@
 
 Rules are indexed first by log source: for Windows by (channel, EventID), for other JSON documents by
 the source maps an event satisfies. Within the rules an event's log source selects, each rule is
-filed under the literals it requires (see ``compiler.requirement``): exact values go into a hash table
-per field, substrings into one Aho-Corasick automaton per field (pyahocorasick), keywords into one RE2
-set. An event runs each automaton once over the field's lowercased value and the keyword set once over
-its keyword text; only rules whose literals were seen (those of their best requirement and of up to two
-more), plus the few that require no literal (rules made only of ``not``, numeric or CIDR tests), are
-evaluated in full.
+filed under the literals it requires (see ``compiler.requirement``): substrings, exact values and
+keywords of all fields go into one RE2 set per log source (``_Literals``), which scans the event's
+keyword text (every lowercased value) once; each literal found is checked against its own field. Only
+rules whose literals were seen (those of their best requirement and of up to two more), plus the few
+that require no literal (rules made only of ``not``, numeric or CIDR tests), are evaluated in full.
 
 Merged indexes are built on first sight of a log source and cached, so start-up stays proportional to
 the rule count and the per-event cost to the rules that can still match.
@@ -38,7 +37,7 @@ from bastion.detect.compiler import (
     fields_of,
     requirement_alternatives,
 )
-from bastion.detect.events import ANY_FIELD, FlatEvent, flatten
+from bastion.detect.events import ANY_FIELD, UNSET, FlatEvent, flatten
 from bastion.detect.logsource import DEFAULT_SOURCE_MAPS, SourceMap, WindowsTarget, windows_targets
 from bastion.detect.rules import LoadedRules, RuleProblem, load_rules
 from bastion.detect.selectivity import req_cost
@@ -115,14 +114,62 @@ class Match:
 # ``selectivity.req_cost``) one may have: hits on very common literals ("/c") cost more than they save.
 _EXTRA_GROUPS = 2
 _EXTRA_MAX_COST = 0.5
-# The largest keyword set (UTF-8 bytes of its literals) searched with RE2: a DFA state per byte at most,
-# each a few KB, well inside the memory RE2 may use for it.
-_RE2_KEYWORD_BYTES = 4096
+# The memory one log source's RE2 set may use (program and DFA state cache). A set that does not fit
+# fails to compile and is searched by Aho-Corasick instead; a DFA that outgrows it while searching
+# flushes its cache and goes on (RE2 never gives up on a set search), so this bounds memory, not results.
 _RE2_MAX_MEM = 64 << 20
+
+# How a literal found in the keyword text is checked against the field it was required on:
+# (field, exact, literal, ids). ``field`` None: its ids count unchecked (see ``_Bucket.__init__``).
+_Use = tuple[str | None, bool, str, tuple[int, ...]]
 
 
 def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
+
+
+class _Literals:
+    """Every literal one log source's rules are filed under, searched for in one pass per event.
+
+    The text searched is the event's keyword text (every value lowercased, NUL-separated) between two
+    NULs. A substring required of a field is searched as itself, an exact value as ``NUL value NUL``; a
+    hit only says the literal is in some value, so it is checked against its field (``_Use``) before its
+    ids count. One scan of all values by one RE2 set's DFA costs less than an Aho-Corasick pass per
+    indexed field (pyahocorasick walks linked trie nodes, ~80 instructions a character, and each pass
+    has its own call overhead). Matching UTF-8 bytes finds what matching the text finds: UTF-8 is
+    self-synchronizing. A set RE2 cannot compile, or one that cannot find its own first literal (a DFA
+    that fails reports no error, only no match), is searched by an Aho-Corasick automaton instead.
+    """
+
+    __slots__ = ("auto", "match", "set", "uses")
+
+    def __init__(self, pats: Mapping[str, Sequence[_Use]]) -> None:
+        self.uses = [tuple(u) for u in pats.values()]
+        self.set: Any = None
+        self.auto: Any = None
+        self.match: Any = None
+        opts = re2.Options()
+        opts.literal = True
+        opts.max_mem = _RE2_MAX_MEM
+        rset: Any = re2.Set.SearchSet(opts)
+        try:
+            for p in pats:
+                rset.Add(_utf8(p))
+            rset.Compile()
+        except re2.error:  # the set does not fit in _RE2_MAX_MEM
+            rset = None
+        if rset is not None and rset.Match(_utf8(next(iter(pats)))):
+            self.set = rset
+            # The binding's own Match, without the wrapper's Python frame (it returns a list).
+            self.match = getattr(rset, "_set", rset).Match
+        else:
+            self.auto = _automaton({p: (k,) for k, p in enumerate(pats)})
+
+    def find(self, text: str) -> Iterable[int]:
+        """The indexes (into ``uses``) of the literals in ``text``, the NUL-bounded keyword text."""
+        if self.match is not None:
+            return self.match(_utf8(text)) or ()
+        return {k for _end, (k,) in self.auto.iter(text)}
 
 
 def _automaton(lits: Mapping[str, Sequence[int]]) -> Any:
@@ -131,48 +178,6 @@ def _automaton(lits: Mapping[str, Sequence[int]]) -> Any:
         auto.add_word(lit, tuple(idx))
     auto.make_automaton()
     return auto
-
-
-class _Keywords:
-    """The keyword (field-less) literals of one log source, searched for in an event's keyword text.
-
-    A set of up to ``_RE2_KEYWORD_BYTES`` goes into an RE2 set, whose DFA scans that text (every value of
-    the event) in a third of the time pyahocorasick's linked trie nodes take. Every state of that DFA
-    fits in its memory, so no input can make it drop and rebuild states: the search stays linear. A
-    larger set, or one RE2 cannot search (``RE2::Set`` reports no error when its DFA fails: it finds
-    nothing, so the set must find its own first literal), goes into an Aho-Corasick automaton.
-    """
-
-    __slots__ = ("auto", "ids", "set")
-
-    def __init__(self, lits: Mapping[str, Sequence[int]]) -> None:
-        self.ids = [tuple(idx) for idx in lits.values()]
-        self.set: Any = None
-        self.auto: Any = None
-        if sum(len(_utf8(lit)) for lit in lits) <= _RE2_KEYWORD_BYTES:
-            opts = re2.Options()
-            opts.literal = True
-            opts.max_mem = _RE2_MAX_MEM
-            rset = re2.Set.SearchSet(opts)
-            for lit in lits:
-                rset.Add(_utf8(lit))
-            rset.Compile()
-            if rset.Match(_utf8(next(iter(lits)))):
-                self.set = rset
-        if self.set is None:
-            self.auto = _automaton(lits)
-
-    def find(self, text: str, cands: set[int]) -> None:
-        """Add the ids filed under the literals in ``text``."""
-        if self.set is not None:
-            found = self.set.Match(_utf8(text))
-            if found:
-                ids = self.ids
-                for k in found:
-                    cands.update(ids[k])
-        else:
-            for _end, payload in self.auto.iter(text):
-                cands.update(payload)
 
 
 class _Bucket:
@@ -185,19 +190,17 @@ class _Bucket:
     where a rule's best-looking literal (``\\cmd.exe``) is often its most common one.
     """
 
-    __slots__ = ("always", "keys", "keywords", "needs", "tables")
+    __slots__ = ("always", "literals", "needs")
 
     def __init__(self, variants: Sequence[_Variant], ids: Iterable[int], known: Mapping[str, str]) -> None:
         always: list[int] = []
-        eq: dict[str, dict[str, list[int]]] = {}
-        sub: dict[str, dict[str, list[int]]] = {}
+        filed: dict[tuple[str, str, str], list[int]] = {}
         self.needs: dict[int, frozenset[int]] = {}
         gid = len(variants)
 
         def file(req: frozenset[Atom], key: int) -> None:
-            for fname, kind, lit in req:
-                table = eq if kind == "eq" else sub
-                table.setdefault(fname, {}).setdefault(lit, []).append(key)
+            for atom in req:
+                filed.setdefault(atom, []).append(key)
 
         for i in ids:
             groups = _groups(variants[i], known)
@@ -215,40 +218,41 @@ class _Bucket:
                     gid += 1
             if extra:
                 self.needs[i] = frozenset(extra)
-        kw = sub.pop(ANY_FIELD, None)
-        self.keywords = _Keywords(kw) if kw else None
         self.always = frozenset(always)
-        # Per field: exact values to the ids filed under them, and an automaton of substrings.
-        self.tables: dict[str, tuple[dict[str, tuple[int, ...]] | None, Any]] = {}
-        for fname in eq.keys() | sub.keys():
-            table = {k: tuple(v) for k, v in eq[fname].items()} if fname in eq else None
-            self.tables[fname] = (table, _automaton(sub[fname]) if fname in sub else None)
-        self.keys = frozenset(self.tables)
+        pats: dict[str, list[_Use]] = {}
+        nvar = len(variants)
+        for (fname, kind, lit), keys in filed.items():
+            exact = kind == "eq"
+            pat = "\x00" + lit + "\x00" if exact else lit
+            # A hit is checked against the literal's field only where that check pays. A keyword literal
+            # found in the text is in some value: nothing to check (one holding a NUL might span two
+            # values, which only makes its rules candidates: the matcher decides). A literal filed only
+            # under extra requirements (ids past the variants') only lets candidates through: unchecked,
+            # one found in another field costs at most an evaluation, and on the attack samples the
+            # checks cost more than those evaluations.
+            check = None if fname == ANY_FIELD or min(keys) >= nvar else fname
+            pats.setdefault(pat, []).append((check, exact, lit, tuple(keys)))
+        self.literals = _Literals(pats) if pats else None
 
     def candidates(self, ev: FlatEvent) -> set[int]:
         cands = set(self.always)
-        fields = ev.fields
-        low = ev.lowd
-        tables = self.tables
-        for fname in self.keys.intersection(fields):
-            v = fields[fname]
-            if type(v) is str:
-                v = low[fname] = v.lower()  # what low[fname] would compute, without its Python call
-            else:
-                v = low[fname]
-                if v is None:
-                    continue
-            table, auto = tables[fname]
-            for x in (v,) if type(v) is str else v:
-                if table is not None:
-                    hit = table.get(x)
-                    if hit:
-                        cands.update(hit)
-                if auto is not None:
-                    for _end, payload in auto.iter(x):
-                        cands.update(payload)
-        if self.keywords is not None:
-            self.keywords.find(ev.any_low(), cands)
+        lits = self.literals
+        if lits is None:
+            return cands
+        lowd = ev.lowd
+        uses = lits.uses
+        for k in lits.find("\x00" + ev.any_low() + "\x00"):
+            for fname, exact, lit, ids in uses[k]:
+                if fname is not None:
+                    v = lowd.get(fname, UNSET)
+                    if v is UNSET:
+                        v = ev.lower_field(fname)
+                    if type(v) is str:
+                        if not (v == lit if exact else lit in v):
+                            continue
+                    elif v is None or not (lit in v if exact else any(lit in x for x in v)):
+                        continue
+                cands.update(ids)
         return cands
 
 
@@ -416,7 +420,10 @@ class Detector:
 
     def match_flat(self, ev: FlatEvent) -> list[Match]:
         """The rules matching one prepared event, in rule order, each at most once."""
-        bucket = self._bucket(ev)
+        key = ev.windows
+        bucket = self._win_cache.get(key) if key is not None else None  # _bucket's common case, inline
+        if bucket is None:
+            bucket = self._bucket(ev)
         cands = bucket.candidates(ev)
         if not cands:
             return []

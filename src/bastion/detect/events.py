@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ANY_FIELD", "FlatEvent", "flatten", "to_text"]
+__all__ = ["ANY_FIELD", "UNSET", "FlatEvent", "flatten", "to_text"]
 
 # The pseudo-field keyword (field-less) searches look in: every value, NUL-separated.
 ANY_FIELD = "\x00*"
@@ -39,34 +39,19 @@ _PLAIN = frozenset({str, int, float, bool})
 _LATIN1_LOWER = bytes(ord(chr(c).lower()) for c in range(256))
 
 
-class _Lowered(dict[str, Any]):
-    """Lowercased field texts, computed on first lookup (``lowd[name]``; None when absent)."""
-
-    __slots__ = ("_fields",)
-    _fields: dict[str, Any]  # set by FlatEvent: an __init__ of its own would double the cost of creating one
-
-    def __missing__(self, name: str) -> Any:
-        v: Any = self._fields.get(name)
-        t = type(v)
-        if t is str:
-            r: Any = v.lower()
-        elif v is None or t is dict:
-            r = None
-        elif t is int:
-            r = str(v)
-        elif t is list:
-            r = tuple(to_text(x).lower() for x in v if x is not None and not isinstance(x, dict))
-        else:
-            r = to_text(v).lower()
-        self[name] = r
-        return r
+# Marks a field whose lowercased text is not computed yet: ``FlatEvent.lowd.get(name, UNSET)``.
+UNSET: Any = object()
 
 
 class FlatEvent:
     """One event prepared for matching. ``windows`` holds (channel lowercased, EventID) or None.
 
-    ``lowd[name]`` is a field's lowercased text (a tuple of texts for list values, None when absent),
-    computed on first lookup; ``any_low()`` gives every value joined by NUL, which keyword searches scan.
+    ``lowd`` caches lowercased field texts: ``lowd.get(name, UNSET)`` is a field's lowercased text (a
+    tuple of texts for list values, None when absent), or UNSET until ``lower_field(name)`` computed
+    it. It is a plain dict looked up with ``get``: subscripting a dict subclass (one computing misses in
+    ``__missing__``) goes through CPython's generic slot, which looks ``__getitem__`` up by name and
+    calls it as a method, several times the cost of a ``get``. ``any_low()`` gives every value joined
+    by NUL, which keyword searches scan.
     """
 
     __slots__ = ("_all", "_any", "fields", "lowd", "plain", "windows")
@@ -78,8 +63,7 @@ class FlatEvent:
         self.windows = windows
         # True when the flattener saw that every value is a str, int, float or bool (else: not known).
         self.plain = plain
-        self.lowd = lowd = _Lowered()
-        lowd._fields = fields
+        self.lowd: dict[str, Any] = {}
         self._all: str | None = None
         self._any: str | None = None
 
@@ -87,7 +71,25 @@ class FlatEvent:
         """Lowercased text of a field: a str, a tuple of str for list values, or None when absent."""
         if name == ANY_FIELD:
             return self.any_low()
-        return self.lowd[name]
+        v = self.lowd.get(name, UNSET)
+        return self.lower_field(name) if v is UNSET else v
+
+    def lower_field(self, name: str) -> Any:
+        """Compute (and cache in ``lowd``) a field's lowercased text; see ``low``."""
+        v: Any = self.fields.get(name)
+        t = type(v)
+        if t is str:
+            r: Any = v.lower()
+        elif v is None or t is dict:
+            r = None
+        elif t is int:
+            r = str(v)
+        elif t is list:
+            r = tuple(to_text(x).lower() for x in v if x is not None and not isinstance(x, dict))
+        else:
+            r = to_text(v).lower()
+        self.lowd[name] = r
+        return r
 
     def any_low(self) -> str:
         """Every lowercased value joined by NUL."""
@@ -158,6 +160,23 @@ def _leaves(d: dict[str, Any], out: dict[str, Any]) -> None:
             out[k] = v
 
 
+# System attribute names, "<Element>_<Attribute>", per element and attribute. Looking one up costs less
+# than concatenating a new string for every attribute of every event and hashing it as it is inserted.
+# Bounded, as element and attribute names come from the events.
+_ATTR_NAMES: dict[str, dict[str, str]] = {}
+_ATTR_NAMES_MAX = 256
+
+
+def _attr_name(element: str, attr: str) -> str:
+    names = _ATTR_NAMES.get(element)
+    if names is None:
+        names = {} if len(_ATTR_NAMES) >= _ATTR_NAMES_MAX else _ATTR_NAMES.setdefault(element, {})
+    name = element + "_" + attr
+    if len(names) < _ATTR_NAMES_MAX:
+        names[attr] = name
+    return name
+
+
 def _flatten_windows(ev: dict[str, Any]) -> FlatEvent:
     f: dict[str, Any] = {}
     plain = True  # every value a str, int, float or bool; the type tests stand in for the null tests
@@ -168,11 +187,13 @@ def _flatten_windows(ev: dict[str, Any]) -> FlatEvent:
             if t is dict:
                 attrs = v.get("#attributes")
                 if type(attrs) is dict:
+                    names = _ATTR_NAMES.get(k) or {}
                     for ak, av in attrs.items():
+                        name = names.get(ak) or _attr_name(k, ak)
                         if type(av) in _PLAIN:
-                            f[k + "_" + ak] = av
+                            f[name] = av
                         elif av is not None:
-                            f[k + "_" + ak] = av
+                            f[name] = av
                             plain = False
                 text = v.get("#text")
                 if type(text) in _PLAIN:
