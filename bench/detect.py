@@ -12,7 +12,9 @@ Measured on one core, from the same in-memory JSON lines:
   baseline faster, not slower). baseline_events_per_s = events / query seconds.
 
 Times are CPU seconds of this process (time.process_time), so other load on a shared machine does not
-count against either side. Peak RSS is read right after the bastion run, before the baseline loads anything.
+count against either side. The process runs with the garbage-collector thresholds every Bastion process
+starts with (``bastion.tuning``), the baseline included. Peak RSS is read right after the bastion run,
+before the baseline loads anything.
 Prints one JSON object: {"events_per_s", "baseline_events_per_s", "speedup", "peak_rss_mb", "rules", ...}.
 """
 
@@ -32,6 +34,7 @@ import orjson
 from bastion.detect.engine import Detector
 from bastion.detect.events import flatten
 from bastion.detect.sqlref import SqliteReference
+from bastion.tuning import tune_gc
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -74,6 +77,7 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip the SQLite baseline")
     ap.add_argument("--workers", type=int, default=1, help="also measure N forked processes (wall clock)")
     args = ap.parse_args()
+    tune_gc()
     for p in (RULES, SAMPLES):
         if not p.exists():
             sys.exit(f"bench: reference data missing: {p}")
