@@ -28,8 +28,10 @@ class Verdict(StrEnum):
     FALSE_POSITIVE = "false_positive"
 
 
-class ScoreComponent(msgspec.Struct, omit_defaults=True):
-    """One line of an explained risk score: what was seen (``detail``), and the points it added."""
+class ScoreComponent(msgspec.Struct, omit_defaults=True, frozen=True):
+    """One line of an explained risk score: what was seen (``detail``), and the points it added. Frozen:
+    scoring hands the same component to every alert that earns it (the same severity, rule fidelity or
+    asset), so none may change one in place."""
 
     name: str
     points: float

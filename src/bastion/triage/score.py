@@ -48,16 +48,27 @@ _TECHNIQUE_SPAN = 5  # distinct techniques for the full techniques weight
 HISTORY_SPAN = 10  # prior alerts on the same entities for the full history weight
 
 
+@lru_cache(maxsize=8192)
 def _c(name: str, weight: float, factor: float, detail: str) -> ScoreComponent:
+    """One component; cached, as alerts repeat the same few (components are frozen, so shared)."""
     return ScoreComponent(name=name, points=round(weight * factor, 1), detail=detail, weight=weight)
 
 
 def _fidelity(alert: Alert, weight: float) -> ScoreComponent:
     if alert.source != "sigma":
-        return _c("fidelity", weight, _OTHER_SOURCE_FIDELITY, f"alert from {alert.source}: medium fidelity")
+        return _other_fidelity(alert.source, weight)
     raw = alert.raw if isinstance(alert.raw, dict) else {}
-    status = str(raw.get("status") or "").lower()
-    level = str(raw.get("level") or "").lower()
+    return _sigma_fidelity(str(raw.get("status") or "").lower(), str(raw.get("level") or "").lower(), weight)
+
+
+@lru_cache(maxsize=256)
+def _other_fidelity(source: str, weight: float) -> ScoreComponent:
+    return _c("fidelity", weight, _OTHER_SOURCE_FIDELITY, f"alert from {source}: medium fidelity")
+
+
+@lru_cache(maxsize=256)
+def _sigma_fidelity(status: str, level: str, weight: float) -> ScoreComponent:
+    """The fidelity of a Sigma rule's alerts, from its status and level (cached: a handful of pairs)."""
     if status in _STATUS:
         factor = _STATUS[status]
         if level in ("high", "critical"):
@@ -93,14 +104,14 @@ def _asset(enr: dict[str, Any], weight: float) -> ScoreComponent:
             best = (crit, str(a.get("hostname")))
     if best is None:
         return _c("asset", weight, 0.0, "no known asset")
-    crit, host = best
-    return _c("asset", weight, crit / 4, f"asset {host} criticality {_criticality_name(crit)} ({crit}/4)")
+    return _asset_component(*best, weight)
 
 
-@lru_cache(maxsize=64)
-def _criticality_name(crit: int) -> str:
-    """``critical`` for 4 (cached: the enum lookup costs more than the rest of the asset component)."""
-    return Criticality(crit).name.lower() if crit in Criticality._value2member_map_ else str(crit)
+@lru_cache(maxsize=4096)
+def _asset_component(crit: int, host: str, weight: float) -> ScoreComponent:
+    """The asset component of the most critical known asset (cached: alerts repeat their hosts)."""
+    name = Criticality(crit).name.lower() if crit in Criticality._value2member_map_ else str(crit)
+    return _c("asset", weight, crit / 4, f"asset {host} criticality {name} ({crit}/4)")
 
 
 def _identity(enr: dict[str, Any], weight: float) -> ScoreComponent:
