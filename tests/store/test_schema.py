@@ -18,9 +18,64 @@ from bastion.store import Database
 from bastion.store.tables import metadata
 
 
-def test_migrated_schema_matches_the_declared_tables(db: Database) -> None:
+def _differences(db: Database) -> list[object]:
+    """What autogenerate would change to bring the store to the declared tables (every module's)."""
     for module in pkgutil.iter_modules(bastion.store.__path__):
         importlib.import_module(f"bastion.store.{module.name}")
     with db.read() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), metadata)
-    assert differences == []
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+def test_migrated_schema_matches_the_declared_tables(db: Database) -> None:
+    assert _differences(db) == []
+
+
+def _alembic(db: Database, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from bastion.store.db import _MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with db.engine.connect().execution_options(bastion_write=True) as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, action)(cfg, revision)
+        conn.commit()
+
+
+def test_the_alert_index_loses_its_foreign_keys_and_keeps_its_rows_on_sqlite(sqlite_db: Database) -> None:
+    """Migration 0014 rebuilds the SQLite table (it cannot drop a constraint): rows, key and WITHOUT ROWID
+    survive the way down (foreign keys back) and up again (none)."""
+    from bastion.model import Alert, Observable, ObservableType, Severity
+    from bastion.store import TenantScope
+    from bastion.tenancy.service import create_tenant
+
+    tenant, _ = create_tenant(sqlite_db, "acme", actor="test")
+    alert = Alert(
+        title="t",
+        severity=Severity.HIGH,
+        time=1,
+        source="test",
+        observables=[Observable(ObservableType.HOST, "WS1"), Observable(ObservableType.IPV4, "10.0.0.1")],
+    )
+    with sqlite_db.write() as conn:
+        TenantScope(conn, tenant.id).alerts.insert_many([alert])
+
+    def state() -> tuple[list[tuple[str, ...]], list[str], str]:
+        with sqlite_db.read() as conn:
+            rows = [tuple(r) for r in conn.exec_driver_sql("SELECT type, value FROM alert_observables")]
+            fks = [r[2] for r in conn.exec_driver_sql("PRAGMA foreign_key_list(alert_observables)")]
+            sql = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alert_observables'"
+            ).scalar_one()
+        return sorted(rows), sorted(fks), sql
+
+    rows, fks, sql = state()
+    assert rows == [("host", "ws1"), ("ipv4", "10.0.0.1")] and fks == [] and "WITHOUT ROWID" in sql
+    _alembic(sqlite_db, "downgrade", "0013")
+    rows_down, fks_down, sql_down = state()
+    assert rows_down == rows and fks_down == ["alerts", "tenants"] and "WITHOUT ROWID" in sql_down
+    _alembic(sqlite_db, "upgrade", "head")
+    assert state() == (rows, [], sql)
+    assert _differences(sqlite_db) == []

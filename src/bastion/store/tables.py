@@ -177,10 +177,11 @@ alerts = Table(
 alert_observables = Table(
     "alert_observables",
     metadata,
-    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    # No foreign keys (migration 0014): every row is written with its alert, which is never deleted.
+    Column("tenant_id", String(ID), primary_key=True),
     Column("value", String(2048), primary_key=True),
     Column("type", String(20), primary_key=True),
-    Column("alert_id", String(ID), ForeignKey("alerts.id"), primary_key=True),
+    Column("alert_id", String(ID), primary_key=True),
     sqlite_with_rowid=False,
 )
 
