@@ -1,6 +1,6 @@
 """Alert observable index without foreign keys: every row is written with its alert, in the same
 statement batch, and alerts are never deleted, so the two parent lookups per row (tenant, alert) that
-SQLite made on each insert guarded nothing (about 4% of triage's instructions). The event observable
+SQLite made on each insert guarded nothing (about 2% of triage's instructions). The event observable
 index has none either.
 
 SQLite cannot drop a constraint: the table is rebuilt as it was created (WITHOUT ROWID, the same primary
