@@ -59,6 +59,8 @@ _VHASH_MEMO: dict[tuple[str, str], int] = {}
 _VHASH_MEMO_MAX = 65536
 _VHASH_MEMO_VALUE_MAX = 512
 _PK_MASK = (1 << 64) - 1
+# Rows per INSERT statement: at most 900 parameters (9 an event row), within every SQLite's limit of 999.
+_ROWS_PER_INSERT = 100
 
 
 def _obs_hash(obs: tuple[str, str]) -> int:
@@ -97,9 +99,32 @@ def _index_keys(pks: Sequence[int], rows: Sequence[EventRow]) -> list[int]:
     """The index rows of these events, each ``(value hash, event pk)`` packed into one integer (hash
     times 2**64 plus pk), distinct and sorted: in key order, without a tuple per row to build, compare
     and have the garbage collector scan."""
+    memo = _VHASH_MEMO.get  # a memo hit, nearly every value, skips the call to _obs_hash
     return sorted(
-        {(_obs_hash(obs) << 64) | pk for pk, r in zip(pks, rows, strict=True) for obs in r.observables}
+        {
+            ((memo(obs) or _obs_hash(obs)) << 64) | pk
+            for pk, r in zip(pks, rows, strict=True)
+            for obs in r.observables
+        }
     )
+
+
+def _insert_rows(cursor: Any, sql: str, row: str, params: list[Any], width: int) -> None:
+    """Insert rows given as one flat list of ``width`` parameters each, :data:`_ROWS_PER_INSERT` rows to
+    a statement (``sql`` with ``{}`` for its rows, ``row`` one row's values). Every statement executed
+    costs a driver round (the GIL released and taken back, the statement stepped and reset) that a row
+    of values in a longer statement does not: a batch inserts one event row and several index rows for
+    each event."""
+    n = len(params) // width
+    whole = n - n % _ROWS_PER_INSERT
+    if whole:
+        step = width * _ROWS_PER_INSERT
+        cursor.executemany(
+            sql.format(", ".join([row] * _ROWS_PER_INSERT)),
+            (params[i : i + step] for i in range(0, whole * width, step)),
+        )
+    if whole < n:
+        cursor.execute(sql.format(", ".join([row] * (n - whole))), params[whole * width :])
 
 
 class EventRow(msgspec.Struct, array_like=True, gc=False):
@@ -184,38 +209,45 @@ class EventRepository:
             return [], duplicates
         p = self._param
         pks = self._reserve_pks(len(fresh))
-        # Straight to the driver's cursor, each row made as the driver reads it: no list of parameter
-        # tuples that outlives the statement (every such object also pushes the garbage collector towards
-        # a full collection, and a batch is made of thousands). sqlite3 and psycopg both take any
-        # iterable of rows, which SQLAlchemy's cursor protocol does not say: hence ``Any``.
+        # Straight to the driver's cursor, in multi-row statements (:func:`_insert_rows`); the parameters
+        # are one flat list, not a tuple per row for the garbage collector to count. sqlite3 and psycopg
+        # both take any iterable of parameter lists, which SQLAlchemy's cursor protocol does not say:
+        # hence ``Any``.
         cursor: Any = self.conn.connection.cursor()
         try:
-            cursor.executemany(
-                f"INSERT INTO events (pk, tenant_num, id, fp, time, ingested, class_uid, severity_id, "
-                f"format, normalized, raw) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
-                (
-                    (
+            # The tenant and the ingest time are the same for every row: written into the statement as
+            # integer literals (ints from this method, never text from outside), so the driver binds only
+            # what varies, row by row.
+            tenant, at = int(num), int(ingested)
+            _insert_rows(
+                cursor,
+                "INSERT INTO events (pk, tenant_num, id, fp, time, ingested, class_uid, severity_id, format, "
+                "normalized, raw) VALUES {}",
+                f"({p}, {tenant}, {p}, {p}, {p}, {at}, {p}, {p}, {p}, {p}, {p})",
+                [
+                    value
+                    for pk, r, fp in zip(pks, fresh, fresh_fps, strict=True)
+                    for value in (
                         pk,
-                        num,
                         r.id,
                         fp,
                         r.time,
-                        ingested,
                         r.class_uid,
                         r.severity_id,
                         r.format,
                         r.normalized,
                         r.raw,
                     )
-                    for pk, r, fp in zip(pks, fresh, fresh_fps, strict=True)
-                ),
+                ],
+                9,
             )
-            keys = _index_keys(pks, fresh)
-            if keys:
-                cursor.executemany(
-                    f"INSERT INTO event_observables (tenant_num, vhash, event_pk) VALUES ({p}, {p}, {p})",
-                    ((num, key >> 64, key & _PK_MASK) for key in keys),
-                )
+            _insert_rows(
+                cursor,
+                "INSERT INTO event_observables (tenant_num, vhash, event_pk) VALUES {}",
+                f"({tenant}, {p}, {p})",
+                [part for key in _index_keys(pks, fresh) for part in (key >> 64, key & _PK_MASK)],
+                2,
+            )
         finally:
             cursor.close()
         return [r.id for r in fresh], duplicates

@@ -16,7 +16,7 @@ and hashes, endpoints, DNS query, registry key) are filled in from the well-know
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -151,7 +151,6 @@ _REGISTRY_KEY_ACTIVITY = EventClass.REGISTRY_KEY_ACTIVITY
 _UNKNOWN = Severity.UNKNOWN
 _BLANK = frozenset({"", "-", "NULL", "null", "N/A", "n/a", "(null)"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -192,7 +191,11 @@ def _time_ms(value: Any) -> int:
         except ValueError:
             pass
         else:
-            return ((dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)) - _EPOCH) // _MS
+            # Summed from the delta's parts: ``delta // timedelta(milliseconds=1)`` goes through Python
+            # integers of microseconds and cost a quarter of this function. Days and seconds are whole
+            # milliseconds, so flooring the microseconds alone gives the same value, before 1970 too.
+            delta = (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)) - _EPOCH
+            return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
     return (to_epoch_ms(value) or 0) if value else 0
 
 

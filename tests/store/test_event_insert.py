@@ -1,0 +1,75 @@
+"""The event insert path writes the tenant and the ingest time as statement literals (the rows bind only
+what varies): each row and index entry must still carry its own tenant and batch time."""
+
+from __future__ import annotations
+
+import orjson
+from sqlalchemy import select
+
+from bastion.store import Database, TenantRepository, TenantScope
+from bastion.store.events import EventRow, value_hash
+from bastion.store.tables import event_observables, events, tenants
+
+
+def _row(i: int, observables: list[tuple[str, str]] | None = None) -> EventRow:
+    if observables is None:
+        observables = [("user", f"user{i % 2}"), ("ipv4", "10.0.0.1")]
+    normalized = {"class_uid": 1007, "observables": [{"type": t, "value": v} for t, v in observables]}
+    return EventRow(
+        id=f"{i:032x}",
+        time=1_700_000_000_000 + i,
+        class_uid=1007,
+        severity_id=1,
+        format="test",
+        normalized=orjson.dumps(normalized).decode(),
+        raw=f'{{"n":{i}}}',
+        observables=observables,
+    )
+
+
+def test_rows_and_index_carry_their_tenant_and_batch_time(db: Database) -> None:
+    with db.write() as conn:
+        a = TenantRepository(conn).create("a").id
+        b = TenantRepository(conn).create("b").id
+    with db.write() as conn:
+        TenantScope(conn, a).events.insert_batch([_row(i) for i in range(4)], ingested=111)
+        TenantScope(conn, b).events.insert_batch([_row(i) for i in range(2, 6)], ingested=222)
+    with db.read() as conn:
+        nums = dict(conn.execute(select(tenants.c.id, tenants.c.num)).tuples().all())
+        stored = {(r.tenant_num, r.id): r.ingested for r in conn.execute(select(events))}
+        assert stored == {
+            **{(nums[a], f"{i:032x}"): 111 for i in range(4)},
+            **{(nums[b], f"{i:032x}"): 222 for i in range(2, 6)},
+        }
+        pk_tenant = dict(conn.execute(select(events.c.pk, events.c.tenant_num)).tuples().all())
+        index = list(conn.execute(select(event_observables)))
+        assert len(index) == 16  # two values for each of eight events
+        assert all(pk_tenant[r.event_pk] == r.tenant_num for r in index)
+        user0 = value_hash("user0")
+        assert (
+            sorted(r.event_pk for r in index if r.vhash == user0 and r.tenant_num == nums[a])
+            == sorted(pk for pk, t in pk_tenant.items() if t == nums[a])[0::2]
+        )
+        repo_a, repo_b = TenantScope(conn, a).events, TenantScope(conn, b).events
+        found_a = sorted(e.id for e in repo_a.search(value="user1", limit=10)[0])
+        found_b = sorted(e.id for e in repo_b.search(value="user1", limit=10)[0])
+        assert found_a == [f"{i:032x}" for i in (1, 3)] and found_b == [f"{i:032x}" for i in (3, 5)]
+        got = repo_b.get(f"{5:032x}")
+        assert got is not None and got.ingested == 222 and got.time == 1_700_000_000_005
+
+
+def test_index_rows_in_whole_statements_and_the_rest(db: Database) -> None:
+    """Index rows go in several to a statement (events._INDEX_ROWS): every row lands, whole or not."""
+    with db.write() as conn:
+        tid = TenantRepository(conn).create("a").id
+    rows = [_row(i) for i in range(130)]  # 130 events x 2 values: two whole statements and a rest
+    rows[7] = _row(7, [("user", f"only{n}") for n in range(150)])
+    with db.write() as conn:
+        new, _ = TenantScope(conn, tid).events.insert_batch(rows, ingested=1)
+    assert len(new) == 130
+    with db.read() as conn:
+        assert len(conn.execute(select(event_observables)).all()) == 130 * 2 - 2 + 150
+        repo = TenantScope(conn, tid).events
+        assert len(repo.search(value="user0", limit=200)[0]) == 65
+        assert len(repo.search(value="10.0.0.1", limit=200)[0]) == 129  # not row 7
+        assert [e.id for e in repo.search(value="only149")[0]] == [f"{7:032x}"]
