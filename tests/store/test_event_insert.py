@@ -3,28 +3,18 @@ what varies): each row and index entry must still carry its own tenant and batch
 
 from __future__ import annotations
 
-import orjson
 from sqlalchemy import select
 
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.store.events import EventRow, value_hash
 from bastion.store.tables import event_observables, events, tenants
+from tests.store.rows import event_row
 
 
 def _row(i: int, observables: list[tuple[str, str]] | None = None) -> EventRow:
     if observables is None:
         observables = [("user", f"user{i % 2}"), ("ipv4", "10.0.0.1")]
-    normalized = {"class_uid": 1007, "observables": [{"type": t, "value": v} for t, v in observables]}
-    return EventRow(
-        id=f"{i:032x}",
-        time=1_700_000_000_000 + i,
-        class_uid=1007,
-        severity_id=1,
-        format="test",
-        normalized=orjson.dumps(normalized).decode(),
-        raw=f'{{"n":{i}}}',
-        observables=observables,
-    )
+    return event_row(i, observables, time=1_700_000_000_000 + i)
 
 
 def test_rows_and_index_carry_their_tenant_and_batch_time(db: Database) -> None:

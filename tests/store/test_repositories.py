@@ -12,6 +12,7 @@ from bastion.model import Alert, AlertStatus, CaseStatus, Observable, Observable
 from bastion.store import Database, DuplicateError, TenantRepository, TenantScope
 from bastion.store.events import EventRow, value_hash
 from bastion.store.tables import event_observables, events
+from tests.store.rows import event_row
 
 
 def _tenant(db: Database, name: str) -> str:
@@ -21,17 +22,7 @@ def _tenant(db: Database, name: str) -> str:
 
 def _row(i: int, *, ip: str = "10.0.0.1", user: str = "Alice") -> EventRow:
     observables = [("ipv4", ip), ("user", user), ("url", "https://Example.com/Path")]
-    normalized = {"class_uid": 1007, "observables": [{"type": t, "value": v} for t, v in observables]}
-    return EventRow(
-        id=f"{i:032x}",
-        time=1_700_000_000_000 + i * 1000,
-        class_uid=1007,
-        severity_id=1,
-        format="test",
-        normalized=orjson.dumps(normalized).decode(),
-        raw=f'{{"n":{i}}}',
-        observables=observables,
-    )
+    return event_row(i, observables, time=1_700_000_000_000 + i * 1000)
 
 
 def test_migrations_are_idempotent(db: Database) -> None:
