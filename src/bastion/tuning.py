@@ -15,7 +15,8 @@ import gc
 __all__ = ["GC_THRESHOLDS", "tune_gc"]
 
 # (young generation allocations, young passes per middle pass, middle passes per full pass); Python's
-# defaults are (700, 10, 10). Measured on triage of 30,000 alerts: 10-14% less CPU than the defaults.
+# defaults are (700, 10, 10). Triage of 30,000 alerts, two sets of three alternating runs: 9% and 14% more
+# alerts per CPU second on average than with the defaults.
 GC_THRESHOLDS = (10_000, 20, 20)
 
 
