@@ -33,7 +33,7 @@ from bastion.ingest.fingerprint import canonical_bytes, fingerprint
 from bastion.ingest.normalize import normalize
 from bastion.ingest.observables import extract_observables
 from bastion.ingest.records import RawRecord, RecordError
-from bastion.model import Alert, Event, ObservableType
+from bastion.model import OBSERVABLE_TYPE_NAMES, Alert, Event
 from bastion.store import Database, TenantScope
 from bastion.store.events import EventRow
 from bastion.store.tables import tenants
@@ -54,9 +54,6 @@ log = logging.getLogger(__name__)
 _RESPONDING: weakref.WeakSet[Database] = weakref.WeakSet()
 
 _encode_event = msgspec.json.Encoder().encode
-# Each observable type's plain string: ``member.value`` is a Python-level property on an Enum, about four
-# times the cost of this lookup, paid for every observable of every event.
-_TYPE_NAMES: dict[ObservableType, str] = {t: t.value for t in ObservableType}
 
 
 class IngestResult(msgspec.Struct):
@@ -132,7 +129,7 @@ def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None)
         format=event.format or "unknown",
         normalized=_encode_event(event).decode(),
         raw=raw.decode(),
-        observables=[(_TYPE_NAMES[o.type], o.value) for o in event.observables],
+        observables=[(OBSERVABLE_TYPE_NAMES[o.type], o.value) for o in event.observables],
         alerts=alerts,
     )
 

@@ -26,10 +26,11 @@ from bastion.model.event import (
     User,
 )
 from bastion.model.intel import Indicator, IndicatorType, Tlp
-from bastion.model.observable import Observable, ObservableType
+from bastion.model.observable import OBSERVABLE_TYPE_NAMES, Observable, ObservableType
 from bastion.model.tenant import ROLE_RANK, Role, Tenant
 
 __all__ = [
+    "OBSERVABLE_TYPE_NAMES",
     "ROLE_RANK",
     "ActionId",
     "Actor",

@@ -16,7 +16,14 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from bastion.model import Alert, AlertStatus, Observable, ObservableType, Severity, Verdict
+from bastion.model import (
+    OBSERVABLE_TYPE_NAMES,
+    Alert,
+    AlertStatus,
+    Observable,
+    Severity,
+    Verdict,
+)
 from bastion.store._util import chunks, driver_mark, insert_tuples, new_id, now_ms
 from bastion.store.events import index_value
 from bastion.store.tables import alert_observables, alerts
@@ -25,7 +32,6 @@ __all__ = ["AlertRepository"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Alert).decode
-_TYPE = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
 _STATUS = {s: s.value for s in AlertStatus}
 _TRIAGE_COLUMNS = (
     "fingerprint",
@@ -155,7 +161,7 @@ class AlertRepository:
                 )
             )
             for o in stored.observables:
-                t = _TYPE[o.type]
+                t = OBSERVABLE_TYPE_NAMES[o.type]
                 add((index_value(t, o.value), t, alert_id))
         insert_tuples(self.conn, alerts, _ALERT_COLUMNS, rows)
         insert_tuples(
@@ -202,7 +208,10 @@ class AlertRepository:
         )
         obs_rows: list[dict[str, Any]] = []
         for a, new_obs in updates:
-            pairs = {(_TYPE[o.type], index_value(_TYPE[o.type], o.value)) for o in new_obs}
+            pairs: set[tuple[str, str]] = set()
+            for o in new_obs:
+                t = OBSERVABLE_TYPE_NAMES[o.type]
+                pairs.add((t, index_value(t, o.value)))
             obs_rows.extend(
                 {"tenant_id": self.tenant_id, "alert_id": a.id, "type": t, "value": v}
                 for t, v in sorted(pairs)

@@ -16,13 +16,13 @@ import msgspec
 import orjson
 
 from bastion.cases.enrichment import enrichment_summary
-from bastion.model import Alert, AlertStatus, Observable, Severity
+from bastion.model import OBSERVABLE_TYPE_NAMES, Alert, AlertStatus, Observable, Severity
 from bastion.store._util import new_id
 from bastion.store.triage import TriageRepository
 from bastion.triage import suppress
 from bastion.triage.autoclose import autoclose_reason
 from bastion.triage.correlate import CaseView, EntitySeen, choose_case
-from bastion.triage.entities import TYPE_NAME, Entity, candidate_entities
+from bastion.triage.entities import Entity, candidate_entities
 from bastion.triage.fingerprint import fingerprint
 from bastion.triage.policy import CaseTemplate, TriagePolicy
 from bastion.triage.routing import choose_queue
@@ -287,7 +287,7 @@ class _Batch:
         self.add_case_observables(case.id, alert.observables)
 
     def add_case_observables(self, case_id: str, observables: list[Observable]) -> None:
-        pairs = ((TYPE_NAME[o.type], o.value) for o in observables)
+        pairs = ((OBSERVABLE_TYPE_NAMES[o.type], o.value) for o in observables)
         self.case_observables.setdefault(case_id, set()).update(pairs)
 
     def timeline(self, case_id: str, kind: str, summary: str, data: dict[str, Any]) -> None:

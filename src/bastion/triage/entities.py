@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from bastion.model import Alert, ObservableType
+from bastion.model import OBSERVABLE_TYPE_NAMES, Alert, ObservableType
 
-__all__ = ["TYPE_NAME", "Entity", "benign_values", "candidate_entities", "describe"]
+__all__ = ["Entity", "benign_values", "candidate_entities", "describe"]
 
 Entity = tuple[str, str]  # (observable type, lower-cased value)
-TYPE_NAME = {t: t.value for t in ObservableType}  # the plain string, without the enum lookup per call
 
 
 def benign_values(alert: Alert) -> set[Entity]:
@@ -43,7 +42,7 @@ def candidate_entities(alert: Alert, entity_types: list[str]) -> list[Entity]:
 def _type_names(entity_types: tuple[str, ...]) -> dict[ObservableType, str]:
     """The plain type name of each observable type in ``entity_types``: one lookup per observable
     both tells whether it is of an entity type and gives the name."""
-    return {t: name for t, name in TYPE_NAME.items() if name in entity_types}
+    return {t: name for t, name in OBSERVABLE_TYPE_NAMES.items() if name in entity_types}
 
 
 def describe(entities: list[Entity]) -> str:
