@@ -1,1 +1,5 @@
 """Bastion: self-hosted security operations."""
+
+from bastion import native
+
+native.activate()

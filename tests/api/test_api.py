@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ def test_health_and_openapi(server: RunningServer) -> None:
     with server.client() as c:
         health = c.get("/healthz").json()
         assert health["status"] == "ok" and health["database"] == "sqlite"
+        assert health["native"]["compiled"] == (os.environ.get("BASTION_NATIVE") != "0"), health["native"]
         spec = c.get("/openapi.json").json()
         assert "/api/v1/events" in spec["paths"] and "/api/v1/webhooks/{source}" in spec["paths"]
         assert c.get("/docs").status_code == 200

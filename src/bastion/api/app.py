@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 import bastion
+from bastion import native
 from bastion.api.errors import install_error_handlers
 from bastion.api.responses import JSON
 from bastion.api.routes import agents as agents_routes
@@ -67,7 +68,7 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness and store status")
+    @app.get("/healthz", tags=["health"], summary="Liveness, store status, compiled modules")
     def healthz(request: Request) -> JSON:
         with request.app.state.db.read() as conn:
             conn.exec_driver_sql("SELECT 1")
@@ -78,6 +79,7 @@ def create_app(
                 "database": request.app.state.db.dialect,
                 "ingest_pending": q.pending,
                 "ingest_capacity": q.capacity,
+                "native": native.status(),
             }
         )
 

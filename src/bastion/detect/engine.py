@@ -350,13 +350,13 @@ class Detector:
                 new.append((None, _Variant(idx, base[0], base[1], {}, base[2])))
                 compiled.targets.append((None, (), {}))
         self.rules.append(compiled)
-        for key, variant in new:
+        for where, variant in new:
             self._variants.append(variant)
             vid = len(self._variants) - 1
-            if isinstance(key, tuple):
-                self._win.setdefault(key, []).append(vid)
+            if isinstance(where, tuple):
+                self._win.setdefault(where, []).append(vid)
             else:
-                self._gen.setdefault(key, []).append(vid)
+                self._gen.setdefault(where, []).append(vid)
 
     def _variant(
         self,

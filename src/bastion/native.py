@@ -1,0 +1,128 @@
+"""Compiled builds of the hot-path modules, used only while they match their sources.
+
+`make native` (part of `make install`) compiles the modules in ``NATIVE_MODULES`` with mypyc into
+``src/bastion/_native/`` and writes a manifest of the size and modification time of every source it
+compiled. Importing ``bastion`` calls :func:`activate`, which puts a finder in front of the normal import
+system that loads those extension modules instead of the ``.py`` files, but only if every listed source
+is still exactly as compiled. The compiled modules of a build call each other directly, so one edited
+file makes the whole build unusable: Bastion then runs the pure-Python modules (identical behaviour,
+slower) and says so once on stderr. ``BASTION_NATIVE=0`` runs pure Python on purpose.
+
+The pure-Python modules stay the reference: they are what mypy checks and what the compiled code is
+generated from; the tests compare both on the attack samples.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: Source files compiled by ``make native``, relative to ``src/``. Each is a module the benchmarks show
+#: spending its time in Python bytecode (not in C libraries), and each compiles under mypyc unchanged.
+NATIVE_MODULES: tuple[str, ...] = (
+    "bastion/detect/compiler.py",
+    "bastion/detect/engine.py",
+    "bastion/detect/events.py",
+    "bastion/detect/readers.py",
+)
+
+#: The shared library mypyc builds for the group; the per-module extensions import it by this name.
+GROUP = "bastion_native"
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_DIR.parent
+NATIVE_DIR = PACKAGE_DIR / "_native"
+MANIFEST = "manifest.json"
+
+_state: dict[str, Any] = {"active": False, "reason": "not activated", "modules": []}
+
+
+def module_name(source: str) -> str:
+    """``bastion/detect/engine.py`` -> ``bastion.detect.engine``."""
+    return source.removesuffix(".py").replace("/", ".")
+
+
+def source_stamp(path: Path) -> dict[str, int]:
+    """What must not change between compiling a source and loading its build."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class _NativeFinder(importlib.abc.MetaPathFinder):
+    """Finds the compiled build of exactly the modules the manifest lists; everything else falls through."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files = files
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        file = self.files.get(fullname)
+        if file is None:
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(fullname, str(file))
+        return importlib.util.spec_from_file_location(fullname, file, loader=loader)
+
+
+def check(directory: Path = NATIVE_DIR) -> tuple[dict[str, Path], str]:
+    """The extension file of every compiled module, or no files and why the build cannot be used."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except FileNotFoundError:
+        return {}, "no compiled build (run `make native`)"
+    except (OSError, ValueError) as exc:
+        return {}, f"unreadable manifest {directory / MANIFEST}: {exc}"
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    if manifest.get("suffix") != suffix:
+        return {}, f"built for {manifest.get('suffix')}, this interpreter loads {suffix}"
+    modules = manifest.get("modules", {})
+    if sorted(modules) != sorted(NATIVE_MODULES):
+        return {}, "built for another module list (run `make native`)"
+    files = {GROUP + "__mypyc": directory / manifest["group"]}
+    for source, entry in modules.items():
+        try:
+            stamp = source_stamp(SOURCE_ROOT / source)
+        except OSError:
+            return {}, f"{source} is missing"
+        if stamp != entry["stamp"]:
+            return {}, f"{source} changed since it was compiled (run `make native`)"
+        files[module_name(source)] = directory / entry["file"]
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        return {}, f"compiled file missing: {missing[0]}"
+    return files, ""
+
+
+def activate() -> bool:
+    """Load the compiled modules from now on if the build matches the sources; report once if not."""
+    if _state["active"]:
+        return True
+    if os.environ.get("BASTION_NATIVE", "1").strip().lower() in {"0", "false", "no", "off"}:
+        _state["reason"] = "disabled by BASTION_NATIVE"
+        return False
+    files, reason = check()
+    if not files:
+        _state["reason"] = reason
+        if (NATIVE_DIR / MANIFEST).exists():  # a build exists but is stale: worth a line
+            print(f"bastion: running pure Python: {reason}", file=sys.stderr)
+        return False
+    loaded = [name for name in files if name in sys.modules]
+    if loaded:  # imported before the finder could serve them: mixing builds would run stale code
+        _state["reason"] = f"{loaded[0]} was imported before bastion"
+        return False
+    sys.meta_path.insert(0, _NativeFinder(files))
+    _state.update(active=True, reason="", modules=sorted(module_name(s) for s in NATIVE_MODULES))
+    return True
+
+
+def status() -> dict[str, Any]:
+    """Whether the compiled modules are in use, which, and if not, why (for health and version output)."""
+    return {"compiled": _state["active"], "modules": list(_state["modules"]), "reason": _state["reason"]}
