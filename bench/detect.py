@@ -14,7 +14,8 @@ Measured on one core, from the same in-memory JSON lines:
 Times are CPU seconds of this process (time.process_time), so other load on a shared machine does not
 count against either side. The process runs with the garbage-collector thresholds every Bastion process
 starts with (``bastion.tuning``), the baseline included. Peak RSS is read right after the bastion run,
-before the baseline loads anything.
+before the baseline loads anything. ``compiled`` says whether the matcher ran from its mypyc build
+(``make native``; ``BASTION_NATIVE=0`` measures the pure-Python modules).
 Prints one JSON object: {"events_per_s", "baseline_events_per_s", "speedup", "peak_rss_mb", "rules", ...}.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import orjson
 
+from bastion import native
 from bastion.detect.engine import Detector
 from bastion.detect.events import flatten
 from bastion.detect.sqlref import SqliteReference
@@ -105,6 +107,7 @@ def main() -> None:
         "events_per_s": round(len(lines) / ours_s, 1),
         "matches": matches,
         "peak_rss_mb": round(peak_mb, 1),
+        "compiled": native.status()["compiled"],  # the mypyc build of the matcher (make native) in use
     }
     if args.workers > 1:
         result.update(_parallel(det, lines, args.workers))
