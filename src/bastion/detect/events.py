@@ -96,9 +96,13 @@ class FlatEvent:
         if self._any is None:
             vals = self.fields.values()
             if self.plain or _PLAIN.issuperset(map(type, vals)):
-                # For these types format(v) is str(v), which differs from to_text(v) only for booleans,
-                # in case, which lower() removes.
-                text = "\x00".join(map(format, vals))
+                # For these types str(v) differs from to_text(v) only for booleans, in case, which lower()
+                # removes. A loop rather than map(str, ...): compiled, a str value is appended without a
+                # call, and most values are str.
+                parts: list[str] = []
+                for v in vals:
+                    parts.append(v if type(v) is str else str(v))
+                text = "\x00".join(parts)
             else:
                 text = self._joined()
             # Lowering the joined text equals joining the lowered values: the one context Python's lower()
