@@ -94,6 +94,19 @@ def test_a_build_for_another_interpreter_or_module_list_is_refused(tmp_path: Pat
     assert native.check(tmp_path / "nothing") == ({}, "no compiled build (run `make native`)")
 
 
+def test_a_damaged_manifest_is_refused_not_raised(tmp_path: Path) -> None:
+    build = tmp_path / "_native"
+    build.mkdir()
+    for text, start in [
+        ("{not json", "unreadable manifest"),
+        ('["a list"]', "malformed manifest"),
+        (json.dumps({"suffix": SUFFIX, "modules": {s: {} for s in native.NATIVE_MODULES}}), "malformed"),
+    ]:
+        (build / native.MANIFEST).write_text(text)
+        files, reason = native.check(build)
+        assert files == {} and reason.startswith(start), reason
+
+
 def test_bastion_native_0_runs_the_sources() -> None:
     code = "import bastion.detect.engine as m, bastion.native as n; print(m.__file__, n.status()['reason'])"
     out = _run(code, native_on=False)

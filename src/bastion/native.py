@@ -80,6 +80,13 @@ def check(directory: Path = NATIVE_DIR) -> tuple[dict[str, Path], str]:
         return {}, "no compiled build (run `make native`)"
     except (OSError, ValueError) as exc:
         return {}, f"unreadable manifest {directory / MANIFEST}: {exc}"
+    try:
+        return _check(directory, manifest)
+    except (AttributeError, KeyError, TypeError) as exc:  # importing bastion must never fail on a build
+        return {}, f"malformed manifest {directory / MANIFEST}: {exc!r}"
+
+
+def _check(directory: Path, manifest: Any) -> tuple[dict[str, Path], str]:
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     if manifest.get("suffix") != suffix:
         return {}, f"built for {manifest.get('suffix')}, this interpreter loads {suffix}"
