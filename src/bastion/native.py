@@ -4,9 +4,10 @@
 ``src/bastion/_native/`` and writes a manifest of the size and modification time of every source it
 compiled. Importing ``bastion`` calls :func:`activate`, which puts a finder in front of the normal import
 system that loads those extension modules instead of the ``.py`` files, but only if every listed source
-is still exactly as compiled. The compiled modules of a build call each other directly, so one edited
-file makes the whole build unusable: Bastion then runs the pure-Python modules (identical behaviour,
-slower) and says so once on stderr. ``BASTION_NATIVE=0`` runs pure Python on purpose.
+still has the size and modification time it had when compiled. The compiled modules of a build call
+each other directly, so one edited file makes the whole build unusable: Bastion then runs the
+pure-Python modules (identical behaviour, slower) and says so once on stderr. ``BASTION_NATIVE=0``
+runs pure Python on purpose.
 
 The pure-Python modules stay the reference: they are what mypy checks and what the compiled code is
 generated from; the tests compare both on the attack samples.
@@ -26,8 +27,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-#: Source files compiled by ``make native``, relative to ``src/``. Each is a module the benchmarks show
-#: spending its time in Python bytecode (not in C libraries), and each compiles under mypyc unchanged.
+#: Source files compiled by ``make native``, relative to ``src/``: modules the benchmarks show spending
+#: their time in Python bytecode (not in C libraries) and faster compiled (the ingest path and the intel
+#: matcher were tried and were not; docs/architecture.md). Not a package's ``__init__.py``: a compiled
+#: module's body runs before the import system gives it the ``__path__`` its submodules need.
 NATIVE_MODULES: tuple[str, ...] = (
     "bastion/detect/compiler.py",
     "bastion/detect/engine.py",
