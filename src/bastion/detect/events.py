@@ -13,7 +13,7 @@ computed on first use only, because most fields of most events are never looked 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["ANY_FIELD", "UNSET", "FlatEvent", "flatten", "to_text"]
 
@@ -184,22 +184,25 @@ def _attr_name(element: str, attr: str) -> str:
 def _flatten_windows(ev: dict[str, Any]) -> FlatEvent:
     f: dict[str, Any] = {}
     plain = True  # every value a str, int, float or bool; the type tests stand in for the null tests
+    # The casts follow the type tests: compiled, a value known to be a dict is read with the dict's own
+    # functions instead of a method looked up by name on an object of any type.
     system = ev.get("System")
     if type(system) is dict:
-        for k, v in system.items():
+        for k, v in cast("dict[str, Any]", system).items():
             t = type(v)
             if t is dict:
-                attrs = v.get("#attributes")
+                element = cast("dict[str, Any]", v)
+                attrs = element.get("#attributes")
                 if type(attrs) is dict:
                     names = _ATTR_NAMES.get(k) or {}
-                    for ak, av in attrs.items():
+                    for ak, av in cast("dict[str, Any]", attrs).items():
                         name = names.get(ak) or _attr_name(k, ak)
                         if type(av) in _PLAIN:
                             f[name] = av
                         elif av is not None:
                             f[name] = av
                             plain = False
-                text = v.get("#text")
+                text = element.get("#text")
                 if type(text) in _PLAIN:
                     f[k] = text
                 elif text is not None:
@@ -213,10 +216,11 @@ def _flatten_windows(ev: dict[str, Any]) -> FlatEvent:
     for section in ("EventData", "UserData"):
         d = ev.get(section)
         if type(d) is dict:
-            if _PLAIN.issuperset(map(type, d.values())):
-                f.update(d)  # the common flat EventData: what _leaves would do, without a Python loop
+            data = cast("dict[str, Any]", d)
+            if _PLAIN.issuperset(map(type, data.values())):
+                f.update(data)  # the common flat EventData: what _leaves would do, without a Python loop
             else:
-                _leaves(d, f)
+                _leaves(data, f)
                 plain = False
     return FlatEvent(f, _windows_key(f), plain)
 
@@ -262,10 +266,11 @@ def flatten(doc: Any) -> FlatEvent:
     """Prepare one JSON document for matching."""
     if type(doc) is not dict:
         return FlatEvent({}, None)
-    ev = doc.get("Event")
+    top = cast("dict[str, Any]", doc)
+    ev = top.get("Event")
     if type(ev) is dict and "System" in ev:
         return _flatten_windows(ev)
-    if "Channel" in doc and "EventID" in doc:
-        f = {k: v for k, v in doc.items() if v is not None}
+    if "Channel" in top and "EventID" in top:
+        f = {k: v for k, v in top.items() if v is not None}
         return FlatEvent(f, _windows_key(f))
-    return _flatten_generic(doc)
+    return _flatten_generic(top)
