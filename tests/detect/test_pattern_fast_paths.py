@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from bastion.detect.compiler import _MULTI, _chain_search, _glob_test, _literal_chain, _merge, _pattern_regex
+from bastion.detect.compiler import _MULTI, _chain_search, _glob_test, _merge, _pattern_regex
 from bastion.detect.engine import Detector
 from bastion.detect.events import flatten
 from bastion.detect.rules import parse_rule_text
+from bastion.detect.selectivity import regex_literal_chain
 
 
 def _random_piece(rng: random.Random) -> object:
@@ -43,11 +44,11 @@ def test_literal_chains_agree_with_re_search_on_random_patterns() -> None:
             rx = re.compile(pattern, flags)
         except re.error:
             continue
-        lits = _literal_chain(pattern, flags)
-        if lits is None:
+        chain = regex_literal_chain(pattern, flags)
+        if chain is None:
             continue
         chains += 1
-        test = _chain_search(lits, dotall=bool(flags & re.DOTALL))
+        test = _chain_search(*chain)
         for _ in range(6):
             s = "".join(rng.choices("ab+\n.é ", k=rng.randint(0, 12)))
             assert test(s) == (rx.search(s) is not None), (pattern, flags, s)
@@ -55,11 +56,13 @@ def test_literal_chains_agree_with_re_search_on_random_patterns() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pattern", "flags", "lits"),
+    ("pattern", "flags", "chain"),
     [
-        ("\\+.*\\+.*\\+", 0, ("+", "+", "+")),
-        ("cmd.*/c.*whoami", re.DOTALL, ("cmd", "/c", "whoami")),
-        (".*", 0, ()),
+        ("\\+.*\\+.*\\+", 0, (("+", "+", "+"), False)),
+        ("cmd.*/c.*whoami", re.DOTALL, (("cmd", "/c", "whoami"), True)),
+        ("(?s)cmd.*whoami", 0, (("cmd", "whoami"), True)),  # an inline flag counts as a flag
+        ("(?i)cmd.*whoami", 0, None),
+        (".*", 0, ((), False)),
         ("a\\.*b", 0, None),  # \.* is "any number of dots", not a literal
         ("a.*?b", 0, None),
         ("a\\d.*b", 0, None),
@@ -67,8 +70,10 @@ def test_literal_chains_agree_with_re_search_on_random_patterns() -> None:
         ("^a.*b", re.MULTILINE, None),
     ],
 )
-def test_what_counts_as_a_literal_chain(pattern: str, flags: int, lits: tuple[str, ...] | None) -> None:
-    assert _literal_chain(pattern, flags) == lits
+def test_what_counts_as_a_literal_chain(
+    pattern: str, flags: int, chain: tuple[tuple[str, ...], bool] | None
+) -> None:
+    assert regex_literal_chain(pattern, flags) == chain
 
 
 def test_rules_with_both_forms_match_as_before() -> None:

@@ -50,7 +50,7 @@ from sigma.types import (
 )
 
 from bastion.detect.events import ANY_FIELD, UNSET, FlatEvent
-from bastion.detect.selectivity import Atom
+from bastion.detect.selectivity import Atom, regex_literal_chain
 from bastion.detect.selectivity import regex_literal as _regex_literal
 from bastion.detect.selectivity import req_cost as _req_cost
 
@@ -294,49 +294,15 @@ def _regex_leaf(field: str, value: SigmaRegularExpression) -> tuple[Matcher, Req
         raise Unsupported(f"invalid regular expression {pattern!r} on {field}: {exc}") from None
     lit = _regex_literal(pattern, flags)
     req = frozenset({(field, "sub", lit.lower())}) if lit else None
-    chain = _literal_chain(pattern, flags)
+    chain = regex_literal_chain(pattern, flags)
     if chain is None:
         return _on_field(field, lambda s: rx.search(s) is not None, lower=False), req
-    return _on_field(field, _chain_search(chain, dotall=bool(flags & re.DOTALL)), lower=False), req
-
-
-_REGEX_SYNTAX = frozenset(".^$*+?{}[]|()\\")
-
-
-def _literal_chain(pattern: str, flags: int) -> tuple[str, ...] | None:
-    """The literals of a regular expression that is only literals joined by ``.*`` (``\\+.*\\+.*\\+``),
-    else None. Python's backtracking search tries every start and split of such a pattern, which a
-    SigmaHQ rule with fourteen of them turns into half a millisecond per value; finding the literals in
-    order answers the same question in one pass. Escapes other than of punctuation, any other syntax
-    and flags other than DOTALL and MULTILINE (which changes only ``^`` and ``$``) keep the regex."""
-    if flags & ~(re.DOTALL | re.MULTILINE):
-        return None
-    lits: list[str] = []
-    for piece in pattern.split(".*"):
-        out: list[str] = []
-        i = 0
-        while i < len(piece):
-            c = piece[i]
-            if c == "\\":
-                if i + 1 >= len(piece) or piece[i + 1].isalnum() or piece[i + 1].isspace():
-                    return None
-                out.append(piece[i + 1])
-                i += 2
-            elif c in _REGEX_SYNTAX:
-                return None
-            else:
-                out.append(c)
-                i += 1
-        if out:
-            lits.append("".join(out))
-    if any("\n" in x for x in lits):
-        return None
-    return tuple(lits)
+    return _on_field(field, _chain_search(*chain), lower=False), req
 
 
 def _chain_search(lits: tuple[str, ...], dotall: bool) -> Callable[[str], bool]:
-    """``re.search`` of ``lit.*lit.*...`` as a test: without DOTALL ``.`` stops at a newline, so the
-    literals must follow each other within one line."""
+    """``re.search`` of ``lit.*lit.*...`` (``selectivity.regex_literal_chain``) as a test: without DOTALL
+    ``.`` stops at a newline, so the literals must follow each other within one line."""
 
     def test(s: str) -> bool:
         if dotall or "\n" not in s:
