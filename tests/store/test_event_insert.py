@@ -49,7 +49,7 @@ def test_rows_and_index_carry_their_tenant_and_batch_time(db: Database) -> None:
 
 
 def test_index_rows_in_whole_statements_and_the_rest(db: Database) -> None:
-    """Index rows go in several to a statement (events._INDEX_ROWS): every row lands, whole or not."""
+    """Index rows go in several to a statement (events._ROWS_PER_INSERT): every row lands, whole or not."""
     with db.write() as conn:
         tid = TenantRepository(conn).create("a").id
     rows = [_row(i) for i in range(130)]  # 130 events x 2 values: two whole statements and a rest
