@@ -138,12 +138,15 @@ class IngestQueue:
                             enricher=self.enricher,
                         )
                     )
-                future.set_result(result)
             except BaseException as exc:  # the caller gets every failure; the writer keeps going
                 log.exception("ingest job failed")
-                future.set_exception(exc)
-            finally:
                 self._done()
+                future.set_exception(exc)
+            else:
+                # The place is free before the caller hears back: a client that sends its next batch on
+                # the answer must not find the queue still full of the batch it was answered for.
+                self._done()
+                future.set_result(result)
 
     def close(self, timeout: float | None = 30) -> None:
         """Stop taking work, finish what is reserved or queued, stop the writer."""
