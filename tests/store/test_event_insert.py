@@ -3,12 +3,13 @@ what varies): each row and index entry must still carry its own tenant and batch
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Connection, inspect, select
 
 from bastion.store import Database, TenantRepository, TenantScope
-from bastion.store.events import EventRow, value_hash
-from bastion.store.tables import event_observables, events, tenants
+from bastion.store.events import BUCKET_BITS, EventRow, value_hash
+from bastion.store.tables import event_buckets, event_observables, events, tenants
 from tests.store.rows import event_row
+from tests.store.test_schema import _alembic
 
 
 def _row(i: int, observables: list[tuple[str, str]] | None = None) -> EventRow:
@@ -63,3 +64,73 @@ def test_index_rows_in_whole_statements_and_the_rest(db: Database) -> None:
         assert len(repo.search(value="user0", limit=200)[0]) == 65
         assert len(repo.search(value="10.0.0.1", limit=200)[0]) == 129  # not row 7
         assert [e.id for e in repo.search(value="only149")[0]] == [f"{7:032x}"]
+
+
+def _start_event_keys_at(db: Database, conn: Connection, tenant_id: str, pk: int) -> None:
+    """Make the next event row key ``pk`` (SQLite: a row of the tenant, with no observables, just below
+    it; PostgreSQL: the sequence)."""
+    if db.engine.dialect.name == "sqlite":
+        num = TenantScope(conn, tenant_id).events.tenant_num
+        conn.exec_driver_sql(
+            "INSERT INTO events (pk, tenant_num, id, fp, time, ingested, class_uid, severity_id, format,"
+            f" normalized, raw) VALUES ({pk - 1}, {num}, 'filler', 0, 0, 0, 0, 0, 'x', '{{}}', '{{}}')"
+        )
+    else:
+        conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('events', 'pk'), {pk - 1})")
+
+
+def test_a_batch_across_an_index_bucket_boundary_is_found_in_both(db: Database) -> None:
+    """Index rows are keyed by bucket (row key >> BUCKET_BITS) first; a batch that spans two buckets
+    writes into both, lists both for its tenant, and a search looks in each."""
+    with db.write() as conn:
+        a = TenantRepository(conn).create("a").id
+        b = TenantRepository(conn).create("b").id
+        _start_event_keys_at(db, conn, a, (1 << BUCKET_BITS) - 3)
+    with db.write() as conn:
+        new, _ = TenantScope(conn, a).events.insert_batch([_row(i) for i in range(10)], ingested=1)
+    assert len(new) == 10
+    with db.read() as conn:
+        num_a = TenantScope(conn, a).events.tenant_num
+        index = list(conn.execute(select(event_observables)))
+        assert index and all(r.bucket == r.event_pk >> BUCKET_BITS for r in index)
+        assert {r.bucket for r in index} == {0, 1}
+        assert sorted(conn.execute(select(event_buckets.c.tenant_num, event_buckets.c.bucket))) == [
+            (num_a, 0),
+            (num_a, 1),
+        ]
+        found = TenantScope(conn, a).events.search(value="10.0.0.1", limit=20)[0]
+        assert sorted(e.id for e in found) == [f"{i:032x}" for i in range(10)]
+        assert TenantScope(conn, b).events.search(value="10.0.0.1")[0] == []
+
+
+def test_index_buckets_and_the_dropped_foreign_key_migrate_both_ways(db: Database) -> None:
+    """Migrations 0015 (index in buckets) and 0016 (events without a foreign key to their tenant) keep every
+    event and index row on the way down and up again, and the search finds what it found before."""
+    with db.write() as conn:
+        tid = TenantRepository(conn).create("a").id
+        _start_event_keys_at(db, conn, tid, (1 << BUCKET_BITS) - 2)
+    with db.write() as conn:
+        TenantScope(conn, tid).events.insert_batch([_row(i) for i in range(6)], ingested=1)
+
+    def state() -> tuple[list[tuple[int, int]], list[str]]:
+        with db.read() as conn:
+            index = sorted((r.vhash, r.event_pk) for r in conn.execute(select(event_observables)))
+            found = sorted(e.id for e in TenantScope(conn, tid).events.search(value="user1")[0])
+        return index, found
+
+    before = state()
+    assert len(before[0]) == 12 and before[1] == [f"{i:032x}" for i in (1, 3, 5)]
+    _alembic(db, "downgrade", "0014")
+    with db.read() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("event_observables")}
+        foreign = inspect(conn).get_foreign_keys("events")
+        index_down = sorted(
+            tuple(r) for r in conn.exec_driver_sql("SELECT vhash, event_pk FROM event_observables")
+        )
+    assert "bucket" not in columns and [f["referred_table"] for f in foreign] == ["tenants"]
+    assert index_down == before[0]
+    _alembic(db, "upgrade", "head")
+    assert state() == before
+    with db.read() as conn:
+        assert inspect(conn).get_foreign_keys("events") == []
+        assert len(conn.execute(select(event_buckets)).all()) == 2

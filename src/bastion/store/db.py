@@ -48,9 +48,13 @@ def _head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-# The writer checkpoints by itself only past this many WAL pages (4 KiB each); normally the background
-# checkpointer has done it long before. After a checkpoint the WAL file is cut back to the size limit.
-_WAL_AUTOCHECKPOINT_PAGES = 16384
+# The page size of a new SQLite store (an existing one keeps its own). An event row (its normalized and
+# raw JSON) is 2-3 KB: on 4 KiB pages one fits a page and the rest of the page is written empty, so
+# ingest wrote about 4 KiB an event; on 32 KiB pages thirteen fit.
+_PAGE_SIZE = 32768
+# The writer checkpoints by itself only past this much WAL; normally the background checkpointer has done
+# it long before. After a checkpoint the WAL file is cut back to the size limit.
+_WAL_AUTOCHECKPOINT_BYTES = 64 * 1024 * 1024
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # The background checkpointer waits this long after a checkpoint before the next: writes in between are
 # copied together, with one pair of fsyncs.
@@ -109,11 +113,13 @@ class Database:
             # Let SQLAlchemy's BEGIN decide when transactions start (pysqlite's own handling would not).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only before the first table, so before WAL
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
-            cur.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
+            page_size = int(cur.execute("PRAGMA page_size").fetchone()[0])
+            cur.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_BYTES // page_size}")
             cur.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             cur.close()
 

@@ -36,6 +36,7 @@ __all__ = [
     "case_tasks",
     "case_timeline",
     "cases",
+    "event_buckets",
     "event_observables",
     "events",
     "metadata",
@@ -110,7 +111,10 @@ events = Table(
     metadata,
     # Assigned by the writer in blocks (store/events.py) so the observable index can point at it.
     Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("tenant_num", Integer, ForeignKey("tenants.num"), nullable=False),
+    # No foreign key: only the ingest writer adds rows, with the number it read from ``tenants`` in the same
+    # transaction, and tenants are never deleted (on SQLite the key made every multi-row insert keep a
+    # statement journal: see migration 0016).
+    Column("tenant_num", Integer, nullable=False),
     # The event id is its content fingerprint (hex): re-ingesting the same event finds the same id.
     # ``fp`` is its first 64 bits, indexed: a compact integer key for the duplicate check and get-by-id,
     # which then compare the full id, so a 64-bit collision can never drop or return a wrong event.
@@ -129,14 +133,26 @@ events = Table(
 
 # The observable index: one compact B-tree of integers behind the tenant, so ingest stays fast. ``vhash``
 # is a 64-bit BLAKE2b of the indexed value (see store/events.py); searches confirm the value on the
-# event itself, so a hash collision can never return a wrong event.
+# event itself, so a hash collision can never return a wrong event. ``bucket`` (the event's row key
+# divided by 2**14, see store/events.py) leads the key so that a batch's rows land in the newest bucket's
+# few pages: with the hash first, every batch touched pages all over an index that grows with the store.
 event_observables = Table(
     "event_observables",
     metadata,
     # No foreign key: every row points at an event row of the same tenant, which has one.
     Column("tenant_num", Integer, primary_key=True, autoincrement=False),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
     Column("vhash", BigInteger, primary_key=True, autoincrement=False),
     Column("event_pk", BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+
+# The buckets each tenant's index rows are in: a search looks its value up in each of them.
+event_buckets = Table(
+    "event_buckets",
+    metadata,
+    Column("tenant_num", Integer, primary_key=True, autoincrement=False),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
     sqlite_with_rowid=False,
 )
 
