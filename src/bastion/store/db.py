@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["Database", "StoreConfigError"]
+__all__ = ["SQLITE_PAGE_SIZE", "Database", "StoreConfigError"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def _head_revision() -> str | None:
 # The page size of a new SQLite store (an existing one keeps its own). An event row (its normalized and
 # raw JSON) is 2-3 KB: on 4 KiB pages one fits a page and the rest of the page is written empty, so
 # ingest wrote about 4 KiB an event; on 32 KiB pages thirteen fit.
-_PAGE_SIZE = 32768
+SQLITE_PAGE_SIZE = 32768
 # The writer checkpoints by itself only past this much WAL; normally the background checkpointer has done
 # it long before. After a checkpoint the WAL file is cut back to the size limit.
 _WAL_AUTOCHECKPOINT_BYTES = 64 * 1024 * 1024
@@ -113,7 +113,7 @@ class Database:
             # Let SQLAlchemy's BEGIN decide when transactions start (pysqlite's own handling would not).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only before the first table, so before WAL
+            cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # only before the first table, so before WAL
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
