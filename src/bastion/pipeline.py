@@ -102,7 +102,7 @@ def prepare_events(
 
 def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None) -> EventRow:
     canonical = canonical_bytes(data)
-    raw = canonical if isinstance(data, dict | list) else orjson.dumps(data)
+    raw = canonical if isinstance(data, (dict, list)) else orjson.dumps(data)
     event_id = fingerprint(canonical).hex()
     event.observables = extract_observables(event)
     if not event.time:

@@ -83,10 +83,12 @@ SYSMON_EXTRA_FIELDS = frozenset({"Details", "QueryResults", "Destination", "Sour
 _C = EventClass
 
 
-def _class_table() -> dict[tuple[str, int], int]:
-    table: dict[tuple[str, int], int] = {}
+# Typed with the enum, not ``int``: compiled with mypyc, an ``int`` table's members come back as plain
+# ints, and a plain 0 is not the ``EventClass.BASE`` default ``omit_defaults`` leaves out of the JSON.
+def _class_table() -> dict[tuple[str, int], EventClass]:
+    table: dict[tuple[str, int], EventClass] = {}
 
-    def put(channel: str, codes: tuple[int, ...] | range, cls: int) -> None:
+    def put(channel: str, codes: tuple[int, ...] | range, cls: EventClass) -> None:
         for code in codes:
             table[(channel, code)] = cls
 
@@ -165,7 +167,7 @@ def _s(value: Any) -> str | None:
         return None if value in _BLANK else value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):  # not ``int | float``: that builds a union object at every call
         return str(value)
     return None
 
