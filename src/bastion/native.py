@@ -28,14 +28,17 @@ from types import ModuleType
 from typing import Any
 
 #: Source files compiled by ``make native``, relative to ``src/``: modules the benchmarks show spending
-#: their time in Python bytecode (not in C libraries) and faster compiled (the ingest path and the intel
-#: matcher were tried and were not; docs/architecture.md). Not a package's ``__init__.py``: a compiled
-#: module's body runs before the import system gives it the ``__path__`` its submodules need.
+#: their time in Python bytecode (not in C libraries) and faster compiled (the intel matcher was tried and
+#: was not; docs/architecture.md). Not a package's ``__init__.py``: a compiled module's body runs before
+#: the import system gives it the ``__path__`` its submodules need.
 NATIVE_MODULES: tuple[str, ...] = (
     "bastion/detect/compiler.py",
     "bastion/detect/engine.py",
     "bastion/detect/events.py",
     "bastion/detect/readers.py",
+    "bastion/ingest/fingerprint.py",
+    "bastion/ingest/normalize/windows.py",
+    "bastion/ingest/observables.py",
 )
 
 #: The shared library mypyc builds for the group; the per-module extensions import it by this name.
