@@ -5,9 +5,9 @@ Ingest is the hot path, so :meth:`EventRepository.insert_batch` writes with plai
 already stored for the tenant, and assigns row keys itself so the observable index can point at them.
 
 The index holds ``(tenant, bucket, hash of value, event row)``: integer keys, inserted in key order,
-which costs a fraction of indexing the text. The bucket is the event's row key divided by
-2**:data:`BUCKET_BITS`: row keys rise with ingest, so each batch writes into the newest bucket's few
-pages instead of pages all over the index (which, hash first, made every batch slower than the last as the
+which costs a fraction of indexing the text. The bucket is the event's row key shifted right by
+:data:`BUCKET_BITS`: row keys rise with ingest, so each batch writes into the newest bucket's few pages
+instead of pages all over the index (which, hash first, made every batch slower than the last as the
 store grew). ``event_buckets`` lists a tenant's buckets; a search looks its value up in each. Values are
 indexed lower-cased (all types but URLs, whose paths are case-sensitive). A search keeps only events
 whose own observables carry the value, so a hash collision cannot produce a wrong result.
