@@ -134,3 +134,38 @@ def test_index_buckets_and_the_dropped_foreign_key_migrate_both_ways(db: Databas
     with db.read() as conn:
         assert inspect(conn).get_foreign_keys("events") == []
         assert len(conn.execute(select(event_buckets)).all()) == 2
+
+
+def test_rare_and_common_values_page_the_same_way(db: Database) -> None:
+    """A value on few of the tenant's events is read by row key, one on many down the time index
+    (EventRepository._few_hits): both give the newest first, honour the time range, and page with the
+    cursor to exactly the events that carry the value."""
+    with db.write() as conn:
+        tid = TenantRepository(conn).create("a").id
+        other = TenantRepository(conn).create("b").id
+    rows = [_row(i, [("user", "common"), ("host", "rare" if i % 20 == 3 else f"h{i}")]) for i in range(100)]
+    with db.write() as conn:
+        TenantScope(conn, tid).events.insert_batch(rows, ingested=1)
+        TenantScope(conn, other).events.insert_batch(
+            [_row(1000 + i, [("host", "rare")]) for i in range(3)], 1
+        )
+    with db.read() as conn:
+        repo = TenantScope(conn, tid).events
+        # the two paths are taken: 5 carriers of 100 events are few, 100 are not
+        assert repo._few_hits(repo._value_hits({"rare"})) is not None
+        assert repo._few_hits(repo._value_hits({"common"})) is None
+        for value, carriers in (
+            ("rare", [i for i in range(100) if i % 20 == 3]),
+            ("common", list(range(100))),
+        ):
+            newest_first = [f"{i:032x}" for i in sorted(carriers, reverse=True)]
+            pages, cursor = [], None
+            while True:
+                page, cursor = repo.search(value=value, limit=2, before=cursor)
+                pages += [e.id for e in page]
+                if cursor is None:
+                    break
+            assert pages == newest_first
+            start, end = 1_700_000_000_040, 1_700_000_000_090
+            ranged = [e.id for e in repo.search(value=value, start=start, end=end, limit=100)[0]]
+            assert ranged == [f"{i:032x}" for i in sorted(carriers, reverse=True) if 40 <= i < 90]
