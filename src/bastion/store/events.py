@@ -388,6 +388,8 @@ class EventRepository:
         :data:`_INDEX_FIRST_RATIO` of the tenant's events, estimated from its index buckets.
         """
         pks: set[int] = set(self.conn.execute(hits.limit(_INDEX_FIRST_MAX + 1)).scalars())
+        if not pks:
+            return []
         if len(pks) > _INDEX_FIRST_MAX:
             return None
         num = self.tenant_num
