@@ -3,6 +3,7 @@ and the console's printed sign-in working; an open console tab does not keep it 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -114,3 +115,82 @@ def _console_sign_in_works_and_an_open_stream_does_not_block_stopping(
                     break
             proc.send_signal(signal.SIGINT)
             assert proc.wait(30) == 0
+
+
+def _start_up(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """``bastion up`` on an empty store, once it says it is up; returns the process and what it printed."""
+    env = {
+        **os.environ,
+        "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}",
+        "BASTION_SYSLOG_UDP_PORT": str(_free_udp_port()),
+        "BASTION_SYSLOG_TCP_PORT": str(free_port()),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion.cli", "up", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Bastion is up" in line:
+            return proc, lines
+    proc.kill()
+    raise AssertionError("bastion up did not come up:\n" + "".join(lines))
+
+
+def test_stop_signals_sent_as_soon_as_it_is_up_stop_it_cleanly(tmp_path: Path) -> None:
+    # The handlers were installed after the banner: a signal sent on seeing it could kill the process.
+    proc, lines = _start_up(tmp_path)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    printed = "".join(lines) + out
+    assert proc.returncode == 0, printed
+    assert "Bastion stopped." in printed
+    assert "Traceback" not in printed and "CancelledError" not in printed, printed
+
+
+def test_a_second_stop_request_forces_the_exit_without_a_traceback(tmp_path: Path) -> None:
+    created = subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "tenant", "create", "acme", "--json"],
+        env={**os.environ, "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    key = json.loads(created.stdout)["api_key"]
+    proc, lines = _start_up(tmp_path)
+    port = int(re.search(r"http://127.0.0.1:(\d+)/", "".join(lines))[1])  # type: ignore[index]
+    try:
+        # An upload that never finishes keeps the server waiting for its connection after the first signal.
+        with socket.create_connection(("127.0.0.1", port)) as upload:
+            upload.sendall(
+                f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                "Content-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n{}".encode()
+            )
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1.5)
+            assert proc.poll() is None, "the server did not wait for the open upload"
+            proc.send_signal(signal.SIGINT)
+            # Left running, the upload kept its ingest-queue place and stopping waited 30 s for it.
+            out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    printed = "".join(lines) + out
+    assert proc.returncode == 0, printed
+    assert "Bastion stopped." in printed
+    assert "Exception in 'lifespan' protocol" not in printed, printed

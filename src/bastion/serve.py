@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -41,6 +42,19 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """On a forced exit (a second stop request) uvicorn stops waiting for requests in flight but leaves
+        them running, and skips the app's lifespan shutdown. An unfinished upload then kept its place in
+        the ingest queue, whose close waited 30 s for it, and the lifespan task was cancelled as the loop
+        ended, logging a CancelledError traceback. Here a forced exit cancels those requests (as uvicorn
+        does itself after the graceful timeout) and still shuts the lifespan down: ours only lets go of
+        what :func:`serve` handed the app."""
+        await super().shutdown(sockets)
+        if self.force_exit:
+            for task in self.server_state.tasks:
+                task.cancel(msg="Task cancelled, forced exit")
+            await self.lifespan.shutdown()
 
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
@@ -223,6 +237,10 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
             timeout_graceful_shutdown=3,  # open console event streams never end by themselves
         )
     )
+    loop = asyncio.get_running_loop()
+    # Before the banner: a signal sent once it is out (by a script waiting for it) must stop cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop, server)
     server_task = asyncio.create_task(server.serve())
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
@@ -239,9 +257,6 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
                 f"password {demo_login[1]}",
                 flush=True,
             )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _stop, server)
     try:
         await server_task
     finally:
