@@ -72,6 +72,49 @@ def test_taxii_second_poll_loads_only_new(
     assert lookup(sqlite_db, sqlite_tenant, "198.51.100.5")["matches"]
 
 
+def test_taxii_connects_where_the_guard_resolved(
+    sqlite_db: Database, sqlite_tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """taxii2-client's requests session goes through the guarded client: a name that only the guard's
+    resolver knows (``.invalid`` never resolves) reaches the TAXII server, on every request of the poll."""
+    monkeypatch.setenv("TAXII_TEST_PASSWORD", "Password0")
+    with medallion(tmp_path) as root:
+        coll = Collection(f"{root}collections/{COLLECTION}/", user="admin", password="Password0")
+        coll.add_objects(json.dumps(_bundle(["198.51.100.9"])))
+        named = root.replace("127.0.0.1", "taxii.bastion-test.invalid")
+        add_feed(
+            sqlite_db, sqlite_tenant, "taxii-named", url=named, fmt="taxii",
+            config={"collection": COLLECTION, "user": "admin", "password_env": "TAXII_TEST_PASSWORD",
+                    "allow_private": True},
+            actor="t",
+        )  # fmt: skip
+        asked: list[str] = []
+
+        def resolver(host: str, port: int) -> list[str]:
+            asked.append(host)
+            return ["127.0.0.1"]
+
+        client = guarded_sync_client(timeout=10, allow_private=True, resolver=resolver)
+        try:
+            polled = poll_feed(
+                sqlite_db, sqlite_tenant, _feed(sqlite_db, sqlite_tenant, "taxii-named"), client=client
+            )
+        finally:
+            client.close()
+        assert (polled.status, polled.loaded) == ("ok", 1), polled.error
+        assert asked and set(asked) == {"taxii.bastion-test.invalid"}
+
+        # Without allow_private the same guard refuses the poll before any request.
+        refusing = guarded_sync_client(timeout=10, allow_private=False, resolver=resolver)
+        try:
+            refused = poll_feed(
+                sqlite_db, sqlite_tenant, _feed(sqlite_db, sqlite_tenant, "taxii-named"), client=refusing
+            )
+        finally:
+            refusing.close()
+        assert refused.status == "error" and (refused.error or "").startswith("SSRFError: refused")
+
+
 URLHAUS = (DATA / "urlhaus.csv").read_bytes()
 
 
@@ -125,7 +168,7 @@ def test_feeds_go_through_the_ssrf_guard(sqlite_db: Database, sqlite_tenant: str
             config={"collection": COLLECTION}, actor="t",
         )  # fmt: skip
         refused = poll_feeds(sqlite_db, sqlite_tenant, name="taxii-inside")[0]
-        assert refused.status == "error" and "SSRFError: refused feed taxii-inside" in (refused.error or "")
+        assert refused.status == "error" and (refused.error or "").startswith("SSRFError: refused")
         assert rec.requests == []
 
         port = int(base.rsplit(":", 1)[1])

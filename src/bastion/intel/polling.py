@@ -9,8 +9,9 @@ whose timestamp is newer than the cursor; a MISP server is asked through ``/even
 
 Feeds are fetched through the SSRF guard (:mod:`bastion.connectors.egress`): a feed URL whose host
 resolves to a loopback, private or reserved address is refused unless the feed's config says
-``allow_private`` (an internal MISP, say). HTTP feeds connect only to the addresses the guard checked,
-redirects included; TAXII (``taxii2-client``, on ``requests``) is checked once before the poll.
+``allow_private`` (an internal MISP, say). Every feed connects only to the addresses the guard checked,
+redirects included: TAXII too, whose ``taxii2-client`` session on ``requests`` sends through the same
+guarded client (:mod:`bastion.connectors.egress_requests`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from bastion.connectors.egress import guarded_sync_client, vetted_addresses_sync
+from bastion.connectors.egress import guarded_sync_client
+from bastion.connectors.egress_requests import guard_session
 from bastion.intel.feeds import FORMATS, FeedError, ParseResult, parse_bytes
 from bastion.intel.feeds.misp import parse_misp_event, parse_misp_manifest
 from bastion.intel.feeds.stix import parse_stix_objects
@@ -109,23 +111,21 @@ def _fetch_http(feed: FeedRow, client: httpx.Client) -> tuple[ParseResult | None
     return parsed, state
 
 
-def _fetch_taxii(feed: FeedRow) -> tuple[ParseResult, dict[str, Any]]:
+def _fetch_taxii(feed: FeedRow, client: httpx.Client) -> tuple[ParseResult, dict[str, Any]]:
+    from taxii2client.common import _HTTPConnection
     from taxii2client.v21 import Collection, as_pages
 
     base = feed.url.rstrip("/")
     coll_url = f"{base}/collections/{feed.config['collection']}/"
-    target = httpx.URL(coll_url)
-    vetted_addresses_sync(
-        target.host,
-        target.port or (443 if target.scheme == "https" else 80),
-        allow_private=bool(feed.config.get("allow_private")),
-        subject=f"feed {feed.name}",
-    )
     user = feed.config.get("user")
     password = (
         os.environ.get(str(feed.config.get("password_env", ""))) if feed.config.get("password_env") else None
     )
-    coll = Collection(coll_url, user=user, password=password)
+    # taxii2-client takes a connection of its own making (its documented ``conn`` argument); its requests
+    # session then sends everything through the guarded client.
+    conn = _HTTPConnection(user, password, version="2.1")
+    guard_session(conn.session, client)
+    coll = Collection(coll_url, conn=conn)
     kwargs: dict[str, Any] = {}
     if feed.cursor:
         kwargs["added_after"] = feed.cursor
@@ -211,7 +211,7 @@ def poll_feed(
     parsed: ParseResult | None
     try:
         if feed.format == "taxii":
-            parsed, state = _fetch_taxii(feed)
+            parsed, state = _fetch_taxii(feed, http)
         elif feed.format == "misp-feed":
             parsed, state = _fetch_misp_feed(feed, http)
         elif feed.format == "misp-api":
