@@ -1,41 +1,35 @@
 """Slack: ``slack.post_message`` (``chat.postMessage`` with a bot token).
 
-It uses ``slack-sdk``'s ``WebClient`` as the approvals do (:mod:`bastion.respond.approvals.slack`), with
-the same API base URL setting (``slack_api_url``) unless the connection names its own ``base_url``, so a
-test talks to a local Slack over a real socket. The bot token is the tenant's secret ``slack_bot_token``
-(a tenant may use its own Slack workspace, not the installation's). The URL passes the SSRF guard first.
-Slack answers most errors with HTTP 200 and ``{"ok": false, "error": ...}``; ``slack-sdk`` turns those
-into ``SlackApiError`` and we into :class:`ActionError`. A 429 is retried after its Retry-After, twice
-at most.
+The call goes through the vendor client every connector uses (:mod:`bastion.connectors.vendor_http`), so
+it connects only to an address the SSRF guard checked: the tenant names the API base URL
+(``base_url``, default the installation's ``slack_api_url``), and ``slack-sdk``'s ``WebClient``, which
+the approvals use with the installation's own URL, resolves names itself on ``urllib``. The request is
+Slack's documented one: ``POST chat.postMessage`` with ``Authorization: Bearer`` and a JSON body. The
+bot token is the tenant's secret ``slack_bot_token`` (a tenant may use its own Slack workspace, not the
+installation's). Slack answers most errors with HTTP 200 and ``{"ok": false, "error": ...}``; those, and
+any other refusal, become :class:`~bastion.connectors.vendor_http.VendorError` (``slack: 200
+channel_not_found``). A 429 is retried after its Retry-After.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry import RateLimitErrorRetryHandler
-
-from bastion.connectors.core import check_url
-from bastion.connectors.registry import ActionContext, ActionError, action
-from bastion.connectors.vendor_http import secret
+from bastion.connectors.registry import ActionContext, action
+from bastion.connectors.vendor_http import VendorError, request, secret
 
 __all__ = ["post_message"]
 
-RATE_LIMIT_RETRIES = 2
+
+def _describe(status: int, body: Any, text: str) -> tuple[str, str]:
+    return (str(body.get("error") or ""), "") if isinstance(body, dict) else ("", "")
 
 
-def _client(ctx: ActionContext) -> WebClient:
+def _api(ctx: ActionContext) -> str:
     from bastion.connectors.settings import current_settings
 
-    token = secret(ctx, "slack", "slack_bot_token")
     base = str(ctx.connection.get("base_url") or current_settings().slack_api_url)
-    base = base if base.endswith("/") else base + "/"
-    client = WebClient(token=token, base_url=base, timeout=15)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES))
-    return client
+    return base if base.endswith("/") else base + "/"
 
 
 @action(
@@ -57,19 +51,24 @@ async def post_message(
         blocks: Block Kit blocks for a richer message
         thread_ts: the ts of a message to reply to in its thread
     """
-    client = _client(ctx)
-    await check_url(client.base_url, allow_private=bool(ctx.connection.get("allow_private", False)))
-    kwargs: dict[str, Any] = {"channel": channel, "text": text}
+    token = secret(ctx, "slack", "slack_bot_token")
+    args: dict[str, Any] = {"channel": channel, "text": text}
     if blocks:
-        kwargs["blocks"] = blocks
+        args["blocks"] = blocks
     if thread_ts:
-        kwargs["thread_ts"] = thread_ts
-    try:
-        resp = await asyncio.to_thread(client.chat_postMessage, **kwargs)
-    except SlackApiError as exc:
-        status = exc.response.status_code
-        raise ActionError(f"slack: {status} {exc.response.get('error')}") from None
-    except (SlackClientError, OSError) as exc:
-        raise ActionError(f"slack: chat.postMessage failed: {exc}") from None
-    ctx.log(f"posted to Slack channel {resp.get('channel')}")
-    return {"ok": True, "channel": resp.get("channel"), "ts": resp.get("ts")}
+        args["thread_ts"] = thread_ts
+    answer = await request(
+        ctx,
+        "slack",
+        "POST",
+        _api(ctx) + "chat.postMessage",
+        describe=_describe,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"},
+        json=args,
+        timeout=15.0,
+    )
+    body = answer.json if isinstance(answer.json, dict) else {}
+    if not body.get("ok"):
+        raise VendorError("slack", answer.status, str(body.get("error") or "not ok"), "", body)
+    ctx.log(f"posted to Slack channel {body.get('channel')}")
+    return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
