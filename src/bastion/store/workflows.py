@@ -8,6 +8,7 @@ of it (what ran, with which rendered inputs and outputs, secrets masked) and wha
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -32,6 +33,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bastion.store.tables import ID, metadata, tenants
 
@@ -161,17 +164,34 @@ _RUN = select(workflow_runs).where(
     workflow_runs.c.tenant_id == bindparam("b_tenant"), workflow_runs.c.id == bindparam("b_run")
 )
 _INSERT_RUN = insert(workflow_runs)  # every run start (see AuditRepository for why built once)
-# Built once: the engine records every step through these (see AuditRepository for why).
-_STEP_EXISTS = select(workflow_run_steps.c.key).where(
-    workflow_run_steps.c.tenant_id == bindparam("b_tenant"),
-    workflow_run_steps.c.run_id == bindparam("b_run"),
-    workflow_run_steps.c.key == bindparam("b_key"),
-)
-_INSERT_STEP = insert(workflow_run_steps)
 # Every column a new step row may leave out, so each insert names the same columns (one compiled form).
 _STEP_DEFAULTS = {
     c.name: None for c in workflow_run_steps.columns if c.nullable and c.name not in ("run_id", "key")
 }
+
+# The columns a new step row cannot do without (the others have defaults in record_step or may be NULL).
+_STEP_REQUIRED = frozenset(
+    c.name
+    for c in workflow_run_steps.columns
+    if not c.nullable and c.name not in ("run_id", "key", "tenant_id", "started", "attempts", "status")
+)
+
+
+@functools.cache
+def _upsert_step(dialect: str, given: tuple[str, ...]) -> Any:
+    """The step record upsert that updates the ``given`` columns of an existing row, built once per
+    dialect and set of columns (see AuditRepository for why statements are built once). The row's
+    values are bound at execution."""
+    upsert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(workflow_run_steps)
+    keys = [workflow_run_steps.c.run_id, workflow_run_steps.c.key]
+    if not given:
+        return upsert.on_conflict_do_nothing(index_elements=keys)
+    return upsert.on_conflict_do_update(
+        index_elements=keys,
+        set_={name: upsert.excluded[name] for name in given},
+        where=workflow_run_steps.c.tenant_id == upsert.excluded.tenant_id,  # never another tenant's row
+    )
+
 
 respond_secrets = Table(
     "respond_secrets",
@@ -490,15 +510,16 @@ class WorkflowRepository:
         return [_step(r) for r in rows]
 
     def record_step(self, run_id: str, key: str, **values: Any) -> None:
-        """Insert or update one step record (``values`` are column values; JSON ones are encoded here)."""
+        """Insert or update one step record (``values`` are column values; JSON ones are encoded here).
+        One statement: an upsert when ``values`` could make a new row, else an update of the existing
+        one. A step is recorded several times (started, each attempt, finished), and a look for the row
+        before writing it was a statement more each time."""
         for name in ("inputs", "output", "logs"):
             if name in values:
                 values[name] = _dump(values[name])
-        exists = self.conn.execute(
-            _STEP_EXISTS, {"b_tenant": self.tenant_id, "b_run": run_id, "b_key": key}
-        ).first()
-        if exists:
-            self.conn.execute(
+        given = list(values)
+        if not _STEP_REQUIRED.issubset(values):  # the row exists already: only an update can be meant
+            updated = self.conn.execute(
                 update(workflow_run_steps)
                 .where(
                     workflow_run_steps.c.tenant_id == self.tenant_id,
@@ -507,11 +528,17 @@ class WorkflowRepository:
                 )
                 .values(**values)
             )
-        else:
-            values.setdefault("started", now_ms())
-            values.setdefault("attempts", 0)
-            values.setdefault("status", "running")
-            self.conn.execute(
-                _INSERT_STEP,
-                {"tenant_id": self.tenant_id, "run_id": run_id, "key": key, **_STEP_DEFAULTS, **values},
-            )
+            if not updated.rowcount:
+                raise LookupError(f"run {run_id} has no step record {key!r} to update")
+            return
+        row = {
+            "tenant_id": self.tenant_id,
+            "run_id": run_id,
+            "key": key,
+            **_STEP_DEFAULTS,
+            "started": now_ms(),
+            "attempts": 0,
+            "status": "running",
+            **values,
+        }
+        self.conn.execute(_upsert_step(self.conn.dialect.name, tuple(given)), row)
