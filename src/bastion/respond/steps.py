@@ -188,6 +188,18 @@ def finish(tenant_id: str, run_id: str, status: str, outputs: Any = None, error:
             delay *= _STORE_RETRY["backoff_rate"]
 
 
+def _mentions_secrets(value: Any) -> bool:
+    """Whether an expression in these step inputs can read ``secrets`` (the sandbox reaches a context
+    name only by naming it)."""
+    if isinstance(value, str):
+        return "secrets" in value
+    if isinstance(value, dict):
+        return any(_mentions_secrets(k) or _mentions_secrets(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_mentions_secrets(v) for v in value)
+    return False
+
+
 @DBOS.step(name="bastion.action")
 def action_step(
     tenant_id: str,
@@ -220,15 +232,22 @@ def action_step(
     try:
         if defn is None:
             raise ActionError(f"unknown action {action_id!r}")
-        with db.read() as conn:
-            if approval_check is not None:
-                spec = approval_for(get_policy(conn, tenant_id), defn, approval_check.get("step"), context)
-                if spec is not None:
-                    return {"ok": False, "needs_approval": spec}
-            scope = TenantScope(conn, tenant_id)
-            secrets = _State.vault.get_many(scope)
-            conn_name = connection_name or defn.connection
-            connection = get_connection(conn, tenant_id, conn_name) if conn_name else None
+        conn_name = connection_name or defn.connection
+        connection = None
+        secrets: dict[str, str] = {}
+        if approval_check is not None or conn_name or defn.secrets or _mentions_secrets(with_):
+            with db.read() as conn:
+                if approval_check is not None:
+                    policy = get_policy(conn, tenant_id)
+                    spec = approval_for(policy, defn, approval_check.get("step"), context)
+                    if spec is not None:
+                        return {"ok": False, "needs_approval": spec}
+                connection = get_connection(conn, tenant_id, conn_name) if conn_name else None
+                # The tenant's secrets are read and decrypted only for a step that can use them: the
+                # action's or its connection's, or its inputs' ``secrets``. A step given none has none of
+                # their values to record, so masking them (below) concerns only steps that read them.
+                if defn.secrets or (connection or {}).get("secrets") or _mentions_secrets(with_):
+                    secrets = _State.vault.get_many(TenantScope(conn, tenant_id))
         if conn_name and connection is None and connection_name:
             raise ActionError(f"no connection {conn_name!r} for this tenant (`bastion connection set`)")
         connection = {**(connection or {}), "name": conn_name} if conn_name else {}
