@@ -99,3 +99,38 @@ def test_chains_are_per_tenant(db: Database) -> None:
         entry = TenantScope(conn, other).audit.append("cli", "tenant.create", "tenant", other)
     assert entry.seq == 1
     assert _verify(db, tid).ok and _verify(db, other).ok
+
+
+def test_appends_from_two_processes_and_a_rolled_back_one_keep_one_chain(db: Database) -> None:
+    """A process remembers where it left each chain's head; another process's appends, and its own
+    transaction that rolled back after moving the head, must send it back to the head row."""
+    tid, _ids = _chain(db, 2)
+    other = Database(db.url if db.dialect == "sqlite" else db.engine.url.render_as_string(False))
+    try:
+
+        def append(database: Database, target: str) -> None:
+            with database.write() as conn:
+                TenantScope(conn, tid).audit.append("user:ana", "case.comment", "case", target, None)
+
+        append(db, "mine-1")
+        append(other, "theirs-1")  # the head moves where this process cannot see
+        append(db, "mine-2")
+        try:
+            with db.write() as conn:
+                TenantScope(conn, tid).audit.append("user:ana", "case.comment", "case", "undone", None)
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        # The other process now writes the sequence number the rolled-back append had used, with
+        # another hash: a head remembered by number alone would chain onto an entry that never was.
+        append(other, "theirs-2")
+        append(db, "mine-3")
+    finally:
+        other.dispose()
+    result = _verify(db, tid)
+    assert result.ok, result
+    with db.read() as conn:
+        entries = list(TenantScope(conn, tid).audit.entries())
+    order = ["c0", "c1", "mine-1", "theirs-1", "mine-2", "theirs-2", "mine-3"]
+    assert [e.target_id for e in entries] == order
+    assert [e.seq for e in entries] == list(range(1, 8))

@@ -1,7 +1,9 @@
 """The audit repository: append to a tenant's hash chain, read it back, and verify it.
 
 Appends lock the tenant row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transactions are
-already exclusive), read the chain head from it, and move the head in the same transaction.
+already exclusive), read the chain head from it, and move the head in the same transaction. A process
+that remembers where it last moved the head moves it in one statement, on condition that the row still
+says so (sequence number and hash); otherwise it reads the head as above.
 """
 
 from __future__ import annotations
@@ -76,6 +78,18 @@ _MOVE_HEAD = (
     .where(tenants.c.id == bindparam("b_tenant"))
     .values(audit_seq=bindparam("b_seq"), audit_head=bindparam("b_head"))
 )
+# Moves the head only if it is still where this process last put it (sequence number and hash).
+_MOVE_KNOWN_HEAD = _MOVE_HEAD.where(
+    tenants.c.audit_seq == bindparam("b_was_seq"), tenants.c.audit_head == bindparam("b_was_head")
+)
+
+# Where this process last moved each chain's head: (database, tenant) -> (seq, head hash). An append
+# starts from it and moves the head only if the row still says so (one statement instead of reading the
+# head and then moving it); if another process appended, or the transaction that moved it rolled back,
+# the row says otherwise and the append reads the head as before. Nothing is trusted that the row does
+# not confirm in the same transaction.
+_KNOWN_HEADS: dict[tuple[int, str], tuple[int, str]] = {}
+_KNOWN_HEADS_MAX = 10_000
 
 
 class AuditRepository:
@@ -104,9 +118,43 @@ class AuditRepository:
         statement, so auditing every alert of a batch costs one round of statements, not one per alert."""
         if not items:
             return []
-        head = self.conn.execute(_HEAD, {"b_tenant": self.tenant_id}).one()
-        seq = int(head.audit_seq)
-        prev = head.audit_head or GENESIS
+        cache_key = (id(self.conn.engine), self.tenant_id)
+        known = _KNOWN_HEADS.get(cache_key)
+        if known is not None:
+            rows, made = self._entries(items, *known)
+            moved = self.conn.execute(
+                _MOVE_KNOWN_HEAD,
+                {
+                    "b_tenant": self.tenant_id,
+                    "b_seq": made[-1].seq,
+                    "b_head": made[-1].hash,
+                    "b_was_seq": known[0],
+                    "b_was_head": known[1],
+                },
+            )
+            if moved.rowcount != 1:
+                known = None
+        if known is None:
+            head = self.conn.execute(_HEAD, {"b_tenant": self.tenant_id}).one()
+            rows, made = self._entries(items, int(head.audit_seq), head.audit_head or "")
+            self.conn.execute(
+                _MOVE_HEAD, {"b_tenant": self.tenant_id, "b_seq": made[-1].seq, "b_head": made[-1].hash}
+            )
+        if len(rows) == 1:
+            pk = self.conn.execute(_INSERT, rows[0]).inserted_primary_key
+            made[0].id = int(pk[0]) if pk else 0
+        else:  # a batch's entries (one per stored alert): plain values, straight to the driver
+            bulk_insert(self.conn, audit_log, rows)
+        if len(_KNOWN_HEADS) >= _KNOWN_HEADS_MAX:
+            _KNOWN_HEADS.clear()
+        _KNOWN_HEADS[cache_key] = (made[-1].seq, made[-1].hash)
+        return made
+
+    def _entries(
+        self, items: Sequence[tuple[str, str, str, str | None, dict[str, Any] | None]], seq: int, head: str
+    ) -> tuple[list[dict[str, Any]], list[AuditEntry]]:
+        """The rows and entries of ``items`` chained after ``(seq, head)`` ("" before the first)."""
+        prev = head or GENESIS
         now = int(time.time() * 1000)
         rows: list[dict[str, Any]] = []
         made: list[AuditEntry] = []
@@ -131,13 +179,7 @@ class AuditRepository:
                 )
             )
             prev = digest
-        if len(rows) == 1:
-            pk = self.conn.execute(_INSERT, rows[0]).inserted_primary_key
-            made[0].id = int(pk[0]) if pk else 0
-        else:  # a batch's entries (one per stored alert): plain values, straight to the driver
-            bulk_insert(self.conn, audit_log, rows)
-        self.conn.execute(_MOVE_HEAD, {"b_tenant": self.tenant_id, "b_seq": seq, "b_head": prev})
-        return made
+        return rows, made
 
     def entries(self, *, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditEntry]:
         """Entries in chain order (by ``seq``)."""
