@@ -7,12 +7,18 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
+import sys
+import threading
 
-from bastion.intel.matcher import Matcher, _canonical_url, _canonical_urls
+import numpy as np
+
+from bastion.intel.keyfilter import KeyFilter
+from bastion.intel.matcher import _SMALL_BATCH, Matcher, _canonical_url, _canonical_urls
 from bastion.intel.normalize import normalize_url
 from bastion.model.intel import IndicatorType as T
 
 NOW = 10_000
+BIG = _SMALL_BATCH + 6  # observables enough for a batch to be grouped and filtered, not matched one by one
 
 INDICATORS: list[tuple[int, T, str, dict[str, object]]] = [
     (1, T.IPV4, "203.0.113.7", {}),
@@ -104,7 +110,7 @@ def batches(obs: list[tuple[str, str]], size: int) -> list[list[tuple[str, str]]
 def assert_agree(m: Matcher, obs: list[tuple[str, str]]) -> None:
     for now in (None, NOW):
         expected = [m.match(t, v, now) for t, v in obs]
-        for size in (1, 3, 10, 15, 16, 17, 40, len(obs)):
+        for size in (1, 3, 10, 15, 16, 17, 40, _SMALL_BATCH - 1, _SMALL_BATCH, _SMALL_BATCH + 1, len(obs)):
             got = [ids for batch in batches(obs, size) for ids in m.match_many(batch, now)]
             assert got == expected, size
         assert m.match_many(iter(obs), now) == expected  # any iterable
@@ -148,7 +154,7 @@ def test_match_many_agrees_after_changes_without_a_lookup_in_between() -> None:
     assert many[obs.index(("ipv4", "198.51.100.9"))] == [23, 3, 30]
     assert many[obs.index(("domain", "example"))] == []
     m.add(32, T.CIDR, "198.51.100.0/28")
-    assert m.match_many([("ipv4", "198.51.100.1")] * 20)[0] == [3, 30, 32]
+    assert m.match_many([("ipv4", "198.51.100.1")] * BIG)[0] == [3, 30, 32]
     m.remove(32, T.CIDR, "198.51.100.0/28")
     assert m.match_many(obs) == [m.match(t, v) for t, v in obs]
     assert_agree(m, [*obs, ("domain", "v.q.r.s.t.u.example")])
@@ -270,16 +276,17 @@ def test_url_batches_taking_and_refusing_the_fast_path_match_as_one_by_one() -> 
     m = build()
     m.add(40, T.URL, normalize_url("http://bad.example"))
     obs = [("url", u) for u in URLS]
-    assert_agree(m, obs + [("url", "https://cdn.example/x")] * 20)
-    assert_agree(m, [("url", "https://cdn.example/x"), ("url", "http://bad.example/path?q=1")] * 20)
-    hits = m.match_many([("url", u) for u in ["HTTP://BAD.EXAMPLE:80/path?q=1#x", "http://bad.example"] * 10])
+    assert_agree(m, obs + [("url", "https://cdn.example/x")] * BIG)
+    assert_agree(m, [("url", "https://cdn.example/x"), ("url", "http://bad.example/path?q=1")] * BIG)
+    odd_and_plain = ["HTTP://BAD.EXAMPLE:80/path?q=1#x", "http://bad.example"] * BIG
+    hits = m.match_many([("url", u) for u in odd_and_plain])
     assert hits[:2] == [[15], [40]]
 
 
 def test_ipv4_batches_with_and_without_an_address_in_a_range() -> None:
     m = build()
-    outside = [("ipv4", f"203.0.114.{i}") for i in range(30)]
-    assert m.match_many(outside) == [[]] * 30
+    outside = [("ipv4", f"203.0.114.{i}") for i in range(BIG)]
+    assert m.match_many(outside) == [[]] * BIG
     assert_agree(m, outside)
     inside = [*outside, ("ipv4", "198.51.100.200"), ("ipv4", "203.0.113.7")]
     found = m.match_many(inside)[-2:]
@@ -290,11 +297,11 @@ def test_ipv4_batches_with_and_without_an_address_in_a_range() -> None:
 
 def test_domain_batches_of_one_level_and_of_several() -> None:
     m = build()
-    same = [("domain", f"h{i}.evil.example") for i in range(20)] + [("host", "x.deep.example")]
-    assert all(sorted(ids) == [10, 11, 14] for ids in m.match_many(same)[:20])  # evil.example twice, example
+    same = [("domain", f"h{i}.evil.example") for i in range(BIG)] + [("host", "x.deep.example")]
+    assert all(sorted(ids) == [10, 11, 14] for ids in m.match_many(same)[:BIG])  # evil.example twice, example
     assert_agree(m, same)
-    assert_agree(m, [("domain", f"n{i}") for i in range(20)])  # no dot: below every level but one
-    assert_agree(m, [("domain", f"z.y.x.w.v.{i}.example") for i in range(20)])  # above every level
+    assert_agree(m, [("domain", f"n{i}") for i in range(BIG)])  # no dot: below every level but one
+    assert_agree(m, [("domain", f"z.y.x.w.v.{i}.example") for i in range(BIG)])  # above every level
     assert_agree(m, [*same, ("domain", "a.b.c.deep.example"), ("domain", "EXAMPLE.")])
 
 
@@ -315,3 +322,94 @@ def test_exact_tables_hold_only_what_was_added() -> None:
     m.add(1, T.DOMAIN, "evil.example")
     m.remove(1, T.DOMAIN, "evil.example")
     assert not m._exact["domain"] and None not in m._exact["domain"]
+
+
+FRESH: list[tuple[int, T, str, dict[str, object]]] = [
+    (60, T.IPV4, "192.0.2.77", {}),
+    (61, T.DOMAIN, "fresh.test", {}),
+    (62, T.SHA256, "d" * 64, {}),
+    (63, T.URL, normalize_url("http://new.example/p"), {}),
+    (64, T.DOMAIN, "only.test", {"exact": True}),
+]
+FRESH_OBS = [
+    ("ipv4", "192.0.2.77"),
+    ("domain", "www.fresh.test"),
+    ("sha256", "D" * 64),
+    ("url", "HTTP://NEW.EXAMPLE/p"),
+    ("host", "only.test"),
+]
+
+
+def test_batches_find_what_was_added_after_the_filter_was_built_and_not_what_was_removed() -> None:
+    m = build()
+    misses = [("ipv4", f"203.0.114.{i}") for i in range(BIG)]
+    obs = [*misses, *FRESH_OBS]
+    assert m.match_many(obs) == [[]] * len(obs)  # builds the filter, without the keys to come
+    assert m._filter is not None
+    for ident, kind, value, options in FRESH:
+        m.add(ident, kind, value, **options)  # type: ignore[arg-type]
+    assert m.match_many(obs)[-5:] == [[60], [61], [62], [63], [64]]
+    assert_agree(m, obs)
+    for ident, kind, value, options in FRESH:
+        m.remove(ident, kind, value, exact=bool(options.get("exact")))
+    assert m.match_many(obs) == [[]] * len(obs)  # their bits stay set: the dicts decide
+    assert_agree(m, obs)
+
+
+def test_the_filter_is_built_again_when_keys_outgrow_it() -> None:
+    m = build()
+    m.prepare()
+    first = m._filter
+    assert first is not None
+    many = [f"{i:064x}" for i in range(first.capacity + 1)]
+    for ident, value in enumerate(many, 1000):
+        m.add(ident, T.SHA256, value)
+    obs = [("sha256", v) for v in many[:: len(many) // BIG]] + [("sha256", "e" * 64)]
+    assert m.match_many(obs) == [[1000 + many.index(v)] for _, v in obs[:-1]] + [[]]
+    assert m._filter is not first and m._filter is not None and m._filter.capacity > first.capacity
+    assert_agree(m, obs)
+
+
+def test_the_filter_lets_every_key_through_and_few_others() -> None:
+    keys = [f"key-{i}" for i in range(20_000)]
+    others = [f"other-{i}" for i in range(20_000)]
+    flt = KeyFilter(len(keys))
+    flt.add(np.fromiter(map(hash, keys), np.int64, len(keys)))
+    assert flt.candidates(np.fromiter(map(hash, keys), np.int64, len(keys))) == list(range(len(keys)))
+    assert len(flt.candidates(np.fromiter(map(hash, others), np.int64, len(others)))) < len(others) // 100
+
+
+def test_a_batch_finds_an_address_added_after_the_filter_was_built() -> None:
+    m = build()
+    obs = [("ipv4", f"203.0.114.{i}") for i in range(BIG)] + [("ipv4", "192.0.2.99")]
+    assert m.match_many(obs)[-1] == []
+    m.add(70, T.IPV4, "192.0.2.99")  # the only key queued: an address, checked apart
+    assert m.match_many(obs)[-1] == [70]
+
+
+def test_keys_added_while_batches_run_in_another_thread_are_all_found() -> None:
+    m = build()
+    m.prepare()
+    added = [f"{i:064x}" for i in range(1, 3001)]
+    obs = [("sha256", v) for v in added[::20]] + [("ipv4", f"203.0.114.{i}") for i in range(BIG)]
+    done = threading.Event()
+
+    def add_all() -> None:
+        for ident, value in enumerate(added, 5000):
+            m.add(ident, T.SHA256, value)
+            m.add(ident + 10_000, T.IPV4, f"10.{ident >> 8 & 255}.{ident & 255}.1")
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        adder = threading.Thread(target=add_all)
+        adder.start()
+        while not done.is_set():
+            m.match_many(obs)
+        adder.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(m.match_many(obs)[: len(obs) - BIG])
+    ips = [("ipv4", f"10.{i >> 8 & 255}.{i & 255}.1") for i in range(5000, 8000)]
+    assert all(m.match_many(ips))

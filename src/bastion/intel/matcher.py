@@ -6,9 +6,12 @@ id or a tuple of ids to keep memory down; the dicts keep the key hashes, see :fu
 ranges flattened into disjoint segments searched with ``bisect`` (nested and overlapping ranges all
 match), domains matched on every parent suffix (one dict probe per label, for the label counts some
 indexed domain has), URLs compared in canonical form, and the few regular-expression indicators (STIX
-``MATCHES``) tried last. Batches (:meth:`Matcher.match_many`) are matched type by type with ``map`` and
-set operations that loop in C. Changes are applied incrementally (:meth:`Matcher.add`,
-:meth:`Matcher.remove`); the CIDR segments are rebuilt lazily on the next lookup after a range changed.
+``MATCHES``) tried last. Batches (:meth:`Matcher.match_many`) are grouped by type, turned into keys with
+``map`` calls that loop in C, and passed through a Bloom filter in numpy (:class:`KeyFilter`) so that
+only the few keys it lets through (the hits and ~0.2% of the misses) reach a dict; IPv4 addresses are
+read into one array for the filter and the ranges. Changes are applied incrementally (:meth:`Matcher.add`,
+:meth:`Matcher.remove`); the CIDR segments are rebuilt lazily on the next lookup after a range changed,
+and keys added since the last batch are added to the filter by the next one.
 
 Ids are small integers (the store's row keys), so the matcher holds no indicator documents.
 """
@@ -18,14 +21,17 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-import sys
-from array import array
+import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from itertools import compress, repeat
-from operator import and_, contains, eq, is_, itemgetter, le, not_
+from contextlib import suppress
+from itertools import chain, compress, repeat
+from operator import and_, contains, eq, itemgetter, not_
 from typing import Any
 
+import numpy as np
+
+from bastion.intel.keyfilter import KeyFilter, Probe, mix_addresses, str_hashes
 from bastion.intel.normalize import InvalidIndicator, normalize_url
 from bastion.model.intel import IndicatorType
 
@@ -38,13 +44,15 @@ _NO_IDS: tuple[int, ...] = ()
 _aton = socket.inet_aton
 _from_bytes = int.from_bytes
 _after = itemgetter(2)
-_LITTLE_ENDIAN = sys.byteorder == "little"
+_first = itemgetter(0)
+_second = itemgetter(1)
 _BUCKET_BITS = 16
 # Stands in ``_Ranges.bucket_ids`` for a bucket with segments starting inside it. A segment whose ids are
 # equal to it is merely looked up the long way too.
 _SEARCH: tuple[int, ...] = (-1,)
-# Below this many observables a batch is matched one by one: grouping it by type costs more than it saves.
-_SMALL_BATCH = 16
+# Below this many observables a batch is matched one by one: the fixed cost of grouping it by type and of
+# the numpy calls (~80 us a batch) is more than it saves (measured at 2M indicators: even at 64 a batch).
+_SMALL_BATCH = 64
 
 # Which indicator kinds an observable of a given type is checked against.
 _OBSERVABLE_KINDS: dict[str, tuple[str, ...]] = {
@@ -176,16 +184,6 @@ def _ids(found: Any) -> tuple[int, ...]:
     return (found,) if isinstance(found, int) else found
 
 
-def _exact_many(d: dict[str, Any], keys: list[str]) -> list[tuple[int, list[int]]]:
-    """``(position, ids)`` of the keys found in ``d``. ``d.keys() & keys`` tests the whole batch in one C
-    loop, without a call per key; the positions are only looked for when something was found."""
-    found = d.keys() & keys
-    if not found:
-        return []
-    hits = compress(range(len(keys)), map(found.__contains__, keys))
-    return [(j, list(_ids(d[keys[j]]))) for j in hits]
-
-
 def _lowered(values: list[str]) -> list[str]:
     """``values`` in lowercase, without a new string per value when they already are (observables mostly
     are): one ``lower`` over the whole batch tells."""
@@ -198,6 +196,34 @@ def _pick(items: Sequence[Any], positions: Sequence[int]) -> list[Any]:
     if len(positions) < 2:
         return [items[p] for p in positions]
     return list(itemgetter(*positions)(items))
+
+
+# The exact kinds batches look up by their ``str`` hash (and their filter holds), with the exact-only
+# domains; IPv4 addresses are looked up by their value (see ``keyfilter.mix_addresses``).
+_HASHED_KINDS = ("hash", "url", "domain")
+
+
+def _ipv4_addresses(values: list[str]) -> tuple[np.ndarray, list[int] | None]:
+    """The addresses ``inet_aton`` reads in ``values`` (int64, as ``_match_ipv4`` reads them), and the
+    positions of the values read, or None when all were. The whole list is packed in one pass when it
+    can be."""
+    try:
+        packed, read = b"".join(map(_aton, values)), None
+    except (OSError, ValueError):  # an IPv6 address, not an address, a NUL or lone surrogate in the text
+        parts: list[bytes] = []
+        read = []
+        for j, value in enumerate(values):
+            try:
+                parts.append(_aton(value))
+            except (OSError, ValueError):
+                continue
+            read.append(j)
+        packed = b"".join(parts)
+    return np.frombuffer(packed, ">u4").astype(np.int64), read
+
+
+def _ip_hashes(keys: list[str]) -> np.ndarray:
+    return mix_addresses(_ipv4_addresses(keys)[0])
 
 
 class _Ranges:
@@ -216,6 +242,11 @@ class _Ranges:
         self.bucket_lo: list[int] = []
         self.bucket_hi: list[int] = []
         self.bucket_ids: list[tuple[int, ...]] = []
+        # For IPv4 batches (:meth:`find_batch`): the segment starts, whether each segment and each
+        # bucket has any ids.
+        self.starts_array = np.zeros(0, np.int64)
+        self.seg_any = np.zeros(1, np.bool_)
+        self.bucket_any = np.zeros(1 << _BUCKET_BITS, np.bool_)
         self.dirty = True  # built on first use
 
     def add(self, start: int, end: int, ident: int) -> None:
@@ -279,6 +310,10 @@ class _Ranges:
         self.bucket_lo, self.bucket_hi = lo, hi
         self.starts = starts
         self.ids = seg_ids
+        if self.shift + _BUCKET_BITS <= 32:  # the arrays hold int64: IPv6 batches go one by one
+            self.starts_array = np.array(starts, np.int64)
+            self.seg_any = np.fromiter(map(bool, seg_ids), np.bool_, len(seg_ids))
+            self.bucket_any = np.fromiter(map(bool, self.bucket_ids), np.bool_, len(self.bucket_ids))
         self.dirty = False
 
     def find(self, x: int) -> tuple[int, ...]:
@@ -287,18 +322,43 @@ class _Ranges:
         bucket = x >> self.shift
         return self.ids[bisect_right(self.starts, x, self.bucket_lo[bucket], self.bucket_hi[bucket])]
 
-    def find_many(self, buckets: Sequence[int], address: Callable[[int], int]) -> list[tuple[int, ...]]:
-        """:meth:`find` for a batch of addresses given their buckets (``x >> shift``): the bucket answers
-        in one call, and ``address(j)`` is only asked for (and bisected) where the bucket has none."""
+    def find_batch(self, x: np.ndarray) -> list[tuple[int, tuple[int, ...]]]:
+        """``(position, ids)`` of the addresses ``x`` (IPv4, an int64 array) inside some range: the
+        bucket of each address tells in one gather whether it can be (most cannot), ``searchsorted``
+        finds the segment of the others, all over the whole batch at once."""
         if self.dirty:
             self.build()
-        found = _pick(self.bucket_ids, buckets)
-        if _SEARCH in found:
-            starts, ids, lo, hi = self.starts, self.ids, self.bucket_lo, self.bucket_hi
-            for j in compress(range(len(found)), list(map(is_, found, repeat(_SEARCH)))):
-                bucket = buckets[j]
-                found[j] = ids[bisect_right(starts, address(j), lo[bucket], hi[bucket])]
-        return found
+        maybe = np.flatnonzero(self.bucket_any.take(x >> self.shift))
+        if not maybe.size:
+            return []
+        seg = np.searchsorted(self.starts_array, x.take(maybe), "right")
+        inside = self.seg_any.take(seg)
+        ids = self.ids
+        return [(j, ids[k]) for j, k in zip(maybe[inside].tolist(), seg[inside].tolist(), strict=True)]
+
+
+# A batch planner (see ``Matcher._build_plans``): positions and values of one type's group, the probe,
+# the ids found apart from it, and those to add after the probe's.
+_After = list[tuple[int, tuple[int, ...]]]
+_Plan = Callable[[Sequence[int], list[str], Probe, dict[int, list[int]], _After], None]
+
+
+def _by_type(obs: list[tuple[str, str]]) -> list[tuple[str, Sequence[int], list[str]]]:
+    """``(type, positions, values)`` of each observable type in a batch, without Python code per
+    observable: each is given the number of its type (from the batch's distinct types) in one array,
+    compared with each number in turn."""
+    n = len(obs)
+    types = list(map(_first, obs))
+    values = list(map(_second, obs))
+    numbers = {t: k for k, t in enumerate(set(types))}
+    if len(numbers) == 1:
+        return [(types[0], range(n), values)]
+    codes = np.fromiter(map(numbers.__getitem__, types), np.intp, n)
+    groups: list[tuple[str, Sequence[int], list[str]]] = []
+    for obs_type, number in numbers.items():
+        where = np.flatnonzero(codes == number).tolist()
+        groups.append((obs_type, where, _pick(values, where)))
+    return groups
 
 
 class Matcher:
@@ -316,8 +376,20 @@ class Matcher:
         self._regex: dict[int, tuple[str, re.Pattern[str]]] = {}
         self._expires: dict[int, int] = {}
         self.count = 0
+        # The batch filter over the exact keys (built on the first batch, or by :meth:`prepare`). Once it
+        # is, :meth:`add` queues each new key (exact IPv4 addresses apart) for the next batch to add to it,
+        # and flags it stale when they would fill it past its capacity (it is then built again, larger).
+        # The store adds under its own lock but matches outside it: a batch that finds keys queued or the
+        # filter stale brings it up to date under ``_filter_lock`` before using it, and a key leaves its
+        # queue only once the filter holds it, so a key added before a batch starts is always found.
+        self._filter: KeyFilter | None = None
+        self._filter_stale = False
+        self._filter_room = 0
+        self._filter_lock = threading.Lock()
+        self._pending: list[str] | None = None
+        self._pending_ip: list[str] | None = None
         self._fast = self._build_fast()
-        self._many = self._build_many()
+        self._plans = self._build_plans()
 
     # ------------------------------------------------------------------ changes
 
@@ -349,12 +421,64 @@ class Matcher:
             self.add_range(ident, *found)
             return
         elif kind is _T.DOMAIN and exact:
-            _put(self._domain_exact, value, ident)
+            if _put(self._domain_exact, value, ident) and self._pending is not None:
+                self._filter_later("domain", value)
             return
         else:
             kind_name = _KIND_OF[kind]
-        if _put(self._exact[kind_name], value, ident) and kind_name == "domain":
-            self._count_domain(value, 1)
+        if _put(self._exact[kind_name], value, ident):
+            if kind_name == "domain":
+                self._count_domain(value, 1)
+            if self._pending is not None:
+                self._filter_later(kind_name, value)
+
+    def _filter_later(self, kind_name: str, key: str) -> None:
+        """Queue a new key for the batch filter (flagged stale past its capacity: built again in size)."""
+        queue = self._pending_ip if kind_name == "ip" else self._pending
+        assert queue is not None
+        queue.append(key)
+        if len(queue) > self._filter_room:
+            self._filter_stale = True
+
+    def prepare(self) -> None:
+        """Build now what lookups would build on first use: the range segments and the batch filter (a
+        few seconds at 10M indicators)."""
+        for ranges in (self._v4, self._v6):
+            if ranges.dirty:
+                ranges.build()
+        self._current_filter()
+
+    def _current_filter(self) -> KeyFilter:
+        """The batch filter, holding every key added before this call (see ``__init__``)."""
+        flt = self._filter
+        if flt is None or self._filter_stale or self._pending or self._pending_ip:
+            with self._filter_lock:
+                flt = self._sync_filter()
+        return flt
+
+    def _sync_filter(self) -> KeyFilter:
+        """Under ``_filter_lock``: build the filter from the dicts (the first time, or stale), else add the
+        keys queued since the last batch and only then take them off their queues."""
+        flt = self._filter
+        if flt is None or self._filter_stale:
+            # The queues restart before the dicts are read: a key added meanwhile is in either or both.
+            self._pending, self._pending_ip = [], []
+            dicts = [*map(self._exact.__getitem__, _HASHED_KINDS), self._domain_exact]
+            keys, ips = list(chain.from_iterable(dicts)), list(self._exact["ip"])
+            flt = KeyFilter(len(keys) + len(ips))
+            flt.add(str_hashes(keys))
+            flt.add(_ip_hashes(ips))
+            self._filter_room = flt.capacity - len(keys) - len(ips)
+            self._filter = flt
+            self._filter_stale = False
+            return flt
+        for queue, hashes in ((self._pending, str_hashes), (self._pending_ip, _ip_hashes)):
+            assert queue is not None
+            if n := len(queue):
+                flt.add(hashes(queue[:n]))
+                del queue[:n]  # keys queued since stay
+                self._filter_room -= n
+        return flt
 
     def add_range(self, ident: int, version: int, first: int, last: int) -> None:
         """Index the addresses ``first``..``last`` (integers) of IP ``version`` under ``ident``."""
@@ -519,9 +643,9 @@ class Matcher:
 
     def match_many(self, observables: Iterable[tuple[str, str]], now: int | None = None) -> list[list[int]]:
         """One list of ids per ``(type, value)`` pair, in order: the same answers as :meth:`match`. A batch
-        is grouped by type and each group goes through ``map`` calls that run in C, so the Python code
-        runs once per group and per hit, not per observable. A miss is a shared empty list: do not mutate
-        the lists returned."""
+        is grouped by type, each group goes through ``map`` calls that run in C and all their keys through
+        one filter pass in numpy, so the Python code runs once per group and per hit (or false positive),
+        not per observable. A miss is a shared empty list: do not mutate the lists returned."""
         if self._regex:
             match = self.match
             return [match(t, v, now) for t, v in observables]
@@ -541,98 +665,104 @@ class Matcher:
         return out
 
     def _match_grouped(self, obs: list[tuple[str, str]]) -> tuple[list[list[int]], list[int]]:
-        """Split the batch by type (one plain loop: ``zip(*obs)`` is several times slower at this size),
-        then match each group with its batch matcher, or one by one for the rarer types. Returns the
-        answers and the positions of the non-empty ones, for the expiry check to visit only those."""
-        by_type: dict[str, tuple[list[int], list[str]]] = {}
-        for k, (t, v) in enumerate(obs):
-            same = by_type.get(t)
-            if same is None:
-                by_type[t] = ([k], [v])
-            else:
-                same[0].append(k)
-                same[1].append(v)
-        out: list[list[int]] = [[]] * len(obs)
-        hits: list[int] = []
-        for obs_type, (where, group) in by_type.items():
-            many = self._many.get(obs_type)
-            if many is not None:
-                for j, ids in many(group):  # only hits, each with ids
-                    out[where[j]] = ids
-                    hits.append(where[j])
+        """Split the batch by type, let each group add the exact lookups it needs to one :class:`Probe`
+        (or match one by one, for the rarer types), then run them all through the filter at once. Returns
+        the answers and the positions of the non-empty ones, for the expiry check to visit only those."""
+        probe = Probe(self._current_filter())
+        found: dict[int, list[int]] = {}
+        after: _After = []  # ids found apart, to follow those of the probe
+        for obs_type, where, group in _by_type(obs):
+            plan = self._plans.get(obs_type)
+            if plan is not None:
+                plan(where, group, probe, found, after)
                 continue
             fn = self._fast.get(obs_type)
             if fn is not None:
-                for k, value in zip(where, group, strict=True):
-                    if found := fn(value):
-                        out[k] = found
-                        hits.append(k)
-        return out, hits
+                for j, ids in self._one_by_one(fn, group):
+                    found[where[j]] = ids
+        probe.run(found)
+        for k, more in after:
+            if k in found:
+                found[k].extend(more)
+            else:
+                found[k] = list(more)
+        out: list[list[int]] = [[]] * len(obs)
+        for k, ids in found.items():
+            out[k] = ids
+        return out, list(found)
 
-    def _build_many(self) -> dict[str, Callable[[list[str]], Iterable[tuple[int, list[int]]]]]:
-        """Batch matchers of the common observable types: each returns ``(position, ids)`` of its hits."""
+    def _build_plans(self) -> dict[str, _Plan]:
+        """Batch planners of the common observable types: each adds the exact lookups of its group to the
+        probe (and puts what it finds otherwise in ``found``, or ``after`` when it follows them)."""
         hashes = self._exact["hash"]
         urls = self._exact["url"]
 
-        def hash_many(values: list[str]) -> list[tuple[int, list[int]]]:
-            return _exact_many(hashes, _lowered(values))
+        def hash_plan(where: Sequence[int], values: list[str], probe: Probe, *_: Any) -> None:
+            probe.add(_lowered(values), where, hashes)
 
-        def url_many(values: list[str]) -> list[tuple[int, list[int]]]:
-            return _exact_many(urls, _canonical_urls(values))
+        def url_plan(where: Sequence[int], values: list[str], probe: Probe, *_: Any) -> None:
+            probe.add(_canonical_urls(values), where, urls)
 
-        many: dict[str, Callable[[list[str]], Iterable[tuple[int, list[int]]]]] = {
-            "md5": hash_many,
-            "sha1": hash_many,
-            "sha256": hash_many,
-            "url": url_many,
+        plans: dict[str, _Plan] = {
+            "md5": hash_plan,
+            "sha1": hash_plan,
+            "sha256": hash_plan,
+            "url": url_plan,
         }
-        many["ipv4"] = self._ipv4_many
-        many["domain"] = many["host"] = self._domain_many
-        return many
+        plans["ipv4"] = self._ipv4_plan
+        plans["domain"] = plans["host"] = self._domain_plan
+        return plans
 
-    def _ipv4_many(self, values: list[str]) -> Iterable[tuple[int, list[int]]]:
-        """Exact addresses, then the ranges: the whole batch packed by ``inet_aton`` and unpacked to
-        integers at once. A batch with an IPv6 address or an invalid one goes one by one."""
-        if ":" in "".join(values):
-            return self._one_by_one(self._match_ipv4, values)
-        found = dict(_exact_many(self._exact["ip"], values))
+    def _ipv4_plan(
+        self,
+        where: Sequence[int],
+        values: list[str],
+        probe: Probe,
+        found: dict[int, list[int]],
+        after: _After,
+    ) -> None:
+        """The whole group read by ``inet_aton`` into one array, then the exact addresses through the
+        filter (by value: an address equal to a key has the key's value) and the ranges. The values it
+        cannot read (IPv6 addresses among them) go one by one."""
+        addresses, read = _ipv4_addresses(values)
+        if read is not None:
+            for j in sorted(set(range(len(values))).difference(read)):
+                if ids := self._match_ipv4(values[j]):
+                    found[where[j]] = ids
+            values, where = _pick(values, read), _pick(where, read)
+            if not values:
+                return
+        exact = self._exact["ip"]
+        for j in probe.filter.candidates(mix_addresses(addresses)):
+            hit = exact.get(values[j])
+            if hit is not None:
+                found[where[j]] = [hit] if hit.__class__ is int else list(hit)
         if self._v4.ranges:
-            try:
-                packed = b"".join(map(_aton, values))
-            except (OSError, ValueError):
-                return self._one_by_one(self._match_ipv4, values)
-            # The top 16 bits of each address are its bucket: every other big-endian half-word (an array
-            # reads them without an integer object per half-word, as ``struct.unpack`` would make).
-            halves = array("H", packed)
-            if _LITTLE_ENDIAN:
-                halves.byteswap()
-            buckets = halves[::2].tolist()
-            in_range = self._v4.find_many(buckets, lambda j: _from_bytes(packed[4 * j : 4 * j + 4], "big"))
-            if in_range.count(_NO_IDS) < len(values):  # a quick C pass: every empty answer is the one ()
-                for j in compress(range(len(values)), in_range):
-                    found[j] = [*found.get(j, ()), *in_range[j]]
-        return found.items()
+            after += [(where[j], ids) for j, ids in self._v4.find_batch(addresses)]
 
-    def _domain_many(self, values: list[str]) -> Iterable[tuple[int, list[int]]]:
-        """:meth:`_match_domain` for a batch: names grouped by their number of dots, so that each parent
-        level worth a lookup is reached by ``partition`` calls and tested over the whole group at once."""
-        names = _lowered(values)
-        if ".\n" in "\n".join(names) + "\n":  # some end with a dot (or hold a newline): strip one dot
+    def _domain_plan(self, where: Sequence[int], values: list[str], probe: Probe, *_: Any) -> None:
+        """:meth:`_match_domain` for a group: names grouped by their number of dots, so that each parent
+        level worth a lookup is reached by ``partition`` calls over the whole group at once."""
+        joined = "\n".join(values)
+        names = values
+        if joined.lower() != joined:  # one pass tells whether any needs lowering (most do not)
+            names = list(map(str.lower, values))
+            joined = "\n".join(names)
+        if joined.endswith(".") or ".\n" in joined:  # some end with a dot (or hold a newline): strip one
             names = [n[:-1] if n.endswith(".") else n for n in names]
-        found: dict[int, list[int]] = {}
         if self._domain_exact:
-            found.update(_exact_many(self._domain_exact, names))
-        counts = list(map(str.count, names, repeat(".")))
-        by_dots: dict[int, list[int]] = {dots: [] for dots in set(counts)}
-        if len(by_dots) == 1:  # all at one level, as the names of a batch often are: nothing to group
-            by_dots[counts[0]] = list(range(len(names)))
-        else:
-            for j, dots in enumerate(counts):
-                by_dots[dots].append(j)
-        exact = self._exact["domain"]
+            probe.add(names, where, self._domain_exact)
+        counts = np.fromiter(map(str.count, names, repeat(".")), np.intp, len(names))
         levels = self._dot_levels
-        for dots, where in by_dots.items():
-            suffixes = names if len(by_dots) == 1 else _pick(names, where)
+        exact = self._exact["domain"]
+        fewest, most = counts.min(), counts.max()
+        groups: list[tuple[int, list[str], Sequence[int]]] = [(int(most), names, where)]
+        if fewest != most:  # names with different numbers of dots: one group for each number
+            groups.clear()
+            for dots in np.unique(counts).tolist():
+                which = np.flatnonzero(counts == dots).tolist()
+                groups.append((dots, _pick(names, which), _pick(where, which)))
+        for dots, suffixes, positions in groups:
             at = dots  # the dots left in each of the suffixes
             for level in levels:
                 if level > dots:
@@ -640,13 +770,7 @@ class Matcher:
                 while at > level:
                     suffixes = list(map(_after, map(str.partition, suffixes, repeat("."))))
                     at -= 1
-                for j, ids in _exact_many(exact, suffixes):
-                    k = where[j]
-                    if k in found:
-                        found[k].extend(ids)
-                    else:
-                        found[k] = ids
-        return found.items()
+                probe.add(suffixes, positions, exact)
 
     @staticmethod
     def _one_by_one(fn: Callable[[str], list[int]], values: list[str]) -> list[tuple[int, list[int]]]:
@@ -660,10 +784,11 @@ _URL_ODD = ("@", "%", "#", ":80/", ":443/", "./")
 
 def _canonical_urls(values: list[str]) -> list[str]:
     """:func:`_canonical_url` of each value, in C for the URLs that are canonical already (most are): in
-    lower case, with a path after ``://`` and holding none of ``_URL_ODD``. Each test is one pass over the
-    batch: lower case by lowering the joined batch and splitting it again, the path by counting the
-    slashes from ``://`` on (three or more), ``_URL_ODD`` in the joined batch (per value only when it is
-    there). Only the others go through the function, one by one."""
+    lower case, with a path after ``://`` and holding none of ``_URL_ODD``. Each test is a pass or two over
+    the batch: lower case by lowering the joined batch and splitting it again, the path by a ``/`` in what
+    follows the first ``://`` (``partition``: counting the slashes from there costs twice as much),
+    ``_URL_ODD`` in the joined batch (per value only when it is there). Only the others go through the
+    function, one by one."""
     n = len(values)
     joined = "\n".join(values)
     lowered = joined.lower().split("\n")
@@ -673,15 +798,17 @@ def _canonical_urls(values: list[str]) -> list[str]:
     for odd in _URL_ODD:
         if odd in joined:
             ok = list(map(and_, ok, map(not_, map(contains, values, repeat(odd)))))
-    # No "://" counts from the last character: fewer than three, the long way (which keeps the value).
-    slashes = list(map(str.count, values, repeat("/"), map(str.find, values, repeat("://"))))
-    if min(slashes) < 3:
-        ok = list(map(and_, ok, map(le, repeat(3), slashes)))
+    # No "://": nothing after it, so no path, and the long way (which keeps the value).
+    paths = map(contains, map(_after, map(str.partition, values, repeat("://"))), repeat("/"))
+    ok = list(map(and_, ok, paths))
     if False not in ok:
         return values
     keys = list(values)
-    for j in compress(range(n), map(not_, ok)):
-        keys[j] = _canonical_url(values[j])
+    j = -1
+    with suppress(ValueError):  # found the last one
+        while True:  # a call per odd value, not a pass over the batch: few are
+            j = ok.index(False, j + 1)
+            keys[j] = _canonical_url(values[j])
     return keys
 
 

@@ -214,6 +214,8 @@ class TenantMatcher:
                     valid_until=row.valid_until,
                 )
             self.synced = max(top, 0)
+            if since is None:  # the first, full load: build the lookup structures now, not in a lookup
+                self.matcher.prepare()
         return self.matcher
 
     def apply(self, stored: Sequence[Indicator]) -> None:
