@@ -162,7 +162,7 @@ def test_stop_signals_sent_as_soon_as_it_is_up_stop_it_cleanly(tmp_path: Path) -
     assert "Traceback" not in printed and "CancelledError" not in printed, printed
 
 
-def test_a_second_stop_request_forces_the_exit_without_a_traceback(tmp_path: Path) -> None:
+def test_a_second_stop_request_stops_at_once_despite_an_open_upload(tmp_path: Path) -> None:
     created = subprocess.run(
         [sys.executable, "-m", "bastion.cli", "tenant", "create", "acme", "--json"],
         env={**os.environ, "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}"},
