@@ -8,8 +8,8 @@ from sqlalchemy import Connection, inspect, select
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.store.events import BUCKET_BITS, EventRow, value_hash
 from bastion.store.tables import event_buckets, event_observables, events, tenants
+from tests.store.migrations import run_migration
 from tests.store.rows import event_row
-from tests.store.test_schema import _alembic
 
 
 def _row(i: int, observables: list[tuple[str, str]] | None = None) -> EventRow:
@@ -120,7 +120,7 @@ def test_index_buckets_and_the_dropped_foreign_key_migrate_both_ways(db: Databas
 
     before = state()
     assert len(before[0]) == 12 and before[1] == [f"{i:032x}" for i in (1, 3, 5)]
-    _alembic(db, "downgrade", "0014")
+    run_migration(db, "downgrade", "0014")
     with db.read() as conn:
         columns = {c["name"] for c in inspect(conn).get_columns("event_observables")}
         foreign = inspect(conn).get_foreign_keys("events")
@@ -129,7 +129,7 @@ def test_index_buckets_and_the_dropped_foreign_key_migrate_both_ways(db: Databas
         )
     assert "bucket" not in columns and [f["referred_table"] for f in foreign] == ["tenants"]
     assert index_down == before[0]
-    _alembic(db, "upgrade", "head")
+    run_migration(db, "upgrade", "head")
     assert state() == before
     with db.read() as conn:
         assert inspect(conn).get_foreign_keys("events") == []

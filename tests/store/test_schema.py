@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 import bastion.store
 from bastion.store import Database
 from bastion.store.tables import metadata
+from tests.store.migrations import run_migration
 
 
 def _differences(db: Database) -> list[object]:
@@ -28,20 +29,6 @@ def _differences(db: Database) -> list[object]:
 
 def test_migrated_schema_matches_the_declared_tables(db: Database) -> None:
     assert _differences(db) == []
-
-
-def _alembic(db: Database, action: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from bastion.store.db import _MIGRATIONS
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with db.engine.connect().execution_options(bastion_write=True) as conn:
-        cfg.attributes["connection"] = conn
-        getattr(command, action)(cfg, revision)
-        conn.commit()
 
 
 def test_the_alert_index_loses_its_foreign_keys_and_keeps_its_rows_on_sqlite(sqlite_db: Database) -> None:
@@ -73,9 +60,9 @@ def test_the_alert_index_loses_its_foreign_keys_and_keeps_its_rows_on_sqlite(sql
 
     rows, fks, sql = state()
     assert rows == [("host", "ws1"), ("ipv4", "10.0.0.1")] and fks == [] and "WITHOUT ROWID" in sql
-    _alembic(sqlite_db, "downgrade", "0013")
+    run_migration(sqlite_db, "downgrade", "0013")
     rows_down, fks_down, sql_down = state()
     assert rows_down == rows and fks_down == ["alerts", "tenants"] and "WITHOUT ROWID" in sql_down
-    _alembic(sqlite_db, "upgrade", "head")
+    run_migration(sqlite_db, "upgrade", "head")
     assert state() == (rows, [], sql)
     assert _differences(sqlite_db) == []
