@@ -22,7 +22,8 @@ __all__ = ["GuardedAdapter", "guard_session"]
 
 
 class GuardedAdapter(BaseAdapter):
-    """A ``requests`` transport over ``client`` (a guarded client that does not follow redirects)."""
+    """A ``requests`` transport over ``client``, a guarded client: redirects it follows itself pass the
+    guard too, and those it leaves to ``requests`` come back through this adapter."""
 
     def __init__(self, client: httpx.Client) -> None:
         super().__init__()
