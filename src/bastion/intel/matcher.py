@@ -47,9 +47,6 @@ _after = itemgetter(2)
 _first = itemgetter(0)
 _second = itemgetter(1)
 _BUCKET_BITS = 16
-# Stands in ``_Ranges.bucket_ids`` for a bucket with segments starting inside it. A segment whose ids are
-# equal to it is merely looked up the long way too.
-_SEARCH: tuple[int, ...] = (-1,)
 # Below this many observables a batch is matched one by one: the fixed cost of grouping it by type and of
 # the numpy calls (~80 us a batch) is more than it saves (measured at 2M indicators: even at 64 a batch).
 _SMALL_BATCH = 64
@@ -229,9 +226,9 @@ def _ip_hashes(keys: list[str]) -> np.ndarray:
 class _Ranges:
     """CIDR ranges of one address family as disjoint segments. ``ids[k]`` are the ids matching an address
     with exactly ``k`` segment starts at or below it (``ids[0]`` is empty), so one ``bisect_right`` finds
-    them. The address space is also cut in 2**16 buckets on the top bits: ``bucket_ids`` answers for a
-    bucket that no segment starts inside (most of them), and ``bucket_lo``/``bucket_hi`` bound the bisect
-    in the others, so that a search over a million segments reads a few neighbouring entries instead of
+    them. The address space is also cut in 2**16 buckets on the top bits: ``bucket_any`` says whether an
+    address in a bucket can be in any range (no, for most), and ``bucket_lo``/``bucket_hi`` bound the
+    bisect, so that a search over a million segments reads a few neighbouring entries instead of
     twenty scattered ones."""
 
     def __init__(self, bits: int) -> None:
@@ -241,7 +238,6 @@ class _Ranges:
         self.ids: list[tuple[int, ...]] = []
         self.bucket_lo: list[int] = []
         self.bucket_hi: list[int] = []
-        self.bucket_ids: list[tuple[int, ...]] = []
         # For IPv4 batches (:meth:`find_batch`): the segment starts, whether each segment and each
         # bucket has any ids.
         self.starts_array = np.zeros(0, np.int64)
@@ -306,14 +302,16 @@ class _Ranges:
         edges = range(0, (1 << (self.shift + _BUCKET_BITS)) + 1, 1 << self.shift)
         lo = list(map(bisect_left, repeat(starts), edges))
         hi = lo[1:]
-        self.bucket_ids = [seg_ids[a] if a == b else _SEARCH for a, b in zip(lo, hi, strict=False)]
         self.bucket_lo, self.bucket_hi = lo, hi
         self.starts = starts
         self.ids = seg_ids
         if self.shift + _BUCKET_BITS <= 32:  # the arrays hold int64: IPv6 batches go one by one
             self.starts_array = np.array(starts, np.int64)
             self.seg_any = np.fromiter(map(bool, seg_ids), np.bool_, len(seg_ids))
-            self.bucket_any = np.fromiter(map(bool, self.bucket_ids), np.bool_, len(self.bucket_ids))
+            # A bucket with a segment starting inside it, or inside a segment with ids.
+            self.bucket_any = np.fromiter(
+                (a != b or bool(seg_ids[a]) for a, b in zip(lo, hi, strict=False)), np.bool_, len(hi)
+            )
         self.dirty = False
 
     def find(self, x: int) -> tuple[int, ...]:
