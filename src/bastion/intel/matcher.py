@@ -432,10 +432,10 @@ class Matcher:
 
     def _filter_later(self, kind_name: str, key: str) -> None:
         """Queue a new key for the batch filter (flagged stale past its capacity: built again in size)."""
-        queue = self._pending_ip if kind_name == "ip" else self._pending
-        assert queue is not None
-        queue.append(key)
-        if len(queue) > self._filter_room:
+        pending, pending_ip = self._pending, self._pending_ip
+        assert pending is not None and pending_ip is not None
+        (pending_ip if kind_name == "ip" else pending).append(key)
+        if len(pending) + len(pending_ip) > self._filter_room:  # both queues fill the same room
             self._filter_stale = True
 
     def prepare(self) -> None:
