@@ -235,7 +235,8 @@ def action_step(
         conn_name = connection_name or defn.connection
         connection = None
         secrets: dict[str, str] = {}
-        if approval_check is not None or conn_name or defn.secrets or _mentions_secrets(with_):
+        names_secrets = bool(defn.secrets) or _mentions_secrets(with_)
+        if approval_check is not None or conn_name or names_secrets:
             with db.read() as conn:
                 if approval_check is not None:
                     policy = get_policy(conn, tenant_id)
@@ -246,7 +247,7 @@ def action_step(
                 # The tenant's secrets are read and decrypted only for a step that can use them: the
                 # action's or its connection's, or its inputs' ``secrets``. A step given none has none of
                 # their values to record, so masking them (below) concerns only steps that read them.
-                if defn.secrets or (connection or {}).get("secrets") or _mentions_secrets(with_):
+                if names_secrets or (connection or {}).get("secrets"):
                     secrets = _State.vault.get_many(TenantScope(conn, tenant_id))
         if conn_name and connection is None and connection_name:
             raise ActionError(f"no connection {conn_name!r} for this tenant (`bastion connection set`)")
