@@ -1,4 +1,5 @@
-"""Compile the hot-path modules listed in ``bastion.native.NATIVE_MODULES`` with mypyc (`make native`).
+"""Compile the hot-path modules listed in ``bastion.native.NATIVE_MODULES`` with mypyc, and the C extensions
+in ``C_EXTENSIONS``, in one build (`make native`).
 
 The extension modules go to ``src/bastion/_native/`` with a manifest of the sources they were compiled
 from; ``bastion.native`` loads them only while those sources are unchanged. Nothing is rebuilt when the
@@ -28,11 +29,12 @@ from bastion import native  # noqa: E402
 
 
 def build(out: Path) -> None:
-    """Compile every listed module as one mypyc group into ``out`` (raises on any failure)."""
+    """Compile every listed module as one mypyc group, and each C extension, into ``out`` (raises on any
+    failure)."""
     from mypyc.build import mypycify
-    from setuptools import setup
+    from setuptools import Extension, setup
 
-    stamps = {s: native.source_stamp(SRC / s) for s in native.NATIVE_MODULES}
+    stamps = {s: native.source_stamp(SRC / s) for s in native.SOURCES}
     with tempfile.TemporaryDirectory(prefix="bastion-native-") as tmp:
         work = Path(tmp)
         cwd = Path.cwd()
@@ -44,6 +46,10 @@ def build(out: Path) -> None:
                 group_name=native.GROUP,
                 target_dir=str(work / "c"),
             )
+            extensions += [
+                Extension(native.module_name(source), [source], extra_compile_args=["-O3"])
+                for source in native.C_EXTENSIONS
+            ]
             setup(
                 name="bastion-native",
                 ext_modules=extensions,
@@ -60,8 +66,8 @@ def build(out: Path) -> None:
             os.chdir(cwd)
         suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
         modules = {}
-        for source in native.NATIVE_MODULES:
-            rel = source.removesuffix(".py") + suffix
+        for source in native.SOURCES:
+            rel = source.rpartition(".")[0] + suffix
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(work / "lib" / rel, target)
@@ -84,9 +90,10 @@ def main() -> int:
         return 0
     files, reason = native.check()
     if files and not args.force:
-        print(f"native: up to date ({len(native.NATIVE_MODULES)} compiled modules)")
+        print(f"native: up to date ({len(native.SOURCES)} compiled modules)")
         return 0
-    print(f"native: compiling {len(native.NATIVE_MODULES)} modules with mypyc ({reason or 'forced'})")
+    count = f"{len(native.NATIVE_MODULES)} modules with mypyc and {len(native.C_EXTENSIONS)} C extensions"
+    print(f"native: compiling {count} ({reason or 'forced'})")
     started = time.monotonic()
     staging = native.NATIVE_DIR.with_name("_native.new")
     shutil.rmtree(staging, ignore_errors=True)

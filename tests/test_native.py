@@ -1,5 +1,5 @@
-"""The compiled (mypyc) build of the hot-path modules: in use after `make`, identical to pure Python, never
-used stale."""
+"""The compiled build of the hot-path modules (mypyc) and of the C extensions: in use after `make`,
+identical to pure Python, never used stale."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_the_listed_modules_are_loaded_compiled() -> None:
         assert native.status() == {"compiled": False, "modules": [], "reason": "disabled by BASTION_NATIVE"}
         return
     assert native.status()["compiled"], native.status()["reason"]
-    for source in native.NATIVE_MODULES:
+    for source in native.SOURCES:
         module = importlib.import_module(native.module_name(source))
         assert module.__file__ is not None and module.__file__.endswith(SUFFIX), module.__file__
 
@@ -75,10 +75,11 @@ def test_an_edited_source_makes_the_whole_build_unused(tmp_path: Path) -> None:
     build = tmp_path / "_native"
     shutil.copytree(native.NATIVE_DIR, build)
     manifest = json.loads((build / native.MANIFEST).read_text())
-    edited = native.NATIVE_MODULES[-1]
-    manifest["modules"][edited]["stamp"]["size"] += 1
-    (build / native.MANIFEST).write_text(json.dumps(manifest))
-    assert native.check(build) == ({}, f"{edited} changed since it was compiled (run `make native`)")
+    for edited in (native.NATIVE_MODULES[-1], native.C_EXTENSIONS[0]):
+        changed = json.loads(json.dumps(manifest))
+        changed["modules"][edited]["stamp"]["size"] += 1
+        (build / native.MANIFEST).write_text(json.dumps(changed))
+        assert native.check(build) == ({}, f"{edited} changed since it was compiled (run `make native`)")
 
 
 def test_a_build_for_another_interpreter_or_module_list_is_refused(tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def test_a_damaged_manifest_is_refused_not_raised(tmp_path: Path) -> None:
     for text, start in [
         ("{not json", "unreadable manifest"),
         ('["a list"]', "malformed manifest"),
-        (json.dumps({"suffix": SUFFIX, "modules": {s: {} for s in native.NATIVE_MODULES}}), "malformed"),
+        (json.dumps({"suffix": SUFFIX, "modules": {s: {} for s in native.SOURCES}}), "malformed"),
     ]:
         (build / native.MANIFEST).write_text(text)
         files, reason = native.check(build)
@@ -111,3 +112,6 @@ def test_bastion_native_0_runs_the_sources() -> None:
     code = "import bastion.detect.engine as m, bastion.native as n; print(m.__file__, n.status()['reason'])"
     out = _run(code, native_on=False)
     assert out == f"{Path(native.SOURCE_ROOT, 'bastion/detect/engine.py')} disabled by BASTION_NATIVE"
+    code = "import bastion.intel.matcher as m; print(m._scan)"  # no C extension: batches go the Python way
+    assert _run(code, native_on=False) == "None"
+    assert _run(code, native_on=True) == "<built-in function scan>"

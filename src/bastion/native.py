@@ -1,16 +1,18 @@
 """Compiled builds of the hot-path modules, used only while they match their sources.
 
-`make native` (part of `make install`) compiles the modules in ``NATIVE_MODULES`` with mypyc into
-``src/bastion/_native/`` and writes a manifest of the size and modification time of every source it
-compiled. Importing ``bastion`` calls :func:`activate`, which puts a finder in front of the normal import
-system that loads those extension modules instead of the ``.py`` files, but only if every listed source
-still has the size and modification time it had when compiled. The compiled modules of a build call
-each other directly, so one edited file makes the whole build unusable: Bastion then runs the
-pure-Python modules (identical behaviour, slower) and says so once on stderr. ``BASTION_NATIVE=0``
-runs pure Python on purpose.
+`make native` (part of `make install`) compiles the modules in ``NATIVE_MODULES`` with mypyc, and the C
+extensions in ``C_EXTENSIONS``, into ``src/bastion/_native/`` and writes a manifest of the size and
+modification time of every source it compiled. Importing ``bastion`` calls :func:`activate`, which puts a
+finder in front of the normal import system that loads those extension modules instead of the ``.py``
+files, but only if every listed source still has the size and modification time it had when compiled.
+The compiled modules of a build call each other directly, so one edited file makes the whole build
+unusable: Bastion then runs the pure-Python modules (identical behaviour, slower) and says so once on
+stderr. ``BASTION_NATIVE=0`` runs pure Python on purpose.
 
 The pure-Python modules stay the reference: they are what mypy checks and what the compiled code is
-generated from; the tests compare both on the attack samples.
+generated from; the tests compare both on the attack samples. A C extension has no Python twin of the
+same name: the module that imports it keeps a pure-Python path for when it is not there (without a build,
+with ``BASTION_NATIVE=0``), and its tests hold both paths to the same answers.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ NATIVE_MODULES: tuple[str, ...] = (
     "bastion/ingest/observables.py",
 )
 
+#: Hand-written C extensions, relative to ``src/``, each importable as the module its path names (without
+#: ``.c``) only from a usable build: a per-item loop that mypyc cannot make fast (the intel matcher's
+#: batches: docs/intel.md).
+C_EXTENSIONS: tuple[str, ...] = ("bastion/intel/_batchscan.c",)
+
+#: Every source a build is made from, and must still match to be used.
+SOURCES: tuple[str, ...] = NATIVE_MODULES + C_EXTENSIONS
+
 #: The shared library mypyc builds for the group; the per-module extensions import it by this name.
 GROUP = "bastion_native"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -52,8 +62,8 @@ _state: dict[str, Any] = {"active": False, "reason": "not activated", "modules":
 
 
 def module_name(source: str) -> str:
-    """``bastion/detect/engine.py`` -> ``bastion.detect.engine``."""
-    return source.removesuffix(".py").replace("/", ".")
+    """``bastion/detect/engine.py`` -> ``bastion.detect.engine`` (``.c`` likewise)."""
+    return source.rpartition(".")[0].replace("/", ".")
 
 
 def source_stamp(path: Path) -> dict[str, int]:
@@ -97,7 +107,7 @@ def _check(directory: Path, manifest: Any) -> tuple[dict[str, Path], str]:
     if manifest.get("suffix") != suffix:
         return {}, f"built for {manifest.get('suffix')}, this interpreter loads {suffix}"
     modules = manifest.get("modules", {})
-    if sorted(modules) != sorted(NATIVE_MODULES):
+    if sorted(modules) != sorted(SOURCES):
         return {}, "built for another module list (run `make native`)"
     files = {GROUP + "__mypyc": directory / manifest["group"]}
     for source, entry in modules.items():
@@ -132,7 +142,7 @@ def activate() -> bool:
         _state["reason"] = f"{loaded[0]} was imported before bastion"
         return False
     sys.meta_path.insert(0, _NativeFinder(files))
-    _state.update(active=True, reason="", modules=sorted(module_name(s) for s in NATIVE_MODULES))
+    _state.update(active=True, reason="", modules=sorted(module_name(s) for s in SOURCES))
     return True
 
 

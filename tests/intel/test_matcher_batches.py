@@ -1,6 +1,7 @@
 """``Matcher.match_many`` gives what ``Matcher.match`` gives, observable by observable, for any mix of types
 and any batch size (it groups a batch by type and matches each group in bulk), and both agree with a
-brute-force reading of the indicators."""
+brute-force reading of the indicators. Every test runs twice: with the batches' per-observable pass
+compiled (``_batchscan.c``, which `make test` builds) and in pure Python."""
 
 from __future__ import annotations
 
@@ -11,11 +12,30 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 
+from bastion import native
+from bastion.intel import matcher
 from bastion.intel.keyfilter import KeyFilter
 from bastion.intel.matcher import _SMALL_BATCH, Matcher, _canonical_url, _canonical_urls
 from bastion.intel.normalize import normalize_url
 from bastion.model.intel import IndicatorType as T
+
+
+@pytest.fixture(autouse=True, params=["compiled", "pure"])
+def batch_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which way batches go: the compiled scan (as built; `make test` insists on the build) or Python."""
+    if request.param == "pure":
+        monkeypatch.setattr(matcher, "_scan", None)
+    return str(request.param)
+
+
+def test_the_compiled_scan_is_in_use_with_the_compiled_build(batch_path: str) -> None:
+    if batch_path == "compiled" and native.status()["compiled"]:
+        assert matcher._scan is not None
+    if batch_path == "pure":
+        assert matcher._scan is None
+
 
 NOW = 10_000
 BIG = _SMALL_BATCH + 6  # observables enough for a batch to be grouped and filtered, not matched one by one
@@ -413,3 +433,42 @@ def test_keys_added_while_batches_run_in_another_thread_are_all_found() -> None:
     assert all(m.match_many(obs)[: len(obs) - BIG])
     ips = [("ipv4", f"10.{i >> 8 & 255}.{i & 255}.1") for i in range(5000, 8000)]
     assert all(m.match_many(ips))
+
+
+class _Text(str):
+    """A str subclass, as an enum's value or a caller's own type may be."""
+
+
+def _odd_variants(rng: random.Random, t: str, v: str) -> list[tuple[str, str]]:
+    """The same observable written in the ways a batch must read as ``match`` does, or hand back."""
+    upper = "".join(c.upper() if rng.random() < 0.5 else c for c in v)
+    out = [(t, v), (t, upper), (t, v + "."), (t, " " + v), (t, v + "\x00"), (t, v + "é"), ("İ" + v, v)]
+    if t == "ipv4":
+        a, b, c, d = [*v.split("."), "1", "2", "3", "4"][:4]
+        writings = [f"0{a}.{b}.{c}.{d}", f"{a}.{b}.{c}", f"{a}.{b}.{c}.{d}0", f"{a}..{c}.{d}"]
+        writings += [f"{a}.{b}.{c}.256", f"{a}.{b}.{c}.{d}/24", f"{a}.{b}.{c}.{d}.5", "1234.1.1.1"]
+        out += [(t, w) for w in writings]
+    if t in ("domain", "host"):
+        out += [(t, "x." * 200 + v), (t, v.replace(".", "..")), (t, "." + v), (t, v + "..")]
+    if t == "url":
+        writings = [v + "#f", v.replace("://", "://U@"), v.replace("/", "/%41", 3), v + ":80", "x" + v]
+        writings += [v.replace(".example", ".example:443"), v.replace(".example", ".example.")]
+        out += [(t, w) for w in writings]
+    return out
+
+
+def test_odd_writings_of_every_type_match_as_one_by_one() -> None:
+    """Case, trailing dots, NUL, non-ASCII, malformed addresses, deep names, odd URLs, str subclasses,
+    lists instead of tuples: each batch path reads them as ``match`` does (or leaves them to it)."""
+    m = build()
+    rng = random.Random(9)
+    base = [(t, v) for t, v in OBSERVABLES if t in ("ipv4", "domain", "host", "url", "md5", "sha1", "sha256")]
+    obs: list[tuple[str, str]] = []
+    for t, v in base:
+        obs += _odd_variants(rng, t, v)
+    obs += [(_Text(t), _Text(v)) for t, v in base]
+    obs += [("sha256", "A" * 64), ("SHA256", "a" * 64), ("ipv4", "198.51.100.9"), ("host", "Exact.Example")]
+    rng.shuffle(obs)
+    assert_agree(m, obs)
+    as_lists = [[t, v] for t, v in obs]
+    assert m.match_many(as_lists) == [m.match(t, v) for t, v in obs]  # type: ignore[arg-type]

@@ -35,6 +35,24 @@ from bastion.intel.keyfilter import KeyFilter, Probe, mix_addresses, str_hashes
 from bastion.intel.normalize import InvalidIndicator, normalize_url
 from bastion.model.intel import IndicatorType
 
+_ScanFn = Callable[
+    [list[tuple[str, str]], Any, int, tuple[int, ...], bool, Any, int],
+    tuple[list[tuple[int, int, str]], list[int], list[int], list[int]],
+]
+
+
+def _compiled_scan() -> _ScanFn | None:
+    """The compiled per-observable pass over a batch (``_batchscan.c``), when the build has it (see
+    :mod:`bastion.native`); without it batches take the pure-Python way, with the same answers."""
+    try:
+        from bastion.intel._batchscan import scan
+    except ImportError:
+        return None
+    return scan
+
+
+_scan = _compiled_scan()
+
 __all__ = ["Matcher", "ip_range", "observable_kinds"]
 
 _T = IndicatorType
@@ -47,8 +65,9 @@ _after = itemgetter(2)
 _first = itemgetter(0)
 _second = itemgetter(1)
 _BUCKET_BITS = 16
-# Below this many observables a batch is matched one by one: the fixed cost of grouping it by type and of
-# the numpy calls (~80 us a batch) is more than it saves (measured at 2M indicators: even at 64 a batch).
+# Below this many observables a batch is matched one by one when the compiled scan is not there: the fixed
+# cost of grouping it by type and of the numpy calls (~80 us a batch) is more than it saves (measured at
+# 2M indicators: even at 64 a batch). With the scan, a batch of one is already as fast as one by one.
 _SMALL_BATCH = 64
 
 # Which indicator kinds an observable of a given type is checked against.
@@ -388,6 +407,9 @@ class Matcher:
         self._pending_ip: list[str] | None = None
         self._fast = self._build_fast()
         self._plans = self._build_plans()
+        # The dicts the compiled scan's candidates are looked up in, by the number it gives each.
+        ex = self._exact
+        self._scan_dicts = (ex["ip"], ex["hash"], ex["url"], self._domain_exact, ex["domain"])
 
     # ------------------------------------------------------------------ changes
 
@@ -640,16 +662,20 @@ class Matcher:
         return out
 
     def match_many(self, observables: Iterable[tuple[str, str]], now: int | None = None) -> list[list[int]]:
-        """One list of ids per ``(type, value)`` pair, in order: the same answers as :meth:`match`. A batch
-        is grouped by type, each group goes through ``map`` calls that run in C and all their keys through
-        one filter pass in numpy, so the Python code runs once per group and per hit (or false positive),
-        not per observable. A miss is a shared empty list: do not mutate the lists returned."""
+        """One list of ids per ``(type, value)`` pair, in order: the same answers as :meth:`match`. With
+        the compiled build, one pass in C reads the batch and probes the filter (:meth:`_match_scanned`);
+        without it, a batch is grouped by type, each group goes through ``map`` calls that run in C and
+        all their keys through one filter pass in numpy (:meth:`_match_grouped`). Either way Python code
+        runs per group and per hit (or false positive), not per observable. A miss is a shared empty list:
+        do not mutate the lists returned."""
         if self._regex:
             match = self.match
             return [match(t, v, now) for t, v in observables]
         obs = observables if isinstance(observables, list) else list(observables)
         hits: Iterable[int]
-        if len(obs) < _SMALL_BATCH:
+        if _scan is not None and obs:  # compiled: cheaper than one by one from a single observable
+            out, hits = self._match_scanned(obs, _scan)
+        elif len(obs) < _SMALL_BATCH:
             fast = self._fast
             none: list[int] = []
             out = [fn(v) if (fn := fast.get(t)) is not None else none for t, v in obs]
@@ -661,6 +687,56 @@ class Matcher:
             for k in hits:
                 out[k] = [i for i in out[k] if exp.get(i, now) >= now]
         return out
+
+    def _match_scanned(self, obs: list[tuple[str, str]], scan: _ScanFn) -> tuple[list[list[int]], list[int]]:
+        """:meth:`_match_grouped` with the per-observable work compiled: one pass in C reads each
+        observable, computes its keys as the plans do and probes the filter with them, and hands back the
+        keys it lets through, the addresses that may be in a range, and the observables it does not read
+        (other types, non-ASCII text, odd addresses and URLs), which go one by one. Python runs only for
+        those, so a batch costs little more than its hits."""
+        flt = self._current_filter()
+        v4 = self._v4
+        if v4.ranges and v4.dirty:
+            v4.build()
+        candidates, range_pos, range_addr, others = scan(
+            obs,
+            flt.words,
+            int(flt.shift),
+            self._dot_levels,
+            bool(self._domain_exact),
+            v4.bucket_any if v4.ranges else None,
+            v4.shift,
+        )
+        found: dict[int, list[int]] = {}
+        dicts = self._scan_dicts
+        for k, d, key in candidates:
+            hit = dicts[d].get(key)
+            if hit is None:
+                continue  # a false positive of the filter
+            ids = found.get(k)
+            if ids is None:
+                found[k] = [hit] if hit.__class__ is int else list(hit)
+            elif hit.__class__ is int:
+                ids.append(hit)
+            else:
+                ids.extend(hit)
+        if range_pos:
+            for j, more in v4.find_batch(np.array(range_addr, np.int64)):
+                k = range_pos[j]
+                if k in found:
+                    found[k].extend(more)
+                else:
+                    found[k] = list(more)
+        fast = self._fast
+        for k in others:
+            obs_type, value = obs[k]
+            fn = fast.get(obs_type)
+            if fn is not None and (ids := fn(value)):
+                found[k] = ids
+        out: list[list[int]] = [[]] * len(obs)
+        for k, ids in found.items():
+            out[k] = ids
+        return out, list(found)
 
     def _match_grouped(self, obs: list[tuple[str, str]]) -> tuple[list[list[int]], list[int]]:
         """Split the batch by type, let each group add the exact lookups it needs to one :class:`Probe`
