@@ -43,7 +43,8 @@ from pathlib import Path
 
 import orjson
 
-from bastion.intel.matcher import Matcher, _canonical_url
+from bastion.intel.matcher import Matcher
+from bastion.intel.urlkeys import canonical_url
 from bastion.model.intel import IndicatorType as T
 from bastion.tuning import tune_gc
 
@@ -227,7 +228,7 @@ def bench_sqlite(n: int, stream: list[tuple[str, str]]) -> dict[str, float]:
             found = cur.execute(q, parents).fetchone() is not None
         elif t == "url":
             found = (
-                cur.execute("SELECT id FROM ind WHERE value = ?", (_canonical_url(v),)).fetchone() is not None
+                cur.execute("SELECT id FROM ind WHERE value = ?", (canonical_url(v),)).fetchone() is not None
             )
         else:
             found = cur.execute("SELECT id FROM ind WHERE value = ?", (v.lower(),)).fetchone() is not None

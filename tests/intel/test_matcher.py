@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from bastion.intel.matcher import Matcher, ip_range
+from bastion.intel.ipranges import ip_range
+from bastion.intel.matcher import Matcher
 from bastion.intel.normalize import InvalidIndicator, classify, normalize, normalize_url
 from bastion.model.intel import IndicatorType as T
 

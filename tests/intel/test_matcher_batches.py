@@ -17,8 +17,9 @@ import pytest
 from bastion import native
 from bastion.intel import matcher
 from bastion.intel.keyfilter import KeyFilter
-from bastion.intel.matcher import _SMALL_BATCH, Matcher, _canonical_url, _canonical_urls
+from bastion.intel.matcher import _SMALL_BATCH, Matcher
 from bastion.intel.normalize import normalize_url
+from bastion.intel.urlkeys import canonical_url, canonical_urls
 from bastion.model.intel import IndicatorType as T
 
 
@@ -221,7 +222,7 @@ def reference(t: str, v: str, now: int | None) -> list[int]:
             else:
                 hit = kind is T.DOMAIN and (value == name or name.endswith("." + value))
         elif t == "url":
-            hit = kind is T.URL and value == _canonical_url(v)
+            hit = kind is T.URL and value == canonical_url(v)
         elif t in ("md5", "sha1", "sha256"):
             hit = kind in (T.MD5, T.SHA1, T.SHA256) and value == lowered
         else:
@@ -283,13 +284,13 @@ URLS = [
 
 
 def test_canonical_urls_of_a_batch_are_those_of_each_url() -> None:
-    assert _canonical_urls(list(URLS)) == [_canonical_url(u) for u in URLS]
+    assert canonical_urls(list(URLS)) == [canonical_url(u) for u in URLS]
     rng = random.Random(5)
     for _ in range(300):
         batch = rng.choices(URLS, k=rng.randrange(1, 40))
-        assert _canonical_urls(batch) == [_canonical_url(u) for u in batch], batch
+        assert canonical_urls(batch) == [canonical_url(u) for u in batch], batch
     plain = ["https://cdn.example/x", "http://bad.example/path?q=1"] * 10
-    assert _canonical_urls(plain) is plain  # all canonical already: the batch itself
+    assert canonical_urls(plain) is plain  # all canonical already: the batch itself
 
 
 def test_url_batches_taking_and_refusing_the_fast_path_match_as_one_by_one() -> None:

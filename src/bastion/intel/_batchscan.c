@@ -184,7 +184,7 @@ static int ends_with(const char *s, Py_ssize_t n, const char *tail)
     return n >= m && memcmp(s + n - m, tail, (size_t)m) == 0;
 }
 
-/* ``matcher._canonical_url`` for the common case: a scheme, a path, no user-info or escape, and a host
+/* ``urlkeys.canonical_url`` for the common case: a scheme, a path, no user-info or escape, and a host
  * without a default port or a trailing dot. The key is the host part lowered and the rest up to any
  * fragment. Returns 0 when the URL goes the Python way. */
 static int url_key(Scan *s, Py_ssize_t pos, PyObject *v, const char *p, Py_ssize_t n)

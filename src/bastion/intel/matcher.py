@@ -13,7 +13,10 @@ read into one array for the filter and the ranges. Changes are applied increment
 :meth:`Matcher.remove`); the CIDR segments are rebuilt lazily on the next lookup after a range changed,
 and keys added since the last batch are added to the filter by the next one.
 
-Ids are small integers (the store's row keys), so the matcher holds no indicator documents.
+Ids are small integers (the store's row keys), so the matcher holds no indicator documents. Addresses and
+ranges are read in :mod:`bastion.intel.ipranges`, URLs keyed in :mod:`bastion.intel.urlkeys`, the batch
+filter is :mod:`bastion.intel.keyfilter`, and with the compiled build a batch's per-observable pass runs
+in ``_batchscan.c``.
 """
 
 from __future__ import annotations
@@ -22,17 +25,16 @@ import ipaddress
 import re
 import socket
 import threading
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import suppress
 from itertools import chain, compress, repeat
-from operator import and_, contains, eq, itemgetter, not_
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
+from bastion.intel.ipranges import IPRanges, ip_range, ipv4_addresses
 from bastion.intel.keyfilter import KeyFilter, Probe, mix_addresses, str_hashes
-from bastion.intel.normalize import InvalidIndicator, normalize_url
+from bastion.intel.urlkeys import canonical_url, canonical_urls
 from bastion.model.intel import IndicatorType
 
 _ScanFn = Callable[
@@ -53,7 +55,7 @@ def _compiled_scan() -> _ScanFn | None:
 
 _scan = _compiled_scan()
 
-__all__ = ["Matcher", "ip_range", "observable_kinds"]
+__all__ = ["Matcher", "observable_kinds"]
 
 _T = IndicatorType
 _HASHES = frozenset({_T.MD5, _T.SHA1, _T.SHA256})
@@ -64,7 +66,6 @@ _from_bytes = int.from_bytes
 _after = itemgetter(2)
 _first = itemgetter(0)
 _second = itemgetter(1)
-_BUCKET_BITS = 16
 # Below this many observables a batch is matched one by one when the compiled scan is not there: the fixed
 # cost of grouping it by type and of the numpy calls (~80 us a batch) is more than it saves (measured at
 # 2M indicators: even at 64 a batch). With the scan, a batch of one is already as fast as one by one.
@@ -160,40 +161,6 @@ def _drop(d: dict[str, Any], key: str, ident: int) -> bool:
     return False
 
 
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-def _ipv4_int(text: str) -> int | None:
-    """Dotted-quad IPv4 as an integer, as strictly as ``ipaddress`` reads it (four decimal octets, no
-    leading zeros), without building an address object: loading ~140k warning-list ranges spends most
-    of its time there otherwise."""
-    if _IPV4.fullmatch(text) is None:
-        return None
-    return _from_bytes(_aton(text), "big")
-
-
-def ip_range(text: str) -> tuple[int, int, int] | None:
-    """``(version, first, last)`` of an address or CIDR range (host bits ignored, as ``strict=False``),
-    or None when ``text`` is neither."""
-    addr, slash, plen = text.partition("/")
-    if ":" not in addr:
-        n = _ipv4_int(addr)
-        if n is None:
-            return None
-        if not slash:
-            return 4, n, n
-        if not (plen.isascii() and plen.isdigit()) or int(plen) > 32:
-            return None
-        host = (1 << (32 - int(plen))) - 1
-        return 4, n & ~host, (n & ~host) | host
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-    return net.version, int(net.network_address), int(net.broadcast_address)
-
-
 def _ids(found: Any) -> tuple[int, ...]:
     if found is None:
         return _NO_IDS
@@ -219,139 +186,8 @@ def _pick(items: Sequence[Any], positions: Sequence[int]) -> list[Any]:
 _HASHED_KINDS = ("hash", "url", "domain")
 
 
-def _ipv4_addresses(values: list[str]) -> tuple[np.ndarray, list[int] | None]:
-    """The addresses ``inet_aton`` reads in ``values`` (int64, as ``_match_ipv4`` reads them), and the
-    positions of the values read, or None when all were. The whole list is packed in one pass when it
-    can be."""
-    try:
-        packed, read = b"".join(map(_aton, values)), None
-    except (OSError, ValueError):  # an IPv6 address, not an address, a NUL or lone surrogate in the text
-        parts: list[bytes] = []
-        read = []
-        for j, value in enumerate(values):
-            try:
-                parts.append(_aton(value))
-            except (OSError, ValueError):
-                continue
-            read.append(j)
-        packed = b"".join(parts)
-    return np.frombuffer(packed, ">u4").astype(np.int64), read
-
-
 def _ip_hashes(keys: list[str]) -> np.ndarray:
-    return mix_addresses(_ipv4_addresses(keys)[0])
-
-
-class _Ranges:
-    """CIDR ranges of one address family as disjoint segments. ``ids[k]`` are the ids matching an address
-    with exactly ``k`` segment starts at or below it (``ids[0]`` is empty), so one ``bisect_right`` finds
-    them. The address space is also cut in 2**16 buckets on the top bits: ``bucket_any`` says whether an
-    address in a bucket can be in any range (no, for most), and ``bucket_lo``/``bucket_hi`` bound the
-    bisect, so that a search over a million segments reads a few neighbouring entries instead of
-    twenty scattered ones."""
-
-    def __init__(self, bits: int) -> None:
-        self.shift = bits - _BUCKET_BITS
-        self.ranges: dict[tuple[int, int], Any] = {}
-        self.starts: list[int] = []
-        self.ids: list[tuple[int, ...]] = []
-        self.bucket_lo: list[int] = []
-        self.bucket_hi: list[int] = []
-        # For IPv4 batches (:meth:`find_batch`): the segment starts, whether each segment and each
-        # bucket has any ids.
-        self.starts_array = np.zeros(0, np.int64)
-        self.seg_any = np.zeros(1, np.bool_)
-        self.bucket_any = np.zeros(1 << _BUCKET_BITS, np.bool_)
-        self.dirty = True  # built on first use
-
-    def add(self, start: int, end: int, ident: int) -> None:
-        key = (start, end)
-        cur = self.ranges.get(key)
-        if cur is None:
-            self.ranges[key] = ident
-        elif isinstance(cur, int):
-            if cur != ident:
-                self.ranges[key] = (cur, ident)
-        elif ident not in cur:
-            self.ranges[key] = (*cur, ident)
-        self.dirty = True
-
-    def remove(self, start: int, end: int, ident: int) -> None:
-        key = (start, end)
-        cur = _ids(self.ranges.get(key))
-        rest = tuple(i for i in cur if i != ident)
-        if rest != cur:
-            if rest:
-                self.ranges[key] = rest
-            else:
-                del self.ranges[key]
-            self.dirty = True
-
-    def build(self) -> None:
-        points: list[tuple[int, int, tuple[int, ...]]] = []
-        for (start, end), idents in self.ranges.items():
-            ids = _ids(idents)
-            points.append((start, 1, ids))
-            points.append((end + 1, 0, ids))
-        points.sort(key=lambda p: (p[0], p[1]))
-        active: dict[int, int] = {}
-        starts: list[int] = []
-        seg_ids: list[tuple[int, ...]] = [_NO_IDS]
-        i = 0
-        n = len(points)
-        while i < n:
-            pos = points[i][0]
-            while i < n and points[i][0] == pos:
-                _, opening, ids = points[i]
-                for ident in ids:
-                    if opening:
-                        active[ident] = active.get(ident, 0) + 1
-                    else:
-                        left = active[ident] - 1
-                        if left:
-                            active[ident] = left
-                        else:
-                            del active[ident]
-                i += 1
-            current = tuple(active)
-            if seg_ids[-1] == current:
-                continue
-            starts.append(pos)
-            seg_ids.append(current)
-        edges = range(0, (1 << (self.shift + _BUCKET_BITS)) + 1, 1 << self.shift)
-        lo = list(map(bisect_left, repeat(starts), edges))
-        hi = lo[1:]
-        self.bucket_lo, self.bucket_hi = lo, hi
-        self.starts = starts
-        self.ids = seg_ids
-        if self.shift + _BUCKET_BITS <= 32:  # the arrays hold int64: IPv6 batches go one by one
-            self.starts_array = np.array(starts, np.int64)
-            self.seg_any = np.fromiter(map(bool, seg_ids), np.bool_, len(seg_ids))
-            # A bucket with a segment starting inside it, or inside a segment with ids.
-            self.bucket_any = np.fromiter(
-                (a != b or bool(seg_ids[a]) for a, b in zip(lo, hi, strict=False)), np.bool_, len(hi)
-            )
-        self.dirty = False
-
-    def find(self, x: int) -> tuple[int, ...]:
-        if self.dirty:
-            self.build()
-        bucket = x >> self.shift
-        return self.ids[bisect_right(self.starts, x, self.bucket_lo[bucket], self.bucket_hi[bucket])]
-
-    def find_batch(self, x: np.ndarray) -> list[tuple[int, tuple[int, ...]]]:
-        """``(position, ids)`` of the addresses ``x`` (IPv4, an int64 array) inside some range: the
-        bucket of each address tells in one gather whether it can be (most cannot), ``searchsorted``
-        finds the segment of the others, all over the whole batch at once."""
-        if self.dirty:
-            self.build()
-        maybe = np.flatnonzero(self.bucket_any.take(x >> self.shift))
-        if not maybe.size:
-            return []
-        seg = np.searchsorted(self.starts_array, x.take(maybe), "right")
-        inside = self.seg_any.take(seg)
-        ids = self.ids
-        return [(j, ids[k]) for j, k in zip(maybe[inside].tolist(), seg[inside].tolist(), strict=True)]
+    return mix_addresses(ipv4_addresses(keys)[0])
 
 
 # A batch planner (see ``Matcher._build_plans``): positions and values of one type's group, the probe,
@@ -388,8 +224,8 @@ class Matcher:
         # suffix of an observable is only looked up when some domain has as many labels as it.
         self._domain_dots: dict[int, int] = {}
         self._dot_levels: tuple[int, ...] = ()
-        self._v4 = _Ranges(32)
-        self._v6 = _Ranges(128)
+        self._v4 = IPRanges(32)
+        self._v6 = IPRanges(128)
         self._regex: dict[int, tuple[str, re.Pattern[str]]] = {}
         self._expires: dict[int, int] = {}
         self.count = 0
@@ -601,7 +437,7 @@ class Matcher:
         return out
 
     def _match_url(self, value: str) -> list[int]:
-        hit = self._exact["url"].get(_canonical_url(value))
+        hit = self._exact["url"].get(canonical_url(value))
         if hit is None:
             return []
         return [hit] if hit.__class__ is int else list(hit)
@@ -612,7 +448,7 @@ class Matcher:
         if kind == "domain":
             return self._match_domain(value)
         if kind == "url":
-            return _ids(self._exact["url"].get(_canonical_url(value)))
+            return _ids(self._exact["url"].get(canonical_url(value)))
         if kind == "file":
             name = value.replace("\\", "/").rsplit("/", 1)[-1].lower()
             return _ids(self._exact["file"].get(name))
@@ -775,7 +611,7 @@ class Matcher:
             probe.add(_lowered(values), where, hashes)
 
         def url_plan(where: Sequence[int], values: list[str], probe: Probe, *_: Any) -> None:
-            probe.add(_canonical_urls(values), where, urls)
+            probe.add(canonical_urls(values), where, urls)
 
         plans: dict[str, _Plan] = {
             "md5": hash_plan,
@@ -798,7 +634,7 @@ class Matcher:
         """The whole group read by ``inet_aton`` into one array, then the exact addresses through the
         filter (by value: an address equal to a key has the key's value) and the ranges. The values it
         cannot read (IPv6 addresses among them) go one by one."""
-        addresses, read = _ipv4_addresses(values)
+        addresses, read = ipv4_addresses(values)
         if read is not None:
             for j in sorted(set(range(len(values))).difference(read)):
                 if ids := self._match_ipv4(values[j]):
@@ -849,65 +685,3 @@ class Matcher:
     @staticmethod
     def _one_by_one(fn: Callable[[str], list[int]], values: list[str]) -> list[tuple[int, list[int]]]:
         return [(j, ids) for j, value in enumerate(values) if (ids := fn(value))]
-
-
-# A URL holding one of these may need more than a lower-case scheme and host (user-info, an escape, a
-# fragment, a default port or a trailing dot before the path): it goes through ``_canonical_url``.
-_URL_ODD = ("@", "%", "#", ":80/", ":443/", "./")
-
-
-def _canonical_urls(values: list[str]) -> list[str]:
-    """:func:`_canonical_url` of each value, in C for the URLs that are canonical already (most are): in
-    lower case, with a path after ``://`` and holding none of ``_URL_ODD``. Each test is a pass or two over
-    the batch: lower case by lowering the joined batch and splitting it again, the path by a ``/`` in what
-    follows the first ``://`` (``partition``: counting the slashes from there costs twice as much),
-    ``_URL_ODD`` in the joined batch (per value only when it is there). Only the others go through the
-    function, one by one."""
-    n = len(values)
-    joined = "\n".join(values)
-    lowered = joined.lower().split("\n")
-    if len(lowered) != n:  # a value holds a line break
-        return list(map(_canonical_url, values))
-    ok = list(map(eq, lowered, values))
-    for odd in _URL_ODD:
-        if odd in joined:
-            ok = list(map(and_, ok, map(not_, map(contains, values, repeat(odd)))))
-    # No "://": nothing after it, so no path, and the long way (which keeps the value).
-    paths = map(contains, map(_after, map(str.partition, values, repeat("://"))), repeat("/"))
-    ok = list(map(and_, ok, paths))
-    if False not in ok:
-        return values
-    keys = list(values)
-    j = -1
-    with suppress(ValueError):  # found the last one
-        while True:  # a call per odd value, not a pass over the batch: few are
-            j = ok.index(False, j + 1)
-            keys[j] = _canonical_url(values[j])
-    return keys
-
-
-def _canonical_url(value: str) -> str:
-    """The canonical form of a URL with string operations only (the common case); odd URLs go the long
-    way through :func:`normalize_url`."""
-    i = value.find("://")
-    if i < 0 or "@" in value or "%" in value:
-        try:
-            return normalize_url(value)
-        except InvalidIndicator:
-            return value
-    j = value.find("/", i + 3)
-    if j < 0:
-        head, rest = value.lower(), "/"
-    else:
-        head, rest = value[:j].lower(), value[j:]
-        k = rest.find("#")
-        if k > 0:  # the rest starts with "/", which stays
-            rest = rest[:k]
-    if head.endswith((":80", ":443", ".")):  # one test for the rare default port or trailing dot
-        if head.endswith(":80") and head.startswith("http:"):
-            head = head[:-3]
-        elif head.endswith(":443") and head.startswith("https:"):
-            head = head[:-4]
-        if head.endswith("."):
-            head = head[:-1]
-    return head + rest

@@ -19,7 +19,8 @@ from typing import Any
 import ahocorasick
 import orjson
 
-from bastion.intel.matcher import Matcher, ip_range
+from bastion.intel.ipranges import ip_range
+from bastion.intel.matcher import Matcher
 from bastion.intel.normalize import classify
 from bastion.model.intel import IndicatorType
 
