@@ -10,7 +10,7 @@ the keys it lets through reach a dict (:mod:`bastion.intel.matcher`).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,20 +38,39 @@ def mix_addresses(addresses: np.ndarray) -> np.ndarray:
     return (z ^ (z >> 31)).view(np.int64)
 
 
+def _compiled_key_hashes() -> Callable[[list[str], np.ndarray], None] | None:
+    try:
+        from bastion.intel._batchscan import key_hashes
+    except ImportError:  # no compiled build (or BASTION_NATIVE=0)
+        return None
+    return key_hashes
+
+
+_key_hashes = _compiled_key_hashes()
+
+
 def str_hashes(keys: list[str]) -> np.ndarray:
-    return np.fromiter(map(hash, keys), np.int64, len(keys))
+    """The filter's hash of each key. With the compiled build it is the hash the batch scan probes with
+    (``_batchscan.c``, several times cheaper than Python's SipHash), so that a filter built here and a
+    scan agree; without it, Python's ``str`` hash."""
+    if _key_hashes is None:
+        return np.fromiter(map(hash, keys), np.int64, len(keys))
+    out = np.empty(len(keys), np.int64)
+    _key_hashes(keys, out)
+    return out
 
 
 class KeyFilter:
-    """A Bloom filter over the ``hash`` of every exact key that batches look up, so that a batch finds
-    the few keys worth a dict lookup with a handful of numpy operations. Most lookups miss, and a missed
-    lookup in a dict of millions is a chain of dependent cache misses behind interpreter work for each
-    key; here each key is one independent load the CPU overlaps with the others'. Blocked: one 64-bit
-    word per key (from the hash's top bits) with two of its bits set (from the low bits), so one load.
+    """A Bloom filter over the hashes (:func:`str_hashes`) of every exact key that batches look up, so
+    that a batch finds the few keys worth a dict lookup with a handful of numpy operations. Most lookups
+    miss, and a missed lookup in a dict of millions is a chain of dependent cache misses behind
+    interpreter work for each key; here each key is one independent load the CPU overlaps with the
+    others'. Blocked: one 64-bit word per key (from the hash's top bits) with two of its bits set (from
+    the low bits), so one load.
 
-    Python's ``str`` hash is salted per process, which is fine: the filter is built and probed in the
-    same process and never stored. It only grows: a removed key keeps its bits, which is correct, as
-    the filter only decides which keys skip the dict lookup, and the dict still decides what matches."""
+    The hashes are salted per process, which is fine: the filter is built and probed in the same
+    process and never stored. It only grows: a removed key keeps its bits, which is correct, as the
+    filter only decides which keys skip the dict lookup, and the dict still decides what matches."""
 
     def __init__(self, keys: int) -> None:
         bits = max(keys * _FILTER_BITS_PER_KEY, 1 << 16)
