@@ -70,7 +70,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )
     executor = Executor(db)
     executor.launch()
-    yield {"db": db, "tenant": tenant.id}
+    yield {"db": db, "tenant": tenant.id, "counter_url": f"http://127.0.0.1:{server.server_address[1]}"}
     executor.shutdown()
     server.shutdown()
     db.dispose()
@@ -195,6 +195,33 @@ outputs:
     }
     keys = {s["key"]: s["status"] for s in detail["steps"]}
     assert keys["broken"] == "failed" and keys["each[2]"] == "succeeded"
+
+
+def test_calls_through_a_rate_limited_connection_wait_for_their_window(env: dict[str, Any]) -> None:
+    """Three concurrent items through a connection allowing one call a second: all succeed, spaced by
+    the window, and the steps that waited say so in their logs."""
+    Counter.hits = []
+    counter = env["counter_url"]
+    limited = {"base_url": counter, "allow_private": True, "rate_limit": {"limit": 1, "period_s": 1}}
+    set_connection(env["db"], env["tenant"], "limited", limited, actor="test")
+    detail = run(
+        env,
+        """
+id: limited
+steps:
+  - id: each
+    for_each: [a, b, c]
+    concurrency: 3
+    action: core.http_request
+    connection: limited
+    with: {url: "/limited/${{ item }}", method: POST}
+""",
+    )
+    assert detail["status"] == "succeeded", detail
+    assert sorted(Counter.hits) == ["/limited/a", "/limited/b", "/limited/c"]
+    logs = [line for s in detail["steps"] for line in s.get("logs") or []]
+    waits = [line for line in logs if "rate limit (1 per 1 s)" in line]
+    assert len(waits) >= 2, logs  # two of the three found the window taken
 
 
 def test_failed_run_retried_from_the_failed_step(env: dict[str, Any]) -> None:

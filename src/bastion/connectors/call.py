@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.connectors.policy import invoke
+from bastion.connectors.ratelimit import RateLimits
 from bastion.connectors.registry import ActionContext, ActionError, check_inputs, get_action
 from bastion.store import Database, TenantScope
 from bastion.tenancy.connections import get_connection
@@ -59,4 +60,4 @@ async def call_action(
         secrets=secrets,
         connection=connection,
     )
-    return await invoke(defn, inputs, ctx, timeout_s=timeout_s)
+    return await invoke(defn, inputs, ctx, limits=RateLimits(db), timeout_s=timeout_s)

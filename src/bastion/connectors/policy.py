@@ -1,7 +1,8 @@
 """Policy around actions, applied by wrappers and never inside an action: approval (which calls need
 one), tenant scoping (an action only ever gets its own tenant's secrets and connection), audit (the
 engine appends an ``action.call`` entry with masked inputs for every call), per-connection rate
-limits, and secret masking in whatever is recorded.
+limits (shared by every worker: :mod:`bastion.connectors.ratelimit`), and secret masking in whatever is
+recorded.
 
 The tenant's policy is a small document (``respond_policies``): by default every ``high``-impact action
 needs an approval by the ``approver`` role; ``waivers`` drop that requirement when their condition
@@ -11,20 +12,18 @@ holds, e.g. ``{"action": "edr.isolate_host", "condition": "${{ inputs.host is ma
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from bastion.connectors.ratelimit import RateLimits
 from bastion.connectors.registry import ActionContext, ActionDef, ActionError
 from bastion.store.workflows import now_ms, respond_policies
 
 __all__ = [
     "DEFAULT_POLICY",
     "MASK",
-    "RateLimiter",
     "approval_for",
     "get_policy",
     "invoke",
@@ -61,35 +60,23 @@ def mask(value: Any, secrets: list[str] | tuple[str, ...] | set[str]) -> Any:
     return walk(value)
 
 
-class RateLimiter:
-    """A sliding-window limit per (tenant, connection) within one worker process."""
-
-    def __init__(self) -> None:
-        self._calls: dict[tuple[str, str], deque[float]] = {}
-
-    async def acquire(self, key: tuple[str, str], limit: int, period_s: float) -> None:
-        window = self._calls.setdefault(key, deque())
-        while True:
-            now = time.monotonic()
-            while window and now - window[0] >= period_s:
-                window.popleft()
-            if len(window) < limit:
-                window.append(now)
-                return
-            await asyncio.sleep(period_s - (now - window[0]) + 0.001)
-
-
-_LIMITER = RateLimiter()
-
-
 async def invoke(
-    defn: ActionDef, inputs: dict[str, Any], ctx: ActionContext, *, timeout_s: float | None = None
+    defn: ActionDef,
+    inputs: dict[str, Any],
+    ctx: ActionContext,
+    *,
+    limits: RateLimits,
+    timeout_s: float | None = None,
 ) -> Any:
-    """Call an action under its connection's rate limit and the step's timeout."""
+    """Call an action under its connection's rate limit (shared by every worker on the store: ``limits``)
+    and the step's timeout. A wait for the limit is noted in the call's logs."""
     rl = ctx.connection.get("rate_limit")
     if rl:
         name = str(ctx.connection.get("name", defn.connection or defn.id))
-        await _LIMITER.acquire((ctx.tenant_id, name), int(rl["limit"]), float(rl.get("period_s", 1)))
+        limit, period_s = int(rl["limit"]), float(rl.get("period_s", 1))
+        _, waited = await limits.acquire(ctx.tenant_id, name, limit, period_s)
+        if waited > 0:
+            ctx.log(f"waited {waited:.2f} s for connection {name}'s rate limit ({limit} per {period_s:g} s)")
     call = defn.fn(**inputs, ctx=ctx)
     if timeout_s is None:
         return await call

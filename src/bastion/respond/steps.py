@@ -21,6 +21,7 @@ from typing import Any
 from dbos import DBOS
 
 from bastion.connectors.policy import approval_for, get_policy, invoke, mask
+from bastion.connectors.ratelimit import RateLimits
 from bastion.connectors.registry import ActionContext, ActionError, check_inputs, get_action
 from bastion.respond.expr import ExpressionError, render
 from bastion.respond.validate import parse_stored
@@ -270,7 +271,8 @@ def action_step(
             connection=connection,
             logs=logs,
         )
-        output = _loop().run_until_complete(invoke(defn, inputs, ctx, timeout_s=timeout_s))
+        call = invoke(defn, inputs, ctx, limits=RateLimits(db), timeout_s=timeout_s)
+        output = _loop().run_until_complete(call)
         result: dict[str, Any] = {"ok": True, "output": mask(output, secret_values)}
     except (ActionError, ExpressionError, SecretError, ValueError, TypeError, KeyError, OSError) as exc:
         result = {

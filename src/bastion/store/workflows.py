@@ -45,6 +45,7 @@ __all__ = [
     "now_ms",
     "respond_connections",
     "respond_policies",
+    "respond_rate_windows",
     "respond_secrets",
     "respond_workers",
     "workflow_defs",
@@ -218,6 +219,16 @@ respond_policies = Table(
     Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
     Column("document", Text, nullable=False),
     Column("updated", BigInteger, nullable=False),
+)
+
+# Per-connection rate limits, shared by every worker on the store: the call times (epoch ms) inside the
+# connection's window, oldest first (``connectors/ratelimit.py``).
+respond_rate_windows = Table(
+    "respond_rate_windows",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id"), primary_key=True),
+    Column("connection", String(200), primary_key=True),
+    Column("calls", Text, nullable=False),
 )
 
 respond_workers = Table(

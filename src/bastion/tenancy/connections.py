@@ -2,8 +2,9 @@
 
 A connection is a name (``abuseipdb``, ``edr``) and a small document: ``base_url``, ``headers``,
 ``allow_private`` (lets ``core.http_request`` reach loopback/private addresses, off by default),
-``verify_tls``, ``rate_limit`` (``{"limit": N, "period_s": S}``, applied per connection across a
-worker) and ``secrets`` (names in the vault the connection uses). Secrets themselves live in the vault.
+``verify_tls``, ``rate_limit`` (``{"limit": N, "period_s": S}``, shared by every worker on the store:
+:mod:`bastion.connectors.ratelimit`) and ``secrets`` (names in the vault the connection uses). Secrets
+themselves live in the vault.
 """
 
 from __future__ import annotations
