@@ -14,6 +14,7 @@ import httpx
 import pytest
 from dbos import DBOS
 
+from bastion.connectors.policy import RESULTS
 from bastion.connectors.registry import ActionContext, action
 from bastion.model import Role
 from bastion.respond import service
@@ -26,6 +27,8 @@ from bastion.tenancy.service import add_user, create_tenant
 from tests.approvals.conftest import SIGNING_SECRET, SLACK_TOKEN, FakeSlack, fake_slack  # noqa: F401
 from tests.approvals.test_approval_slack import ENDPOINT, click, signed
 from tests.conftest import start_server
+from tests.enrich.test_reputation import _vendor
+from tests.intel.servers import http_server
 
 
 class Counter(BaseHTTPRequestHandler):
@@ -222,6 +225,36 @@ steps:
     logs = [line for s in detail["steps"] for line in s.get("logs") or []]
     waits = [line for line in logs if "rate limit (1 per 1 s)" in line]
     assert len(waits) >= 2, logs  # two of the three found the window taken
+
+
+def test_reputation_lookups_run_as_steps_and_a_repeat_is_answered_from_the_cache(env: dict[str, Any]) -> None:
+    RESULTS.clear()
+    with http_server(_vendor) as (base, rec):
+        set_secret(env["db"], env["tenant"], "virustotal_api_key", "vt-key", actor="test")
+        local = {"base_url": f"{base}/vt", "allow_private": True}
+        set_connection(env["db"], env["tenant"], "virustotal", local, actor="test")
+        detail = run(
+            env,
+            """
+id: reputation
+inputs: {ip: {type: string}}
+steps:
+  - id: vt
+    action: virustotal.lookup
+    with: {value: "${{ inputs.ip }}", kind: ip}
+  - id: again
+    action: virustotal.lookup
+    with: {value: "${{ inputs.ip }}", kind: ip}
+outputs: {malicious: "${{ steps.vt.output.malicious }}", score: "${{ steps.again.output.score }}"}
+""",
+            {"ip": "203.0.113.66"},
+        )
+    assert detail["status"] == "succeeded", detail
+    assert detail["outputs"] == {"malicious": True, "score": 10}
+    assert len(rec.requests) == 1 and rec.requests[0][2].get("x-apikey") == "vt-key"
+    steps = {s["key"]: s for s in detail["steps"]}
+    assert "virustotal.lookup: answered from the cache" in steps["again"]["logs"]
+    assert "vt-key" not in str(detail)
 
 
 def test_failed_run_retried_from_the_failed_step(env: dict[str, Any]) -> None:

@@ -12,11 +12,13 @@ holds, e.g. ``{"action": "edr.isolate_host", "condition": "${{ inputs.host is ma
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from bastion.connectors.cache import TtlCache
 from bastion.connectors.ratelimit import RateLimits
 from bastion.connectors.registry import ActionContext, ActionDef, ActionError
 from bastion.store.workflows import now_ms, respond_policies
@@ -24,6 +26,7 @@ from bastion.store.workflows import now_ms, respond_policies
 __all__ = [
     "DEFAULT_POLICY",
     "MASK",
+    "RESULTS",
     "approval_for",
     "get_policy",
     "invoke",
@@ -60,30 +63,52 @@ def mask(value: Any, secrets: list[str] | tuple[str, ...] | set[str]) -> Any:
     return walk(value)
 
 
+# Answers of read actions that declare ``cache_ttl_s``, by tenant, action, connection and inputs.
+RESULTS = TtlCache()
+
+
 async def invoke(
     defn: ActionDef,
     inputs: dict[str, Any],
     ctx: ActionContext,
     *,
-    limits: RateLimits,
+    limits: RateLimits | None = None,
     timeout_s: float | None = None,
 ) -> Any:
-    """Call an action under its connection's rate limit (shared by every worker on the store: ``limits``)
-    and the step's timeout. A wait for the limit is noted in the call's logs."""
+    """Call an action under its connection's rate limit and the step's timeout. The limit is the
+    connection's ``rate_limit``, else the action's default quota, counted across every worker on the store
+    (``limits``; only a call without a limit may go without it); a wait is noted in the call's logs. A
+    read action that declares ``cache_ttl_s`` answers from the cache first, which costs no quota."""
+    cache_key: tuple[str, ...] | None = None
+    if defn.cache_ttl_s:
+        where = f"{ctx.connection.get('name', '')} {ctx.connection.get('base_url', '')}"
+        asked = orjson.dumps(inputs, option=orjson.OPT_SORT_KEYS).decode()
+        cache_key = (ctx.tenant_id, defn.id, where, asked)
+        cached = RESULTS.get(cache_key)
+        if cached is not None:
+            ctx.log(f"{defn.id}: answered from the cache")
+            return copy.deepcopy(cached)
     rl = ctx.connection.get("rate_limit")
-    if rl:
-        name = str(ctx.connection.get("name", defn.connection or defn.id))
-        limit, period_s = int(rl["limit"]), float(rl.get("period_s", 1))
+    limit_period = (int(rl["limit"]), float(rl.get("period_s", 1))) if rl else defn.rate_limit
+    if limit_period is not None:
+        if limits is None:
+            raise ActionError(f"{defn.id}: a rate-limited call needs the store's rate limits")
+        name = str(ctx.connection.get("name") or defn.connection or defn.id)
+        limit, period_s = limit_period
         _, waited = await limits.acquire(ctx.tenant_id, name, limit, period_s)
         if waited > 0:
             ctx.log(f"waited {waited:.2f} s for connection {name}'s rate limit ({limit} per {period_s:g} s)")
     call = defn.fn(**inputs, ctx=ctx)
     if timeout_s is None:
-        return await call
-    try:
-        return await asyncio.wait_for(call, timeout_s)
-    except TimeoutError:
-        raise ActionError(f"{defn.id} timed out after {timeout_s:g}s") from None
+        output = await call
+    else:
+        try:
+            output = await asyncio.wait_for(call, timeout_s)
+        except TimeoutError:
+            raise ActionError(f"{defn.id} timed out after {timeout_s:g}s") from None
+    if cache_key is not None and defn.cache_ttl_s:
+        RESULTS.put(cache_key, copy.deepcopy(output), defn.cache_ttl_s)
+    return output
 
 
 # Built once: every action call reads the policy.

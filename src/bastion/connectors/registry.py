@@ -68,6 +68,10 @@ class ActionDef:
     idempotent: bool = False
     connection: str | None = None
     source: str = "python"
+    # A read action may keep its answers a while (per tenant, connection and inputs), and name its vendor's
+    # default quota (calls, seconds) for when the connection sets no ``rate_limit`` of its own.
+    cache_ttl_s: float | None = None
+    rate_limit: tuple[int, float] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,10 @@ class ActionDef:
             "idempotency_key": self.idempotent,
             "connection": self.connection,
             "source": self.source,
+            "cache_ttl_s": self.cache_ttl_s,
+            "rate_limit": {"limit": self.rate_limit[0], "period_s": self.rate_limit[1]}
+            if self.rate_limit
+            else None,
             "input_schema": self.schema,
         }
 
@@ -186,8 +194,13 @@ def action(
     secrets: tuple[str, ...] | list[str] = (),
     idempotent: bool = False,
     connection: str | None = None,
+    cache_ttl_s: float | None = None,
+    rate_limit: tuple[int, float] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    """Register an async function as the action ``id`` (``namespace.name``)."""
+    """Register an async function as the action ``id`` (``namespace.name``). ``cache_ttl_s`` (``read``
+    actions only) keeps answers that long; ``rate_limit`` is the vendor's default quota."""
+    if cache_ttl_s is not None and impact != "read":
+        raise ValueError(f"action {id}: only a read action's answers may be cached")
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         if not inspect.iscoroutinefunction(fn):
@@ -203,6 +216,8 @@ def action(
                 secrets=tuple(secrets),
                 idempotent=idempotent,
                 connection=connection,
+                cache_ttl_s=cache_ttl_s,
+                rate_limit=rate_limit,
             )
         )
         return fn
@@ -225,6 +240,7 @@ def _load_builtins() -> None:
         notify,
         okta,
         pagerduty,
+        reputation,
         sentinelone,
         servicenow,
         slack,

@@ -1,9 +1,10 @@
 """Reputation lookups: VirusTotal v3, AbuseIPDB v2 and GreyNoise (community API), as plain async
 functions over an ``httpx.AsyncClient`` handed in from outside, each behind a TTL cache and a rate limit.
 
-They are written as small typed functions so the action registry can wrap them (impact ``read``) without
-this module depending on it. Each returns one normalized verdict dict: ``provider``, ``value``,
-``found``, ``malicious`` (bool), ``score`` (0-100) and the provider's own key fields.
+Each returns one normalized verdict dict: ``provider``, ``value``, ``found``, ``malicious`` (bool),
+``score`` (0-100) and the provider's own key fields, made by the ``*_verdict`` functions that the
+actions (``virustotal.lookup``, ``abuseipdb.check``, ``greynoise.lookup`` in
+:mod:`bastion.connectors.reputation`) share with this client.
 """
 
 from __future__ import annotations
@@ -13,14 +14,21 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+
+from bastion.connectors.cache import TtlCache
 
 __all__ = [
     "RateLimiter",
     "ReputationClient",
     "ReputationError",
     "TtlCache",
+    "abuseipdb_verdict",
+    "greynoise_verdict",
+    "virustotal_path",
+    "virustotal_verdict",
 ]
 
 VT_BASE = "https://www.virustotal.com/api/v3"
@@ -30,34 +38,6 @@ GREYNOISE_BASE = "https://api.greynoise.io/v3"
 
 class ReputationError(RuntimeError):
     """A provider answered with an error (bad key, quota, server error); the message names it."""
-
-
-class TtlCache:
-    """A small time-to-live cache."""
-
-    def __init__(
-        self, ttl_s: float = 3600, max_items: int = 100_000, clock: Callable[[], float] = time.monotonic
-    ):
-        self.ttl = ttl_s
-        self.max = max_items
-        self.clock = clock
-        self._items: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-        self.hits = 0
-
-    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        if item[0] < self.clock():
-            del self._items[key]
-            return None
-        self.hits += 1
-        return item[1]
-
-    def put(self, key: tuple[str, str], value: dict[str, Any]) -> None:
-        if len(self._items) >= self.max:
-            self._items.pop(next(iter(self._items)))
-        self._items[key] = (self.clock() + self.ttl, value)
 
 
 class RateLimiter:
@@ -150,38 +130,14 @@ class ReputationClient:
 
     async def virustotal(self, value: str, kind: str) -> dict[str, Any]:
         """``kind``: ip, domain, url or hash."""
-        paths = {"ip": "ip_addresses", "domain": "domains", "hash": "files", "url": "urls"}
-        if kind not in paths:
-            raise ValueError(f"VirusTotal looks up ip, domain, url or hash, not {kind!r}")
-        ident = base64.urlsafe_b64encode(value.encode()).decode().rstrip("=") if kind == "url" else value
+        path = virustotal_path(value, kind)
 
         async def fetch() -> dict[str, Any]:
             resp = await self.client.get(
-                f"{self.bases['virustotal']}/{paths[kind]}/{ident}",
-                headers={"x-apikey": self._key("virustotal")},
+                f"{self.bases['virustotal']}/{path}", headers={"x-apikey": self._key("virustotal")}
             )
             _check(resp, "virustotal")
-            if resp.status_code == 404:
-                return {
-                    "provider": "virustotal",
-                    "value": value,
-                    "found": False,
-                    "malicious": False,
-                    "score": 0,
-                }
-            attrs = resp.json().get("data", {}).get("attributes", {})
-            stats = attrs.get("last_analysis_stats") or {}
-            bad = int(stats.get("malicious", 0)) + int(stats.get("suspicious", 0))
-            total = sum(int(v) for v in stats.values() if isinstance(v, int)) or 1
-            return {
-                "provider": "virustotal",
-                "value": value,
-                "found": True,
-                "malicious": int(stats.get("malicious", 0)) > 0,
-                "score": round(100 * bad / total),
-                "stats": stats,
-                "reputation": attrs.get("reputation"),
-            }
+            return virustotal_verdict(value, None if resp.status_code == 404 else resp.json())
 
         return await self._cached("virustotal", f"{kind}:{value}", fetch)
 
@@ -193,42 +149,83 @@ class ReputationClient:
                 headers={"Key": self._key("abuseipdb"), "Accept": "application/json"},
             )
             _check(resp, "abuseipdb")
-            data = resp.json().get("data", {})
-            score = int(data.get("abuseConfidenceScore") or 0)
-            return {
-                "provider": "abuseipdb",
-                "value": ip,
-                "found": bool(data.get("totalReports")),
-                "malicious": score >= 50 and not data.get("isWhitelisted"),
-                "score": score,
-                "total_reports": data.get("totalReports"),
-                "country": data.get("countryCode"),
-                "isp": data.get("isp"),
-                "whitelisted": data.get("isWhitelisted"),
-            }
+            return abuseipdb_verdict(ip, resp.json())
 
         return await self._cached("abuseipdb", ip, fetch)
 
     async def greynoise(self, ip: str) -> dict[str, Any]:
         async def fetch() -> dict[str, Any]:
-            resp = await self.client.get(
-                f"{self.bases['greynoise']}/community/{ip}", headers={"key": self._key("greynoise")}
-            )
+            url = f"{self.bases['greynoise']}/community/{quote(ip, safe='')}"
+            resp = await self.client.get(url, headers={"key": self._key("greynoise")})
             _check(resp, "greynoise")
-            body = resp.json()
-            if resp.status_code == 404:
-                return {"provider": "greynoise", "value": ip, "found": False, "malicious": False, "score": 0}
-            cls = body.get("classification")
-            return {
-                "provider": "greynoise",
-                "value": ip,
-                "found": True,
-                "malicious": cls == "malicious",
-                "score": 90 if cls == "malicious" else 0,
-                "classification": cls,
-                "noise": body.get("noise"),
-                "riot": body.get("riot"),
-                "name": body.get("name"),
-            }
+            return greynoise_verdict(ip, None if resp.status_code == 404 else resp.json())
 
         return await self._cached("greynoise", ip, fetch)
+
+
+# ------------------------------------------------------------------ the vendors' answers as verdicts
+
+VT_PATHS = {"ip": "ip_addresses", "domain": "domains", "hash": "files", "url": "urls"}
+
+
+def virustotal_path(value: str, kind: str) -> str:
+    """The v3 object path of a value (``ip_addresses/<ip>``, ``urls/<unpadded base64url of the URL>``)."""
+    if kind not in VT_PATHS:
+        raise ValueError(f"VirusTotal looks up ip, domain, url or hash, not {kind!r}")
+    ident = base64.urlsafe_b64encode(value.encode()).decode().rstrip("=") if kind == "url" else value
+    return f"{VT_PATHS[kind]}/{quote(ident, safe='')}"
+
+
+def virustotal_verdict(value: str, doc: Any) -> dict[str, Any]:
+    """A v3 object (``None``: VirusTotal answered 404, it has never seen the value)."""
+    if doc is None:
+        return {"provider": "virustotal", "value": value, "found": False, "malicious": False, "score": 0}
+    data = doc.get("data") if isinstance(doc, dict) else None
+    attrs = (data or {}).get("attributes") or {}
+    stats = attrs.get("last_analysis_stats") or {}
+    bad = int(stats.get("malicious", 0)) + int(stats.get("suspicious", 0))
+    total = sum(int(v) for v in stats.values() if isinstance(v, int)) or 1
+    return {
+        "provider": "virustotal",
+        "value": value,
+        "found": True,
+        "malicious": int(stats.get("malicious", 0)) > 0,
+        "score": round(100 * bad / total),
+        "stats": stats,
+        "reputation": attrs.get("reputation"),
+    }
+
+
+def abuseipdb_verdict(ip: str, doc: Any) -> dict[str, Any]:
+    """An AbuseIPDB v2 ``check`` answer."""
+    data = (doc.get("data") if isinstance(doc, dict) else None) or {}
+    score = int(data.get("abuseConfidenceScore") or 0)
+    return {
+        "provider": "abuseipdb",
+        "value": ip,
+        "found": bool(data.get("totalReports")),
+        "malicious": score >= 50 and not data.get("isWhitelisted"),
+        "score": score,
+        "total_reports": data.get("totalReports"),
+        "country": data.get("countryCode"),
+        "isp": data.get("isp"),
+        "whitelisted": data.get("isWhitelisted"),
+    }
+
+
+def greynoise_verdict(ip: str, doc: Any) -> dict[str, Any]:
+    """A GreyNoise community v3 answer (``None``: 404, the address was not seen scanning)."""
+    if not isinstance(doc, dict):
+        return {"provider": "greynoise", "value": ip, "found": False, "malicious": False, "score": 0}
+    cls = doc.get("classification")
+    return {
+        "provider": "greynoise",
+        "value": ip,
+        "found": True,
+        "malicious": cls == "malicious",
+        "score": 90 if cls == "malicious" else 0,
+        "classification": cls,
+        "noise": doc.get("noise"),
+        "riot": doc.get("riot"),
+        "name": doc.get("name"),
+    }
