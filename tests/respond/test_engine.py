@@ -757,3 +757,170 @@ def test_a_run_sees_the_tenant_as_created_and_checkpoints_only_its_actions(env: 
         "bastion.load_run",
         "bastion.action",
     ]
+
+
+def test_a_retry_sees_the_trigger_of_the_run_it_retries(env: dict[str, Any]) -> None:
+    """A webhook run's steps read ``trigger.payload``: its retry must see the same payload."""
+    Counter.hits, Counter.fail_first = [], {"/retry-trigger/ws-9": 1}
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: from-hook
+steps:
+  - id: host
+    action: core.set
+    with: {values: {name: "${{ trigger.payload.host }}"}}
+  - id: act
+    action: core.http_request
+    connection: counter
+    with: {url: "/retry-trigger/${{ steps.host.output.name }}", method: POST}
+outputs: {host: "${{ steps.host.output.name }}"}
+""",
+        actor="t",
+    )
+    hook = {"type": "webhook", "payload": {"host": "ws-9"}}
+    rid = service.start_run(env["db"], env["tenant"], "from-hook", None, {}, trigger=hook, actor="hook")
+    assert service.wait_run(env["db"], env["tenant"], rid, timeout_s=60)["status"] == "failed"
+    new_id = service.retry_run(env["db"], env["tenant"], rid, actor="user:carol")
+    retried = service.wait_run(env["db"], env["tenant"], new_id, timeout_s=60)
+    assert retried["status"] == "succeeded", retried
+    assert retried["outputs"] == {"host": "ws-9"}
+    assert retried["trigger"]["payload"] == {"host": "ws-9"} and retried["trigger"]["retry_of"] == rid
+    assert retried["trigger"]["requested_by"] == "user:carol"
+    assert Counter.hits == ["/retry-trigger/ws-9", "/retry-trigger/ws-9"]
+
+
+def test_an_error_handler_with_concurrent_items_runs_its_own_items(env: dict[str, Any]) -> None:
+    Counter.hits = []
+    detail = run(
+        env,
+        """
+id: handled-fanout
+steps:
+  - id: main
+    action: core.fail
+    on_error: {handler: notify}
+    with: {message: broken}
+handlers:
+  - id: notify
+    action: core.http_request
+    connection: counter
+    for_each: [a, b, c]
+    concurrency: 3
+    with: {url: "/handler/${{ item }}", method: POST}
+""",
+    )
+    assert detail["status"] == "succeeded", detail
+    assert sorted(Counter.hits) == ["/handler/a", "/handler/b", "/handler/c"]
+
+
+_ONCE = """
+id: {wid}
+steps:
+  - id: nap
+    action: core.sleep
+    with: {{seconds: {nap}}}
+  - id: effect
+    action: core.http_request
+    connection: counter
+    with: {{url: /{wid}, method: POST}}
+outputs: {{done: true}}
+"""
+
+
+def _children(env: dict[str, Any], parent: str) -> list[dict[str, Any]]:
+    with env["db"].read() as conn:
+        runs = WorkflowRepository(conn, env["tenant"]).list_runs(limit=1000)
+    return [r for r in runs if r.get("parent_run_id") == parent]
+
+
+def test_cancelling_a_run_stops_its_concurrent_items_and_their_sub_workflow_runs(env: dict[str, Any]) -> None:
+    Counter.hits = []
+    service.add_workflow(env["db"], env["tenant"], _ONCE.format(wid="slow-child", nap=3), actor="t")
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: fan-of-children
+steps:
+  - id: each
+    for_each: [a, b]
+    concurrency: 2
+    uses: slow-child
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "fan-of-children", None, {}, trigger={}, actor="t")
+    for _ in range(300):
+        if len(_children(env, rid)) == 2:
+            break
+        threading.Event().wait(0.05)
+    assert len(_children(env, rid)) == 2
+    service.cancel_run(env["db"], env["tenant"], rid, actor="t")
+    threading.Event().wait(4.5)  # past the children's nap: a child still running would now call out
+    assert "/slow-child" not in Counter.hits
+    assert {c["status"] for c in _children(env, rid)} == {"cancelled"}
+    assert service.run_detail(env["db"], env["tenant"], rid)["status"] == "cancelled"
+    for i in range(2):
+        status = DBOS.get_workflow_status(f"{rid}:each[{i}]")
+        assert status is not None and status.status == "CANCELLED", status
+
+
+def test_a_retry_reuses_a_sub_workflow_that_succeeded(env: dict[str, Any]) -> None:
+    Counter.hits, Counter.fail_first = [], {"/after-child": 1}
+    service.add_workflow(env["db"], env["tenant"], _ONCE.format(wid="child-once", nap=0), actor="t")
+    detail = run(
+        env,
+        """
+id: child-then-fail
+steps:
+  - id: sub
+    uses: child-once
+  - id: after
+    action: core.http_request
+    connection: counter
+    with: {url: /after-child, method: POST}
+""",
+    )
+    assert detail["status"] == "failed", detail
+    sub = {s["key"]: s for s in detail["steps"]}["sub"]
+    assert sub["action"] == "uses:child-once" and sub["status"] == "succeeded"
+    assert sub["output"] == {"done": True}
+    new_id = service.retry_run(env["db"], env["tenant"], detail["run_id"], actor="t")
+    retried = service.wait_run(env["db"], env["tenant"], new_id, timeout_s=60)
+    assert retried["status"] == "succeeded", retried
+    assert Counter.hits == ["/child-once", "/after-child", "/after-child"]  # the child ran once
+    steps = service.run_detail(env["db"], env["tenant"], new_id)["steps"]
+    reused = {s["key"]: s for s in steps}["sub"]
+    assert reused["logs"] == ["output reused from the run this one retries"]
+
+
+def test_an_approval_on_a_uses_step_is_asked_before_the_sub_workflow_runs(env: dict[str, Any]) -> None:
+    from bastion.respond.approvals import decide, list_approvals
+
+    Counter.hits = []
+    service.add_workflow(env["db"], env["tenant"], _ONCE.format(wid="gated-child", nap=0), actor="t")
+    service.add_workflow(
+        env["db"],
+        env["tenant"],
+        """
+id: gated-parent
+steps:
+  - id: sub
+    uses: gated-child
+    approval: {roles: [approver]}
+""",
+        actor="t",
+    )
+    rid = service.start_run(env["db"], env["tenant"], "gated-parent", None, {}, trigger={}, actor="user:bob")
+    _wait_status(env, rid, "waiting_approval")
+    assert Counter.hits == [] and _children(env, rid) == []
+    pending = [a for a in list_approvals(env["db"], env["tenant"]) if a.run_id == rid]
+    assert len(pending) == 1 and pending[0].action == "uses:gated-child"
+    decide(
+        env["db"], env["tenant"], pending[0].id, user="alice", decision="approve", comment="go", channel="cli"
+    )
+    done = _wait_status(env, rid, "succeeded")  # run_detail
+    assert Counter.hits == ["/gated-child"]
+    assert {s["key"]: s for s in done["steps"]}["sub"]["status"] == "succeeded"

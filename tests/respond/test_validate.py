@@ -130,6 +130,30 @@ def test_good_workflow_has_no_problems() -> None:
             "unknown name 'input'",
         ),
         ("id: x\nsteps: [\n", 3, 1, "YAML syntax error"),
+        # Keys the engine would ignore on a kind of step are refused, not dropped.
+        ("id: x\nsteps:\n  - id: a\n    uses: y\n    retry: {max_attempts: 2}\n", 5, 5, "'retry' applies"),
+        ("id: x\nsteps:\n  - id: a\n    uses: y\n    timeout: 5s\n", 5, 5, "'timeout' applies"),
+        (
+            "id: x\nsteps:\n  - id: a\n    approval: {roles: [approver]}\n    parallel:\n"
+            "      - - {id: b, action: core.log, with: {message: m}}\n",
+            4,
+            5,
+            "not a 'parallel' block",
+        ),
+        (
+            "id: x\nsteps:\n  - id: a\n    action: core.sleep\n    approval: {roles: [approver]}\n"
+            "    with: {seconds: 1}\n",
+            5,
+            5,
+            "core.sleep takes no approval",
+        ),
+        (
+            "id: x\nsteps:\n  - id: a\n    action: core.log\n    approval: {roles: [wizard]}\n"
+            "    with: {message: m}\n",
+            5,
+            23,
+            "unknown role 'wizard'",
+        ),
     ],
 )
 def test_each_error_kind_has_its_position(text: str, line: int, column: int, fragment: str) -> None:

@@ -73,10 +73,12 @@ class _Run:
             "steps": {},
         }
 
-    def find(self, path: list[int]) -> Step:
-        steps = self.workflow.steps
-        step = steps[path[0]]
-        rest = path[1:]
+    def find(self, path: list[int | str]) -> Step:
+        """The step at ``path``: a top-level step's index, or a handler's id, then (branch, index)
+        pairs into ``parallel`` blocks."""
+        head = path[0]
+        step = self.workflow.handlers[head] if isinstance(head, str) else self.workflow.steps[head]
+        rest = [int(p) for p in path[1:]]
         while rest:
             branch, idx = rest[0], rest[1]
             step = step.parallel[branch][idx]
@@ -180,13 +182,14 @@ def _await_approval(run: _Run, step: Step, key: str, spec: dict[str, Any], conte
         target = render(step.with_, context)
     except ExpressionError:
         target = step.with_
-    summary = f"{step.action} in {run.workflow.title} (step {step.id})"
+    what = step.action or f"sub-workflow {step.uses}"
+    summary = f"{what} in {run.workflow.title} (step {step.id})"
     approval = steps.ask_approval(
         run.tenant_id,
         run.run_id,
         key,
         step.id,
-        str(step.action),
+        str(step.action or f"uses:{step.uses}"),
         spec,
         summary,
         target,
@@ -221,7 +224,7 @@ def _await_approval(run: _Run, step: Step, key: str, spec: dict[str, Any], conte
     steps.set_status(run.tenant_id, run.run_id, "running")
 
 
-def _exec_step(run: _Run, step: Step, context: dict[str, Any], path: list[int]) -> None:
+def _exec_step(run: _Run, step: Step, context: dict[str, Any], path: list[int | str]) -> None:
     """Run one step (any kind) and put its output in ``context['steps']``."""
     public = {k: v for k, v in context.items() if k != "secrets"}
     if step.if_ is not None and not _eval(step.if_, public, step.id):
@@ -242,13 +245,13 @@ def _exec_step(run: _Run, step: Step, context: dict[str, Any], path: list[int]) 
         if step.on_error != "fail":
             handler = run.workflow.handlers[step.on_error]
             context["steps"][step.id] = {"output": None, "error": str(exc)}
-            _exec_step(run, handler, context, path)
+            _exec_step(run, handler, context, [handler.id])  # its own path: its children find it
             return
         raise
     context["steps"][step.id] = {"output": output}
 
 
-def _exec_body(run: _Run, step: Step, context: dict[str, Any], path: list[int]) -> Any:
+def _exec_body(run: _Run, step: Step, context: dict[str, Any], path: list[int | str]) -> Any:
     public = {k: v for k, v in context.items() if k != "secrets"}
     if step.for_each is not None:
         items = step.for_each if isinstance(step.for_each, list) else _eval(step.for_each, public, step.id)
@@ -304,27 +307,63 @@ def _exec_body(run: _Run, step: Step, context: dict[str, Any], path: list[int]) 
 
 def _single(run: _Run, step: Step, context: dict[str, Any], key: str, iteration: int | None) -> Any:
     if step.uses is not None:
-        return _sub_workflow(run, step, context, key)
+        return _sub_workflow(run, step, context, key, iteration)
     return _call(run, step, context, key, iteration)
 
 
-def _sub_workflow(run: _Run, step: Step, context: dict[str, Any], key: str) -> Any:
-    public = {k: v for k, v in context.items() if k != "secrets"}
-    inputs = _eval_with(step, public)
+def _sub_workflow(run: _Run, step: Step, context: dict[str, Any], key: str, iteration: int | None) -> Any:
+    """A ``uses`` step: its own approval first, then the sub-workflow as a child run. It has a step
+    record like an action's (``action`` is ``uses:<workflow>``), so that a continuation replays it and
+    a retry of the parent reuses its outputs instead of running the sub-workflow again."""
     assert step.uses is not None
+    label = f"uses:{step.uses}" + (f"@{step.uses_version}" if step.uses_version is not None else "")
+    outcome = run.recorded.get(key)
+    if outcome is not None:
+        if outcome["status"] == "succeeded":
+            return outcome["output"]
+        raise StepFailed(step.id, str(outcome["error"] or f"step {key} {outcome['status']}"))
+    base = {"step_id": step.id, "iteration": iteration, "action": label}
+    if key in run.prior:
+        reused = {"status": "succeeded", "output": run.prior[key], "attempts": 0}
+        steps.record(
+            run.tenant_id,
+            run.run_id,
+            key,
+            {**base, **reused, "logs": ["output reused from the run this one retries"]},
+        )
+        return run.prior[key]
+    public = {k: v for k, v in context.items() if k != "secrets"}
+    if step.approval is not None:
+        _await_approval(run, step, key, step.approval, public)
+    inputs = _eval_with(step, public)
     created = steps.create_child(
         run.tenant_id, run.run_id, key, step.uses, step.uses_version, inputs, run.context["tenant"]
     )
     if "error" in created:
+        steps.record(run.tenant_id, run.run_id, key, {**base, "status": "failed", "error": created["error"]})
         raise StepFailed(step.id, created["error"])
-    with SetWorkflowID(created["run_id"]):
-        handle = DBOS.start_workflow(execute_run, run.tenant_id, created["run_id"], {})
+    child = created["run_id"]
+    steps.record(
+        run.tenant_id,
+        run.run_id,
+        key,
+        {**base, "status": "running", "inputs": inputs, "logs": [f"sub-workflow run {child}"]},
+    )
+    with SetWorkflowID(child):
+        handle = DBOS.start_workflow(execute_run, run.tenant_id, child, {})
     result = handle.get_result()
     if result["status"] != "succeeded":
-        raise StepFailed(
-            step.id,
-            f"sub-workflow {step.uses} run {created['run_id']} {result['status']}: {result.get('error')}",
+        error = f"sub-workflow {step.uses} run {child} {result['status']}: {result.get('error')}"
+        steps.record(
+            run.tenant_id, run.run_id, key, {"status": "failed", "error": error, "finished": now_ms()}
         )
+        raise StepFailed(step.id, error)
+    steps.record(
+        run.tenant_id,
+        run.run_id,
+        key,
+        {"status": "succeeded", "output": result["outputs"], "attempts": 1, "finished": now_ms()},
+    )
     return result["outputs"]
 
 
@@ -340,7 +379,7 @@ def _eval_with(step: Step, public: dict[str, Any]) -> dict[str, Any]:
 def run_block(
     tenant_id: str,
     run_id: str,
-    path: list[int],
+    path: list[int | str],
     context: dict[str, Any],
     loop: dict[str, Any] | None,
     prior: dict[str, Any],
@@ -356,7 +395,7 @@ def run_block(
             output = _single(run, step, {**ctx, **loop}, key, int(loop["index"]))
             return {"ok": True, "output": output}
         parent = run.find(path[:-1])
-        branch = parent.parallel[path[-1]]
+        branch = parent.parallel[int(path[-1])]
         before = set(ctx["steps"])
         for i, step in enumerate(branch):
             _exec_step(run, step, ctx, [*path, i])

@@ -252,15 +252,24 @@ def cancel_run(db: Database, tenant_id: str, run_id: str, *, actor: str) -> dict
                 f"run {run_id} is {run['status']}; only running or waiting runs can be cancelled"
             )
         repo.set_run_status(run_id, "cancelled", error=f"cancelled by {actor}")
-        TenantScope(conn, tenant_id).audit.append(actor, "run.cancel", "run", run_id, {})
-    stop_workflow(db, tenant_id, run_id, actor=actor)
+        # Its sub-workflow runs stop with it (DBOS cancels their workflows with the parent's).
+        children = repo.active_descendants(run_id)
+        for child in children:
+            repo.set_run_status(child, "cancelled", error=f"cancelled with run {run_id} by {actor}")
+        details = {"sub_runs": children} if children else {}
+        TenantScope(conn, tenant_id).audit.append(actor, "run.cancel", "run", run_id, details)
+    stop_workflow(db, tenant_id, run_id, actor=actor, sub_runs=children)
     return {"run_id": run_id, "status": "cancelled"}
 
 
-def stop_workflow(db: Database, tenant_id: str, workflow_id: str, *, actor: str) -> None:
-    """Cancel a durable run's DBOS workflow (a workflow run or an agent run; the caller has already
-    marked its record) and close its open approval requests: no one is asked to decide them, and a step
-    parked on one is woken so that it stops waiting instead of holding its worker thread until a recheck."""
+def stop_workflow(
+    db: Database, tenant_id: str, workflow_id: str, *, actor: str, sub_runs: list[str] | None = None
+) -> None:
+    """Cancel a durable run's DBOS workflow with every workflow it started (``for_each`` items,
+    ``parallel`` branches, sub-workflow runs; a workflow run or an agent run; the caller has already
+    marked its record and those of ``sub_runs``) and close the open approval requests of the run and its
+    sub-runs: no one is asked to decide them, and a step parked on one is woken so that it stops waiting
+    instead of holding its worker thread until a recheck."""
     from bastion.respond.approvals import close_for_run
     from bastion.respond.parking import continuation_id
     from bastion.store.approvals import ApprovalRepository
@@ -272,10 +281,11 @@ def stop_workflow(db: Database, tenant_id: str, workflow_id: str, *, actor: str)
     client = dbos_client(db)
     try:
         for wid in [workflow_id, *continuations]:  # an id never queued, or finished, is left as it is
-            client.cancel_workflow(wid)
+            client.cancel_workflow(wid, cancel_children=True)
     finally:
         client.destroy()
-    close_for_run(db, tenant_id, workflow_id, actor=actor)
+    for run_id in [workflow_id, *(sub_runs or [])]:
+        close_for_run(db, tenant_id, run_id, actor=actor)
 
 
 def retry_run(db: Database, tenant_id: str, run_id: str, *, actor: str, enqueue: bool = True) -> str:
@@ -290,13 +300,15 @@ def retry_run(db: Database, tenant_id: str, run_id: str, *, actor: str, enqueue:
                 f"run {run_id} is {run['status']}; only failed or cancelled runs can be retried"
             )
         prior = {s["key"]: s["output"] for s in repo.steps(run_id) if s["status"] == "succeeded"}
+    # The run sees the trigger its original saw (a webhook's payload, the alert), marked as a retry; the
+    # one who retries is the requester now (four-eyes).
     return start_run(
         db,
         tenant_id,
         run["workflow_id"],
         run["version"],
         run["inputs"] or {},
-        trigger={"type": "retry", "retry_of": run_id},
+        trigger={**(run["trigger"] or {}), "retry_of": run_id},
         actor=actor,
         enqueue=enqueue,
         prior=prior,

@@ -17,6 +17,7 @@ from typing import Any
 from croniter import croniter
 
 from bastion.connectors.registry import check_inputs, get_action, type_ok
+from bastion.model import Role
 from bastion.respond import expr
 from bastion.respond.loader import Positions, load_yaml
 from bastion.respond.model import (
@@ -325,7 +326,32 @@ class _Checker:
                 self.add((*path, "connection"), "'connection' must be the name of a connection")
             else:
                 step.connection = raw["connection"]
+        self.applies(raw, path, step)
         return step
+
+    def applies(self, raw: dict[str, Any], path: Path, step: Step) -> None:
+        """Keys the engine would otherwise ignore on a kind of step: refused rather than silently
+        dropped (an approval that is never asked for would be the worst of them)."""
+        kind = "uses" if "uses" in raw else "parallel" if "parallel" in raw else "action"
+        only_actions = ("retry", "timeout", "connection")
+        if kind != "action":
+            for key in only_actions:
+                if key in raw:
+                    self.add(
+                        (*path, key),
+                        f"'{key}' applies to an action step, not a '{kind}' step (set it on its steps)",
+                        key=True,
+                    )
+        if kind == "parallel" and "approval" in raw:
+            self.add(
+                (*path, "approval"),
+                "'approval' applies to an action or 'uses' step, not a 'parallel' block"
+                " (set it on its steps)",
+                key=True,
+            )
+        if step.action == "core.sleep" and "approval" in raw:
+            message = "core.sleep takes no approval: put it on the step that acts"
+            self.add((*path, "approval"), message, key=True)
 
     def no_secrets(self, text: str, path: Path) -> None:
         if any(name == "secrets" for name, _ in expr.references(text)):
@@ -410,6 +436,12 @@ class _Checker:
         self.add(path, "'on_error' must be fail, continue or {handler: <id of a step under handlers>}")
         return "fail"
 
+    def roles(self, roles: list[str], path: Path) -> None:
+        known = [r.value for r in Role]
+        for role in roles:
+            if role not in known:
+                self.add(path, f"unknown role {role!r}: roles are {', '.join(known)}")
+
     def approval(self, raw: Any, path: Path) -> dict[str, Any] | None:
         if not isinstance(raw, dict):
             self.add(path, "'approval' must be a mapping with at least 'roles'")
@@ -423,6 +455,7 @@ class _Checker:
             )
         else:
             out["roles"] = roles
+            self.roles(roles, (*path, "roles"))
         q = raw.get("quorum", 1)
         if not isinstance(q, int) or isinstance(q, bool) or q < 1:
             self.add((*path, "quorum"), "'quorum' must be a whole number of at least 1")
@@ -445,6 +478,8 @@ class _Checker:
             self.add((*path, "escalate_to"), "'escalate_to' must be a list of roles")
         elif ot == "escalate" and not esc:
             self.add((*path, "on_timeout"), "on_timeout: escalate needs 'escalate_to' roles")
+        else:
+            self.roles(esc, (*path, "escalate_to"))
         out["escalate_to"] = esc if isinstance(esc, list) else []
         ch = raw.get("channels", ["web"])
         if not isinstance(ch, list) or not all(c in _CHANNELS for c in ch):

@@ -490,6 +490,20 @@ class WorkflowRepository:
         q = q.order_by(workflow_runs.c.created.desc(), workflow_runs.c.id).limit(limit).offset(offset)
         return [_run(r) for r in self.conn.execute(q)]
 
+    def active_descendants(self, run_id: str) -> list[str]:
+        """The sub-workflow runs (``uses``) started under ``run_id``, at any depth, still running or
+        waiting for an approval."""
+        found: list[str] = []
+        parents = [run_id]
+        while parents:
+            q = select(workflow_runs.c.id, workflow_runs.c.status).where(
+                workflow_runs.c.tenant_id == self.tenant_id, workflow_runs.c.parent_run_id.in_(parents)
+            )
+            rows = self.conn.execute(q).all()
+            parents = [r.id for r in rows]
+            found += [r.id for r in rows if r.status in ("running", "waiting_approval")]
+        return found
+
     def set_run_status(
         self,
         run_id: str,
