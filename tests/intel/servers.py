@@ -70,8 +70,14 @@ COLLECTION = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
 
 
 @contextmanager
-def medallion(tmp_path: Path, user: str = "admin", password: str = "Password0") -> Iterator[str]:  # noqa: S107
-    """A real medallion TAXII 2.1 server (memory back-end), one writable collection; yields the API root."""
+def medallion(
+    tmp_path: Path,
+    user: str = "admin",
+    password: str = "Password0",  # noqa: S107
+    max_page_size: int = 100,
+) -> Iterator[str]:
+    """A real medallion TAXII 2.1 server (memory back-end), one writable collection; yields the API root.
+    It answers at most ``max_page_size`` objects (or manifest entries) a request."""
     port = free_port()
     root = f"http://127.0.0.1:{port}/api1/"
     data = {
@@ -104,7 +110,7 @@ def medallion(tmp_path: Path, user: str = "admin", password: str = "Password0") 
             "filename": str(tmp_path / "taxii-data.json"),
         },
         "users": {user: password},
-        "taxii": {"max_page_size": 100},
+        "taxii": {"max_page_size": max_page_size},
     }
     (tmp_path / "taxii.json").write_text(json.dumps(config))
     exe = Path(sys.executable).with_name("medallion")

@@ -116,3 +116,38 @@ def test_inventory_import(tmp_path: Path) -> None:
     )
     res = cli_json("identities", "import", str(people), "--tenant", "acme", db_url=url)
     assert res["imported"] == 1
+
+
+def test_a_polled_leak_feed_starts_the_workflow_bound_to_its_intel_trigger(tmp_path: Path) -> None:
+    """`intel feeds poll` starts bound workflows as `intel load` does; before, the trigger was claimed
+    (never to fire again) with nobody listening to start its run."""
+    from tests.intel.servers import http_server
+
+    url = sqlite_url(tmp_path)
+    _tenant(url)
+    people = tmp_path / "people.json"
+    people.write_text('[{"username": "carol", "email": "carol@example.com"}]')
+    cli_json("identities", "import", str(people), "--tenant", "acme", db_url=url)
+    flow = tmp_path / "leak.yml"
+    flow.write_text(
+        "id: leak-response\ntrigger:\n  intel: {type: credential-leak}\ninputs:\n  email: {type: string}\n"
+        'steps:\n  - {id: note, action: core.log, with: {message: "${{ inputs.email }}"}}\n'
+    )
+    cli_json("workflow", "add", str(flow), "--tenant", "acme", db_url=url)
+    leak = b'[{"email": "carol@example.com", "source": "breachA", "breach_date": "2026-11-01"}]'
+
+    def serve(
+        method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Content-Type": "application/json"}, leak
+
+    with http_server(serve) as (base, _):
+        cli_json(
+            "intel", "feeds", "add", "leaks", "--url", f"{base}/leaks.json", "--format", "credential-leak",
+            "--allow-private", "--tenant", "acme", db_url=url,
+        )  # fmt: skip
+        polled = cli_json("intel", "feeds", "poll", "leaks", "--tenant", "acme", db_url=url)
+    assert polled["polled"][0]["status"] == "ok" and polled["polled"][0]["loaded"] == 1
+    runs = cli_json("runs", "list", "--tenant", "acme", db_url=url)["runs"]
+    started = [(r["workflow_id"], r["inputs"]) for r in runs]
+    assert started == [("leak-response", {"email": "carol@example.com"})]

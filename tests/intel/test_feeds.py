@@ -11,7 +11,7 @@ import pytest
 from taxii2client.v21 import Collection
 
 from bastion.connectors.egress import guarded_sync_client
-from bastion.intel.feeds import parse_bytes
+from bastion.intel.feeds import FeedError, parse_bytes
 from bastion.intel.polling import add_feed, poll_feed, poll_feeds
 from bastion.intel.store import lookup
 from bastion.store import Database
@@ -45,17 +45,20 @@ def _feed(db: Database, tenant: str, name: str):  # type: ignore[no-untyped-def]
     return feed
 
 
+@pytest.mark.parametrize("page_size", [100, 2])
 def test_taxii_second_poll_loads_only_new(
-    sqlite_db: Database, sqlite_tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_db: Database, sqlite_tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page_size: int
 ) -> None:
+    """Also when the server pages its answers (two at a time): the cursor is the newest of every page."""
     monkeypatch.setenv("TAXII_TEST_PASSWORD", "Password0")
-    with medallion(tmp_path) as root:
+    with medallion(tmp_path, max_page_size=page_size) as root:
         coll = Collection(f"{root}collections/{COLLECTION}/", user="admin", password="Password0")
-        coll.add_objects(json.dumps(_bundle(["198.51.100.1", "198.51.100.2", "198.51.100.3"])))
+        for ip in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):  # one by one: each its own date_added
+            coll.add_objects(json.dumps(_bundle([ip])))
         add_feed(
             sqlite_db, sqlite_tenant, "taxii", url=root, fmt="taxii", interval_s=600,
             config={"collection": COLLECTION, "user": "admin", "password_env": "TAXII_TEST_PASSWORD",
-                    "allow_private": True},
+                    "allow_private": True, "page_size": page_size},
             actor="t",
         )  # fmt: skip
         first = poll_feed(sqlite_db, sqlite_tenant, _feed(sqlite_db, sqlite_tenant, "taxii"))
@@ -335,3 +338,14 @@ def test_stix_bundle_from_a_url(sqlite_db: Database, sqlite_tenant: str, shared_
         with pytest.raises(FeedError, match="could not fetch"):
             load_url(sqlite_db, sqlite_tenant, f"{base}/missing.json", "stix", actor="t")
     assert lookup(sqlite_db, sqlite_tenant, "10.0.0.0")["matches"]
+
+
+def test_a_broken_json_line_is_rejected_and_the_rest_of_the_feed_loads() -> None:
+    lines = b'{"email": "a@example.com", "source": "x"}\nnot json at all\n{"email": "b@example.com"}\n'
+    parsed = parse_bytes("credential-leak", lines)
+    assert sorted(i.value for i in parsed.indicators) == ["a@example.com", "b@example.com"]
+    assert len(parsed.rejected) == 1 and parsed.rejected[0].startswith("record 2: line 2: not JSON")
+    mapped = parse_bytes("json", b'{"value": "evil.example", "type": "domain"}\n{oops\n')
+    assert [i.value for i in mapped.indicators] == ["evil.example"] and len(mapped.rejected) == 1
+    with pytest.raises(FeedError, match="not JSON or JSON lines"):
+        parse_bytes("credential-leak", b"{oops\n{still not\n")

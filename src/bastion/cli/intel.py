@@ -227,10 +227,12 @@ def feeds_poll(
     force: Annotated[bool, typer.Option("--all", help="poll every feed, due or not")] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Poll feeds now."""
+    """Poll feeds now; intel about the tenant itself starts its bound workflows, as a load does."""
     from bastion.intel.polling import poll_feeds
+    from bastion.pipeline import connect_response
 
     db = open_db()
+    connect_response(db)  # else the preemptive triggers would be claimed with nobody to start their runs
     tid = _tenant(db, tenant)
     results = poll_feeds(db, tid, name=name, force=force, actor="cli")
     if json:

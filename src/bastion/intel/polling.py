@@ -130,13 +130,16 @@ def _fetch_taxii(feed: FeedRow, client: httpx.Client) -> tuple[ParseResult, dict
     if feed.cursor:
         kwargs["added_after"] = feed.cursor
     newest = feed.cursor
-    manifest = coll.get_manifest(**kwargs)
-    for entry in manifest.get("objects", []) or []:
-        added = entry.get("date_added")
-        if added and (newest is None or added > newest):
-            newest = added
+    per_request = int(feed.config.get("page_size", 500))
+    # The cursor is the newest date_added over every page of the manifest, read before the objects: an
+    # object added meanwhile is after it, so the next poll fetches it (at worst twice: merged, not lost).
+    for manifest in as_pages(coll.get_manifest, per_request=per_request, **kwargs):
+        for entry in manifest.get("objects", []) or []:
+            added = entry.get("date_added")
+            if added and (newest is None or added > newest):
+                newest = added
     objects: list[dict[str, Any]] = []
-    for page in as_pages(coll.get_objects, per_request=int(feed.config.get("page_size", 500)), **kwargs):
+    for page in as_pages(coll.get_objects, per_request=per_request, **kwargs):
         objects.extend(page.get("objects", []) or [])
     parsed = parse_stix_objects(objects, source=feed.config.get("source") or feed.name)
     return parsed, {"cursor": newest}

@@ -36,6 +36,10 @@ def agent_troubleshoot(
         raise UserError("give exactly one of --run ID, --connection NAME or --feed NAME")
     ((kind, ref),) = given.items()
     db = open_db()
+    if fix:  # a re-polled feed may bring intel about the tenant: its bound workflows start, as on a load
+        from bastion.pipeline import connect_response
+
+        connect_response(db)
     tid, _ = tenant_and_case(db, tenant, None)
     _check_subject(db, tid, kind, ref)
     task = Task(

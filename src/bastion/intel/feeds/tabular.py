@@ -187,17 +187,41 @@ def parse_list(data: bytes, *, source: str = "list", kind: IndicatorType | None 
     return result
 
 
-def _records(data: bytes, fmt: str | None) -> list[dict[str, Any]]:
+class _Broken(str):
+    """A record that could not be read (a JSON line that is not JSON): rejected with this reason."""
+
+
+def _not_read(rec: Any) -> str:
+    return str(rec) if isinstance(rec, _Broken) else "not an object"
+
+
+def _json_lines(text: str) -> list[Any]:
+    """JSON lines, a broken one kept as :class:`_Broken` so that it is reported and the rest load. Not
+    one line read: the text is not JSON lines at all."""
+    out: list[Any] = []
+    read = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(orjson.loads(line))
+            read += 1
+        except orjson.JSONDecodeError as exc:
+            out.append(_Broken(f"line {number}: not JSON: {exc}"))
+    if not read and out:
+        raise FeedError(f"not JSON or JSON lines: {out[0]}")
+    return out
+
+
+def _records(data: bytes, fmt: str | None) -> list[Any]:
+    """The records of a JSON document, JSON lines or CSV: dicts, or :class:`_Broken` for a bad line."""
     text = data.decode("utf-8-sig", errors="replace")
     stripped = text.lstrip()
     if fmt == "json" or (fmt is None and stripped[:1] in "[{"):
         try:
             doc = orjson.loads(text)
         except orjson.JSONDecodeError:
-            try:
-                return [orjson.loads(line) for line in text.splitlines() if line.strip()]
-            except orjson.JSONDecodeError as exc:
-                raise FeedError(f"not JSON or JSON lines: {exc}") from None
+            return _json_lines(text)
         if isinstance(doc, dict):
             for key in ("data", "items", "records", "results", "indicators"):
                 if isinstance(doc.get(key), list):
@@ -246,7 +270,7 @@ def parse_mapped(
     result = ParseResult()
     for n, rec in enumerate(_records(data, fmt), 1):
         if not isinstance(rec, dict):
-            result.rejected.append(f"record {n}: not an object")
+            result.rejected.append(f"record {n}: {_not_read(rec)}")
             continue
         value = _get(rec, mapping, "value")
         if value in (None, ""):
@@ -296,7 +320,7 @@ def parse_credential_leak(
     result = ParseResult()
     for n, rec in enumerate(_records(data, fmt), 1):
         if not isinstance(rec, dict):
-            result.rejected.append(f"record {n}: not an object")
+            result.rejected.append(f"record {n}: {_not_read(rec)}")
             continue
         who = str(rec.get("email") or rec.get("username") or rec.get("user") or "").strip()
         if not who:
