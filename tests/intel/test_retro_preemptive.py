@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 from bastion.enrich.inventory import parse_assets, store_assets
@@ -13,6 +14,7 @@ from bastion.intel.feeds import parse_bytes
 from bastion.intel.feeds.base import ParseResult, make_indicator
 from bastion.intel.service import ingest_parsed, update_profile
 from bastion.intel.triggers import IntelTrigger, emit, on_intel_match, subscribers, unsubscribe
+from bastion.model import Severity
 from bastion.model.intel import IndicatorType as T
 from bastion.pipeline import prepare_events, store_events
 from bastion.store import Database
@@ -86,6 +88,34 @@ def test_retro_hunt_raises_linked_alerts(db: Database, tenant_id: str) -> None:
     assert more.retro_alerts == 1
 
 
+def test_a_retro_hunt_hit_on_a_warning_listed_value_is_marked_known_benign(
+    db: Database, tenant_id: str
+) -> None:
+    """A public DNS resolver in a stored event and then in a feed: the alert is raised, marked
+    known-benign with its lists, at informational severity; an unlisted address keeps its severity."""
+    import time
+
+    recent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
+    events = [_event(recent, "8.8.8.8", "x.example"), _event(recent, "91.203.5.146", "y.example")]
+    rows, errors = prepare_events(events)
+    store_events(db, tenant_id, "test", rows, errors)
+    parsed = ParseResult(
+        indicators=[
+            make_indicator(T.IPV4, "8.8.8.8", "feed", confidence=90),
+            make_indicator(T.IPV4, "91.203.5.146", "feed", confidence=90),
+        ]
+    )
+    assert ingest_parsed(db, tenant_id, parsed, actor="test").retro_alerts == 2
+    with db.read() as conn:
+        alerts, _ = TenantScope(conn, tenant_id).alerts.list(source="retro-hunt")
+    by_ip = {a.observables[0].value: a for a in alerts}
+    dns = by_ip["8.8.8.8"]
+    assert "known-benign" in dns.tags and dns.severity == Severity.INFORMATIONAL
+    assert "public-dns-v4" in dns.raw["warninglists"]
+    other = by_ip["91.203.5.146"]
+    assert "known-benign" not in other.tags and other.severity == Severity.HIGH
+
+
 def test_lookalike_domains_of_owned_domains(
     sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]
 ) -> None:
@@ -131,6 +161,42 @@ def test_cve_against_installed_software(
     assert summary.triggers == 1
     assert [(t.type, (t.asset or {}).get("hostname"), t.indicator["value"]) for t in fired] == [
         ("vulnerable-software", "web01", "CVE-2099-0001")
+    ]
+
+
+def test_cves_from_feeds_name_the_software_they_affect(
+    sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]
+) -> None:
+    """The affected software reaches preemptive matching from feeds, not only from code: a mapped CSV's
+    ``affects`` column, and STIX software objects related to a vulnerability (either direction)."""
+    assets, _ = parse_assets(b"hostname,ips,software\nweb07,10.0.0.7,openssl@3.0.1;nginx@1.24.0\n")
+    store_assets(sqlite_db, sqlite_tenant, assets, actor="test")
+    csv = parse_bytes("csv", b"value,affects\nCVE-2099-0101,openssl@3.0.1\nCVE-2099-0102,openssl@1.0.2\n")
+    assert [i.details.get("affects") for i in csv.indicators] == ["openssl@3.0.1", "openssl@1.0.2"]
+    bundle = {
+        "type": "bundle",
+        "id": "bundle--1",
+        "objects": [
+            {"type": "vulnerability", "id": "vulnerability--1", "name": "CVE-2099-0201"},
+            {"type": "vulnerability", "id": "vulnerability--2", "name": "CVE-2099-0202"},
+            {"type": "software", "id": "software--1", "name": "nginx", "version": "1.24.0"},
+            {"type": "software", "id": "software--2", "name": "nginx", "version": "9.9"},
+            {"type": "relationship", "id": "relationship--1", "relationship_type": "has",
+             "source_ref": "software--1", "target_ref": "vulnerability--1"},
+            {"type": "relationship", "id": "relationship--2", "relationship_type": "targets",
+             "source_ref": "vulnerability--2", "target_ref": "software--2"},
+        ],
+    }  # fmt: skip
+    stix = parse_bytes("stix", orjson.dumps(bundle))
+    assert {i.value: i.details.get("affects") for i in stix.indicators} == {
+        "CVE-2099-0201": "nginx@1.24.0",
+        "CVE-2099-0202": "nginx@9.9",
+    }
+    for parsed in (csv, stix):
+        ingest_parsed(sqlite_db, sqlite_tenant, parsed, actor="test")
+    assert sorted((t.type, t.indicator["value"], (t.asset or {}).get("hostname")) for t in fired) == [
+        ("vulnerable-software", "CVE-2099-0101", "web07"),
+        ("vulnerable-software", "CVE-2099-0201", "web07"),
     ]
 
 

@@ -4,12 +4,14 @@ through the observable index, and raise one alert per (indicator, event) hit, ma
 The index is keyed by exact observable value, so exact-value indicators (addresses, domains, URLs,
 hashes, e-mail addresses, file names) are searched; CIDR ranges, parent-domain matches and regex
 indicators cannot use it and are not retro-hunted. Alerts are idempotent per (indicator, event) through
-the alert's ``source``/``external_id``, so a re-run raises nothing twice.
+the alert's ``source``/``external_id``, so a re-run raises nothing twice. A value on a MISP warning list
+(``benign``: the names of the lists holding it) still raises its alert, marked ``known-benign`` and at
+informational severity: the match is worth a record, not an analyst's attention.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -54,6 +56,7 @@ def retro_hunt(
     actor: str = "intel:retro-hunt",
     now: int | None = None,
     limit_per_indicator: int = 1000,
+    benign: Callable[[str, str], list[str]] | None = None,
 ) -> RetroHuntResult:
     result = RetroHuntResult()
     now = now if now is not None else now_ms()
@@ -72,21 +75,24 @@ def retro_hunt(
                 events, _ = scope.events.search(
                     start=start, value=ind.value, obs_type=obs_type, limit=limit_per_indicator
                 )
+                lists: list[str] | None = None  # asked on the first hit only (loading the lists costs)
                 for ev in events:
                     if ev.id in seen:
                         continue
                     seen.add(ev.id)
                     result.hits += 1
+                    if lists is None:
+                        lists = benign(ind.value, obs_type) if benign is not None else []
                     alert = Alert(
                         title=f"Retro-hunt: {ind.type.value} {ind.value} ({ind.source}) in a stored event",
-                        severity=_severity(ind.confidence),
+                        severity=Severity.INFORMATIONAL if lists else _severity(ind.confidence),
                         time=ev.time,
                         source="retro-hunt",
                         external_id=f"{ind.id}:{ev.id}",
                         rule_id=f"intel:{ind.id}",
                         description=ind.description,
                         techniques=list(ind.techniques),
-                        tags=["retro-hunt", *ind.tags],
+                        tags=["retro-hunt", *ind.tags, *(["known-benign"] if lists else [])],
                         observables=[Observable(type=ObservableType(obs_type), value=ind.value)],
                         event_ids=[ev.id],
                         raw={
@@ -94,6 +100,7 @@ def retro_hunt(
                             "indicator": ind.value,
                             "event_id": ev.id,
                             "retro_hunt": True,
+                            **({"warninglists": lists} if lists else {}),
                         },
                     )
                     stored, new = scope.alerts.insert(alert)

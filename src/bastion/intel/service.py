@@ -93,7 +93,8 @@ def ingest_parsed(
     summary = IngestSummary(load=load, warnings=list(parsed.warnings))
     if load.new:
         days = int(get_profile(db, tenant_id).get("retro_days") or DEFAULT_RETRO_DAYS)
-        summary.retro_alerts = len(retro_hunt(db, tenant_id, load.new, days=days).alerts)
+        hunted = retro_hunt(db, tenant_id, load.new, days=days, benign=_warning_lists_holding)
+        summary.retro_alerts = len(hunted.alerts)
         summary.triggers = len(run_preemptive(db, tenant_id, load.new, actor=actor))
     return summary
 
@@ -131,3 +132,13 @@ def load_url(
         raise FeedError(f"could not fetch {url}: {exc}") from None
     parsed = parse_bytes(fmt, resp.content, source=source, options=options)
     return ingest_parsed(db, tenant_id, parsed, actor=actor, feed=source or url)
+
+
+def _warning_lists_holding(value: str, obs_type: str) -> list[str]:
+    """The names of the MISP warning lists (the configured folder) that hold ``value``; loaded once per
+    process, on the first retro-hunt hit."""
+    from bastion.config import load_settings
+    from bastion.intel.warninglists import shared_warninglists
+
+    lists = shared_warninglists(load_settings().warninglists_path)
+    return [w.name for w in lists.check(value, obs_type)]

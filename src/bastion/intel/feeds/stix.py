@@ -112,6 +112,26 @@ def _links(
     return links
 
 
+def _affected(
+    objects: dict[str, dict[str, Any]], relationships: list[dict[str, Any]]
+) -> dict[str, list[str]]:
+    """For each vulnerability id: the software that a relationship (either way, any type, e.g.
+    ``software has vulnerability``) ties it to, as its CPE or ``name@version``: what preemptive matching
+    compares with the inventory's installed software."""
+    out: dict[str, list[str]] = {}
+    for rel in relationships:
+        ends = [objects.get(str(rel.get("source_ref", ""))), objects.get(str(rel.get("target_ref", "")))]
+        vuln = next((o for o in ends if o and o.get("type") == "vulnerability"), None)
+        soft = next((o for o in ends if o and o.get("type") == "software"), None)
+        if vuln is None or soft is None:
+            continue
+        name, version = str(soft.get("name") or "").strip(), str(soft.get("version") or "").strip()
+        item = str(soft.get("cpe") or "") or (f"{name}@{version}" if version else name)
+        if item:
+            out.setdefault(str(vuln.get("id")), []).append(item)
+    return out
+
+
 def _attack_ids(obj: dict[str, Any]) -> set[str]:
     return {
         str(ref["external_id"])
@@ -130,6 +150,7 @@ def parse_stix_objects(
     markings = {k: v for k, v in objects.items() if v.get("type") == "marking-definition"}
     relationships = [o for o in objects.values() if o.get("type") == "relationship"]
     links = _links(objects, relationships)
+    affected = _affected(objects, relationships)
     for oid, obj in objects.items():
         otype = obj.get("type")
         if otype == "vulnerability":
@@ -141,11 +162,17 @@ def parse_stix_objects(
             name = str(obj.get("name", ""))
             if name.upper().startswith("CVE-"):
                 cves.add(name)
+            details = {"affects": ", ".join(affected[oid])} if oid in affected else {}
             for cve in sorted(cves):
                 try:
                     result.indicators.append(
                         make_indicator(
-                            _T.CVE, cve, source, description=obj.get("description"), tags=["vulnerability"]
+                            _T.CVE,
+                            cve,
+                            source,
+                            description=obj.get("description"),
+                            tags=["vulnerability"],
+                            details=details,
                         )
                     )
                 except InvalidIndicator as exc:

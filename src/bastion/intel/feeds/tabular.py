@@ -241,6 +241,7 @@ _DEFAULT_MAP = {
     "first_seen": ("first_seen", "created", "date"),
     "last_seen": ("last_seen", "modified"),
     "valid_until": ("valid_until", "expires"),
+    "affects": ("affects", "affected_software", "cpe"),
 }
 
 
@@ -265,7 +266,9 @@ def parse_mapped(
     fmt: str | None = None,
 ) -> ParseResult:
     """CSV or JSON records; ``mapping`` names the column (dotted path for JSON) of each field:
-    ``value``, ``type``, ``tags``, ``confidence``, ``first_seen``, ``last_seen``, ``valid_until``."""
+    ``value``, ``type``, ``tags``, ``confidence``, ``first_seen``, ``last_seen``, ``valid_until``, and for
+    a CVE ``affects`` (products or CPEs it affects, ``name@version``, separated by ``,`` or ``;``, or a
+    JSON list), which preemptive matching compares with the inventory's installed software."""
     mapping = mapping or {}
     result = ParseResult()
     for n, rec in enumerate(_records(data, fmt), 1):
@@ -286,12 +289,18 @@ def parse_mapped(
             result.rejected.append(f"record {n}: cannot tell what kind of indicator {value!r} is")
             continue
         tags = _get(rec, mapping, "tags")
+        affects = _get(rec, mapping, "affects")
+        details = {}
+        if affects and t is IndicatorType.CVE:
+            items = affects if isinstance(affects, list) else [affects]
+            details["affects"] = ", ".join(str(a) for a in items if a)
         try:
             result.indicators.append(
                 make_indicator(
                     t,
                     value,
                     source,
+                    details=details,
                     tags=tags if isinstance(tags, list) else _tags(str(tags) if tags else ""),
                     confidence=_get(rec, mapping, "confidence"),
                     first_seen=parse_time(_get(rec, mapping, "first_seen")),
