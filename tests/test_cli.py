@@ -39,6 +39,11 @@ def test_tenant_create_prints_key_once_and_list(url: str) -> None:
     assert "invalid tenant name" in line
 
 
+def test_a_bad_setting_names_the_setting_and_the_value(url: str) -> None:
+    line = _one_line_error(run_cli("tenant", "list", db_url=url, env={"BASTION_PORT": "abc"}))
+    assert "bad setting port (BASTION_PORT or bastion.toml)" in line and "'abc'" in line
+
+
 def test_keys_and_users(url: str) -> None:
     cli_json("tenant", "create", "acme", db_url=url)
     key = cli_json("apikey", "create", "--tenant", "acme", "--role", "viewer", db_url=url)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 import typer
@@ -37,6 +38,13 @@ __all__ = ["app", "main"]
 
 
 # ---------------------------------------------------------------- entry point
+
+
+def _setting_problem(error: Any) -> str:
+    name = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+    env = f"BASTION_{name.upper()}" if "." not in name else None
+    where = f" ({env} or bastion.toml)" if env else ""
+    return f"bad setting {name}{where}: {error.get('msg')} (got {error.get('input')!r})"
 
 
 def main() -> None:
@@ -65,6 +73,10 @@ def main() -> None:
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):  # settings: name the field and the value, not just a count
+            message = "; ".join(_setting_problem(e) for e in exc.errors())
         if isinstance(exc, OperationalError):
             message = f"database error: {str(exc.orig).splitlines()[0] if exc.orig else message}"
         err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
