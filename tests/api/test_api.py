@@ -366,6 +366,16 @@ def test_every_state_change_is_audited(server: RunningServer, key: str) -> None:
         batch = next(e for e in audit.entries() if e.action == "events.ingest")
         assert batch.data["accepted"] == 2 and batch.actor.startswith("apikey:")
         assert audit.verify().ok
+    # A repeat folded into a stored (open) alert changes it: audited as well.
+    with server.client(key) as c:
+        first = c.post("/api/v1/alerts", json={"title": "beacon", "severity": "high", "source": "edr"})
+        again = c.post("/api/v1/alerts", json={"title": "beacon", "severity": "high", "source": "edr"})
+        assert again.json()["deduplicated"] == 1, again.json()
+    with server.db.read() as conn:
+        audit = TenantScope(conn, tenant.id).audit
+        folded = [e for e in audit.entries() if e.action == "alert.dedupe"]
+        assert [(e.target_id, e.data["count"]) for e in folded] == [(first.json()["ids"][0], 2)]
+        assert audit.verify().ok
 
 
 def test_client_errors_are_never_500(server: RunningServer, key: str) -> None:

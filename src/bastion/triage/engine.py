@@ -468,18 +468,32 @@ def triage_alerts(
     batch.write()
     if hits:
         suppress.record_hits(scope.conn, scope.tenant_id, dict(hits), now)
-    scope.audit.append_many(
-        [
-            (
-                ACTOR,
-                "case.create",
-                "case",
-                row["id"],
-                {"title": row["title"], "severity": row["severity_id"], "number": row["number"]},
-            )
-            for row in batch.case_rows
-        ]
-    )
+    entries: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        (
+            ACTOR,
+            "case.create",
+            "case",
+            row["id"],
+            {"title": row["title"], "severity": row["severity_id"], "number": row["number"]},
+        )
+        for row in batch.case_rows
+    ]
+    # A stored alert that repeats folded into it changed (count, last seen, observables): one entry per
+    # alert and batch, however many repeats, so that a storm cannot flood the chain.
+    entries += [
+        (
+            ACTOR,
+            "alert.dedupe",
+            "alert",
+            alert.id or "",
+            {"count": alert.count, "last_seen": alert.last_seen, "new_observables": len(fresh)},
+        )
+        for alert, fresh in batch.dedupe_updates.values()
+    ]
+    entries += [
+        (ACTOR, "suppression.hit", "suppression", sid, {"hits": n}) for sid, n in sorted(hits.items())
+    ]
+    scope.audit.append_many(entries)
     return result
 
 
