@@ -111,6 +111,32 @@ def test_enrich_alert(db: Database, tenant_id: str, tmp_path: Path) -> None:
     assert [x.severity for x, _ in staged] == [Severity.CRITICAL, Severity.LOW]
 
 
+def test_the_tenants_decay_policy_lowers_what_an_old_sighting_adds(db: Database, tenant_id: str) -> None:
+    """A 90-confidence match last seen 30 days ago: under the default half-life (180 days, 80 left) it
+    raises the alert to high; once the profile gives its source a 10-day half-life (11 left), only to
+    medium (the profile's decay was applied to lookups only)."""
+    from bastion.intel.service import update_profile
+
+    day = 86_400_000
+    now = 1_800_000_000_000
+    seen = now - 30 * day
+    old = make_indicator(T.IPV4, "203.0.113.91", "slowfeed", confidence=90, first_seen=seen, last_seen=seen)
+    load_indicators(db, tenant_id, [old], actor="test")
+    a = Alert(
+        title="t",
+        severity=Severity.LOW,
+        time=now,
+        source="test",
+        observables=[Observable(type=ObservableType.IPV4, value="203.0.113.91")],
+    )
+    assert enrich_alert(db, tenant_id, a, now=now).severity == int(Severity.HIGH)
+    update_profile(db, tenant_id, {"decay": {"slowfeed": 10}}, actor="test")
+    e = enrich_alert(db, tenant_id, a, now=now)
+    assert e.intel[0]["confidence"] == 11 and e.severity == int(Severity.MEDIUM)
+    with pytest.raises(ValueError, match="decay for 'x' must be a number"):
+        update_profile(db, tenant_id, {"decay": {"x": "soon"}}, actor="test")
+
+
 def test_warning_list_addresses_and_ranges_of_both_families() -> None:
     """Single addresses (IPv4 and IPv6, written with or without a /32 or /128) and ranges match what
     they hold and nothing beside; a malformed entry is skipped, not fatal."""

@@ -151,3 +151,16 @@ def test_a_polled_leak_feed_starts_the_workflow_bound_to_its_intel_trigger(tmp_p
     runs = cli_json("runs", "list", "--tenant", "acme", db_url=url)["runs"]
     started = [(r["workflow_id"], r["inputs"]) for r in runs]
     assert started == [("leak-response", {"email": "carol@example.com"})]
+
+
+def test_profile_sets_a_decay_policy_per_source(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    _tenant(url)
+    args = ("intel", "profile", "--tenant", "acme")
+    set_ = cli_json(*args, "--decay", "urlhaus=7", "--decay", "default=90", db_url=url)
+    assert set_["profile"]["decay"] == {"urlhaus": 7.0, "default": 90.0}
+    more = cli_json(*args, "--decay", "urlhaus=3", db_url=url)  # one source changed, the rest kept
+    assert more["profile"]["decay"] == {"urlhaus": 3.0, "default": 90.0}
+    for bad, says in (("urlhaus", "use SOURCE=DAYS"), ("urlhaus=soon", "must be a number of days")):
+        proc = run_cli(*args, "--decay", bad, db_url=url)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr

@@ -133,9 +133,14 @@ def intel_profile(
     sector: Annotated[str | None, typer.Option(help="the tenant's sector, e.g. finance")] = None,
     region: Annotated[str | None, typer.Option(help="the tenant's region, e.g. europe")] = None,
     retro_days: Annotated[int | None, typer.Option(help="retro-hunt window in days (default 30)")] = None,
+    decay: Annotated[
+        list[str] | None,
+        typer.Option(help="a source's confidence half-life: SOURCE=DAYS ('default' for the rest; repeat)"),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Show or change the tenant's intel profile (owned domains, sector, region, retro-hunt window)."""
+    """Show or change the tenant's intel profile (owned domains, sector, region, retro-hunt window, decay
+    of confidence per source)."""
     from bastion.intel.service import get_profile, update_profile
 
     db = open_db()
@@ -149,6 +154,14 @@ def intel_profile(
         changes["region"] = region.lower()
     if retro_days is not None:
         changes["retro_days"] = retro_days
+    if decay:
+        current = dict(get_profile(db, tid).get("decay") or {})
+        for item in decay:
+            source, eq, days = item.partition("=")
+            if not eq or not source.strip():
+                raise UserError(f"--decay {item!r}: use SOURCE=DAYS, e.g. --decay urlhaus=7")
+            current[source.strip()] = days.strip()
+        changes["decay"] = current
     profile = update_profile(db, tid, changes, actor="cli") if changes else get_profile(db, tid)
     if json:
         emit({"profile": profile})

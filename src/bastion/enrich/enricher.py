@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from bastion.enrich.geoip import GeoIp
-from bastion.intel.store import decayed_confidence, match_observables
+from bastion.intel.store import decay_policy, decayed_confidence, match_observables
 from bastion.model import Alert, Severity
 from bastion.model.asset import Criticality
 from bastion.store import Database
@@ -52,8 +52,12 @@ def enrich_alert(
     warninglists: Any = None,
     geoip: GeoIp | None = None,
     now: int | None = None,
+    decay: dict[str, float] | None = None,
 ) -> Enrichment:
+    """``decay``: the tenant's per-source half-lives (read from its intel profile when not given)."""
     now = now if now is not None else now_ms()
+    if decay is None:
+        decay = decay_policy(db, tenant_id)
     obs = [(o.type.value, o.value) for o in alert.observables]
     result = Enrichment(severity=int(alert.severity))
     benign: set[tuple[str, str]] = set()
@@ -67,7 +71,7 @@ def enrich_alert(
     techniques = set(alert.techniques)
     for (t, v), hits in zip(obs, match_observables(db, tenant_id, obs, now), strict=True):
         for ind in hits:
-            conf = decayed_confidence(ind, now)
+            conf = decayed_confidence(ind, now, decay)
             is_benign = (t, v) in benign
             result.intel.append(
                 {
@@ -156,9 +160,10 @@ def enrich_alerts(
 ) -> list[tuple[Alert, Enrichment]]:
     """The pipeline stage: each alert with its enrichment applied, before it is stored. Reads only."""
     now = now_ms()
+    decay = decay_policy(db, tenant_id) if alerts else {}
     out = []
     for alert in alerts:
-        e = enrich_alert(db, tenant_id, alert, warninglists=warninglists, geoip=geoip, now=now)
+        e = enrich_alert(db, tenant_id, alert, warninglists=warninglists, geoip=geoip, now=now, decay=decay)
         out.append((apply(alert, e), e))
     return out
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from bastion.intel.store import decayed_confidence
 from bastion.model import Alert, Observable, ObservableType, Severity
 from bastion.model.intel import Indicator, IndicatorType
 from bastion.store import Database
@@ -57,6 +58,7 @@ def retro_hunt(
     now: int | None = None,
     limit_per_indicator: int = 1000,
     benign: Callable[[str, str], list[str]] | None = None,
+    decay: dict[str, float] | None = None,
 ) -> RetroHuntResult:
     result = RetroHuntResult()
     now = now if now is not None else now_ms()
@@ -85,7 +87,9 @@ def retro_hunt(
                         lists = benign(ind.value, obs_type) if benign is not None else []
                     alert = Alert(
                         title=f"Retro-hunt: {ind.type.value} {ind.value} ({ind.source}) in a stored event",
-                        severity=Severity.INFORMATIONAL if lists else _severity(ind.confidence),
+                        severity=Severity.INFORMATIONAL
+                        if lists
+                        else _severity(decayed_confidence(ind, now, decay)),
                         time=ev.time,
                         source="retro-hunt",
                         external_id=f"{ind.id}:{ev.id}",

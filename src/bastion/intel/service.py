@@ -62,6 +62,8 @@ def update_profile(db: Database, tenant_id: str, changes: dict[str, Any], *, act
         if not 1 <= days <= 3650:
             raise ValueError("retro_days must be between 1 and 3650")
         changes["retro_days"] = days
+    if "decay" in changes:
+        changes["decay"] = _decay_policy(changes["decay"])
     with db.write() as conn:
         repo = IntelRepository(conn, tenant_id)
         profile = {**repo.profile(), **changes}
@@ -70,6 +72,22 @@ def update_profile(db: Database, tenant_id: str, changes: dict[str, Any], *, act
             actor, "intel.profile.update", "intel_profile", tenant_id, changes
         )
     return profile
+
+
+def _decay_policy(raw: Any) -> dict[str, float]:
+    """``{source: half-life in days}`` (``default`` for every other source), each 0.01-36500 days."""
+    if not isinstance(raw, dict):
+        raise ValueError("decay must map a source name (or 'default') to a half-life in days")
+    out: dict[str, float] = {}
+    for source, days in raw.items():
+        try:
+            half = float(days)
+        except (TypeError, ValueError):
+            raise ValueError(f"decay for {source!r} must be a number of days, not {days!r}") from None
+        if not 0.01 <= half <= 36_500:
+            raise ValueError(f"decay for {source!r} must be between 0.01 and 36500 days")
+        out[str(source)] = half
+    return out
 
 
 def ingest_parsed(
@@ -92,8 +110,11 @@ def ingest_parsed(
     )
     summary = IngestSummary(load=load, warnings=list(parsed.warnings))
     if load.new:
-        days = int(get_profile(db, tenant_id).get("retro_days") or DEFAULT_RETRO_DAYS)
-        hunted = retro_hunt(db, tenant_id, load.new, days=days, benign=_warning_lists_holding)
+        profile = get_profile(db, tenant_id)
+        days = int(profile.get("retro_days") or DEFAULT_RETRO_DAYS)
+        hunted = retro_hunt(
+            db, tenant_id, load.new, days=days, benign=_warning_lists_holding, decay=profile.get("decay")
+        )
         summary.retro_alerts = len(hunted.alerts)
         summary.triggers = len(run_preemptive(db, tenant_id, load.new, actor=actor))
     return summary

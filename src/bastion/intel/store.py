@@ -66,6 +66,12 @@ def decayed_confidence(ind: Indicator, now: int, policy: dict[str, float] | None
     return round(best)
 
 
+def decay_policy(db: Database, tenant_id: str) -> dict[str, float]:
+    """The tenant's per-source half-lives (its intel profile's ``decay``), for :func:`decayed_confidence`."""
+    with db.read() as conn:
+        return dict(IntelRepository(conn, tenant_id).profile().get("decay") or {})
+
+
 def _sighting(ind: Indicator, half_life: float | None) -> Sighting:
     return Sighting(
         source=ind.source,
@@ -296,9 +302,7 @@ def lookup(
     now = now if now is not None else now_ms()
     kind, canon, obs_types = _match_kinds(value, kind)
     matches: dict[int, Indicator] = {}
-    policy: dict[str, float] = {}
-    with db.read() as conn:
-        policy = dict(IntelRepository(conn, tenant_id).profile().get("decay") or {})
+    policy = decay_policy(db, tenant_id)
     for hits in match_observables(db, tenant_id, [(t, canon) for t in obs_types], now):
         for ind in hits:
             matches[int(ind.id or 0)] = ind

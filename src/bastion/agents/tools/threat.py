@@ -48,7 +48,7 @@ def intel_search(deps: AgentDeps, name: str, limit: int = 50) -> dict[str, Any]:
     """Indicators linked to a threat actor, campaign, malware family, tag or ATT&CK technique by name
     (case-insensitive; actors, malware, tags, techniques and descriptions are searched), with the
     actors, malware, techniques and sources they share."""
-    from bastion.intel.store import decayed_confidence
+    from bastion.intel.store import decay_policy, decayed_confidence
     from bastion.model.intel import Indicator
     from bastion.store._util import now_ms
     from bastion.store.intel import intel_indicators
@@ -80,6 +80,7 @@ def intel_search(deps: AgentDeps, name: str, limit: int = 50) -> dict[str, Any]:
             ):
                 found.append(ind)
     now = now_ms()
+    decay = decay_policy(deps.db, deps.tenant_id)
     actors: dict[str, int] = {}
     malware: dict[str, int] = {}
     techniques: dict[str, int] = {}
@@ -107,7 +108,7 @@ def intel_search(deps: AgentDeps, name: str, limit: int = 50) -> dict[str, Any]:
                 "id": ind.id,
                 "type": ind.type.value,
                 "value": ind.value,
-                "confidence": decayed_confidence(ind, now),
+                "confidence": decayed_confidence(ind, now, decay),
                 "source": ind.source,
                 "actors": ind.actors,
                 "malware": ind.malware[:5],
