@@ -140,13 +140,17 @@ def test_misp_event_and_feed_folder_files(db: Database, tenant_id: str, tmp_path
                 {"type": "url", "value": "https://Phish.example/login", "to_ids": True},
                 {"type": "vulnerability", "value": "CVE-2024-3094"},
                 {"type": "email-src", "value": "not-an-email"},
+                {"type": "domain|ip", "value": "c2.example|192.0.2.44"},  # both halves are indicators
+                {"type": "filename|sha256", "value": "drop.exe|" + "e" * 64},
             ],
         }
     }
     one = tmp_path / "event.json"
     one.write_bytes(orjson.dumps(event))
     s = load_file(db, tenant_id, one, "misp-event", actor="test")
-    assert (s.load.loaded, s.load.rejected) == (2, 1)
+    assert (s.load.loaded, s.load.rejected) == (6, 1)
+    for value in ("c2.example", "192.0.2.44", "drop.exe", "e" * 64):
+        assert lookup(db, tenant_id, value)["matches"], value
     feed = tmp_path / "feed"
     feed.mkdir()
     uid = "5e1b3c4d-0000-4000-8000-000000000002"
@@ -160,3 +164,29 @@ def test_misp_event_and_feed_folder_files(db: Database, tenant_id: str, tmp_path
     assert "missing-uuid" in s.load.problems[0]
     assert lookup(db, tenant_id, "198.51.100.99")["matches"]
     assert lookup(db, tenant_id, "https://phish.example/login")["matches"]
+
+
+def test_an_untyped_lookup_finds_a_username_leak_and_a_ja3_fingerprint(db: Database, tenant_id: str) -> None:
+    from bastion.intel.feeds.base import make_indicator
+    from bastion.intel.store import load_indicators
+    from bastion.model.intel import IndicatorType as T
+
+    ja3 = "e7d705a3286e19ea42f587b344ee6865"
+    load_indicators(
+        db,
+        tenant_id,
+        [make_indicator(T.LEAKED_CREDENTIAL, "bob", "leaks"), make_indicator(T.JA3, ja3, "sslbl")],
+        actor="test",
+    )
+    assert [m["indicator"] for m in lookup(db, tenant_id, "bob")["matches"]] == ["bob"]
+    assert [m["type"] for m in lookup(db, tenant_id, ja3)["matches"]] == ["ja3"]
+
+
+def test_a_mapped_feed_can_list_a_domain_as_exact(db: Database, tenant_id: str, tmp_path: Path) -> None:
+    feed = tmp_path / "domains.csv"
+    feed.write_text("value,type,exact\nexact-only.example,domain,true\nwide.example,domain,\n")
+    load_file(db, tenant_id, feed, "csv", actor="test")
+    assert lookup(db, tenant_id, "exact-only.example")["matches"]
+    assert not lookup(db, tenant_id, "www.exact-only.example")["matches"]  # its subdomains are not it
+    assert lookup(db, tenant_id, "www.wide.example")["matches"]
+

@@ -256,8 +256,8 @@ def tenant_matcher(db: Database, tenant_id: str) -> Matcher:
 def _match_kinds(value: str, kind: IndicatorType | None) -> tuple[IndicatorType | None, str, list[str]]:
     """The type and canonical value of a lookup, and the observable types to match it as."""
     kind = kind or classify(value)
-    if kind is None:
-        return None, value.strip(), ["file_name", "x509_serial", "email_subject"]
+    if kind is None:  # a bare word: a file name, a leaked credential's username, a serial, a subject
+        return None, value.strip(), ["file_name", "leaked_credential", "x509_serial", "email_subject"]
     try:
         kind, canon = normalize(kind, value)
     except InvalidIndicator:
@@ -267,6 +267,7 @@ def _match_kinds(value: str, kind: IndicatorType | None) -> tuple[IndicatorType 
         IndicatorType.DOMAIN: ["domain", "file_name"],
         IndicatorType.EMAIL: ["email", "leaked_credential"],
         IndicatorType.FILE_NAME: ["file_name", "leaked_credential"],
+        IndicatorType.MD5: ["md5", "ja3"],  # a JA3 fingerprint is an MD5 of the TLS hello
     }.get(kind, [kind.value])
     if kind is IndicatorType.CIDR:
         canon_ip = canon.split("/")[0]

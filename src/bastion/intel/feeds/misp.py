@@ -62,6 +62,11 @@ def _tag_fields(tags: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# The right half of a composite type (``domain|ip``, ``filename|sha256``, ``ip-dst|port``): ``ip`` is an
+# address (IPv4 or IPv6: normalizing tells), a port is no indicator.
+_RIGHT_TYPES: dict[str, IndicatorType] = {**_TYPES, "ip": _T.IPV4}
+
+
 def _attr_values(atype: str, value: str) -> list[tuple[IndicatorType, str]]:
     if "|" in atype:
         left, right = atype.split("|", 1)
@@ -69,8 +74,8 @@ def _attr_values(atype: str, value: str) -> list[tuple[IndicatorType, str]]:
         pairs = []
         if left in ("domain", "hostname", "filename", "ip-src", "ip-dst") and left in _TYPES:
             pairs.append((_TYPES[left], lv))
-        if right in _TYPES:
-            pairs.append((_TYPES[right], rv))
+        if right in _RIGHT_TYPES:
+            pairs.append((_RIGHT_TYPES[right], rv))
         return pairs
     kind = _TYPES.get(atype)
     return [(kind, value)] if kind else []

@@ -242,7 +242,9 @@ _DEFAULT_MAP = {
     "last_seen": ("last_seen", "modified"),
     "valid_until": ("valid_until", "expires"),
     "affects": ("affects", "affected_software", "cpe"),
+    "exact": ("exact",),
 }
+_TRUE = {"1", "true", "yes", "y", "exact"}
 
 
 def _get(rec: dict[str, Any], mapping: dict[str, str], field: str) -> Any:
@@ -268,7 +270,8 @@ def parse_mapped(
     """CSV or JSON records; ``mapping`` names the column (dotted path for JSON) of each field:
     ``value``, ``type``, ``tags``, ``confidence``, ``first_seen``, ``last_seen``, ``valid_until``, and for
     a CVE ``affects`` (products or CPEs it affects, ``name@version``, separated by ``,`` or ``;``, or a
-    JSON list), which preemptive matching compares with the inventory's installed software."""
+    JSON list), which preemptive matching compares with the inventory's installed software, and for a
+    domain ``exact`` (true: it does not match its subdomains)."""
     mapping = mapping or {}
     result = ParseResult()
     for n, rec in enumerate(_records(data, fmt), 1):
@@ -301,6 +304,7 @@ def parse_mapped(
                     value,
                     source,
                     details=details,
+                    exact=t is IndicatorType.DOMAIN and str(_get(rec, mapping, "exact")).lower() in _TRUE,
                     tags=tags if isinstance(tags, list) else _tags(str(tags) if tags else ""),
                     confidence=_get(rec, mapping, "confidence"),
                     first_seen=parse_time(_get(rec, mapping, "first_seen")),
