@@ -281,3 +281,40 @@ def test_audit_verify_detects_tampering(url: str, tamper: str) -> None:
     assert bad["ok"] is False and bad["first_bad"] == expected
     text = run_cli("audit", "verify", db_url=url)
     assert text.returncode == 1 and "BAD" in text.stdout and str(expected) in text.stdout
+
+
+def test_generic_json_with_a_field_mapping_from_a_file_or_bastion_toml(url: str, tmp_path: Path) -> None:
+    """A home-grown JSON log whose field names no built-in mapping knows: a --mapping file (JSON or TOML)
+    or a named mapping in bastion.toml maps them; a wrong mapping is one clear line."""
+    cli_json("tenant", "create", "acme", db_url=url)
+    log = tmp_path / "fw.jsonl"
+    log.write_text(
+        '{"when": "2026-11-30T10:00:00Z", "srcaddr": "203.0.113.5", "verdict": "deny"}\n'
+        '{"when": "2026-11-30T10:00:01Z", "srcaddr": "203.0.113.6", "verdict": "deny"}\n'
+    )
+    mapping = tmp_path / "fw.json"
+    mapping.write_text('{"fields": {"time": "when", "src_endpoint.ip": "srcaddr", "message": "verdict"}}')
+    done = cli_json("ingest", str(log), "--tenant", "acme", "--mapping", str(mapping), db_url=url)
+    assert (done["accepted"], done["rejected"]) == (2, 0)
+    found = cli_json("events", "search", "--tenant", "acme", "--value", "203.0.113.5", db_url=url)["events"]
+    assert len(found) == 1 and found[0]["format"] == "generic:fw"
+    assert found[0]["event"]["message"] == "deny" and found[0]["time"] == 1_796_032_800_000
+
+    toml = tmp_path / "bastion.toml"
+    toml.write_text('[ingest_mappings.fw2]\nfields = {time = "when", "src_endpoint.ip" = "srcaddr"}\n')
+    other = tmp_path / "fw2.jsonl"
+    other.write_text('{"when": "2026-11-30T11:00:00Z", "srcaddr": "198.51.100.7"}\n')
+    proc = run_cli(
+        "ingest", str(other), "--tenant", "acme", "--format", "generic:fw2", "--json",
+        db_url=url, env={"BASTION_CONFIG": str(toml)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert orjson.loads(proc.stdout)["accepted"] == 1
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"fields": {"src.ip": "srcaddr"}}')
+    line = _one_line_error(run_cli("ingest", str(log), "--tenant", "acme", "--mapping", str(bad), db_url=url))
+    assert "mapping 'bad'" in line and "src.ip" in line
+    bad.write_text('{"fields": "srcaddr"}')
+    line = _one_line_error(run_cli("ingest", str(log), "--tenant", "acme", "--mapping", str(bad), db_url=url))
+    assert "mapping 'bad'" in line and "fields" in line

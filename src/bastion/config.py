@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     syslog_tcp_port: int | None = Field(5514, ge=0, le=65535)
     syslog_tenant: str | None = Field(None, description="tenant that syslog input belongs to")
     log_level: str = "info"
+    ingest_mappings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named field mappings for generic JSON, normalizer generic:NAME "
+        "([ingest_mappings.NAME] fields = {EVENT_PATH = SOURCE_PATH})",
+    )
     warninglists_path: str | None = Field(None, description="MISP warning lists (default ../shared/data)")
     attack_path: str | None = Field(None, description="ATT&CK enterprise bundle (default ../shared/data)")
     geoip_db: str | None = Field(None, description="MaxMind-format City/Country .mmdb for enrichment")

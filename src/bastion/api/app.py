@@ -30,6 +30,9 @@ def create_app(
     settings: Settings, db: Database | None = None, ingest_queue: IngestQueue | None = None
 ) -> FastAPI:
     """The app. It opens (and migrates) the store and starts the ingest writer unless given them."""
+    from bastion.ingest.normalize.generic import register_configured
+
+    register_configured(settings.ingest_mappings)  # a bad mapping stops the start, naming it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

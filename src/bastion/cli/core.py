@@ -231,6 +231,27 @@ def user_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
 # ---------------------------------------------------------------- ingest and search
 
 
+def _mapping_file(path: Path) -> str:
+    """Register the ``--mapping`` file (JSON or TOML) as ``generic:<file name without suffix>``."""
+    import tomllib
+
+    import orjson
+
+    from bastion.ingest.normalize.generic import mapping_from_document
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"--mapping {path}: {exc.strerror or exc}") from None
+    try:
+        doc = tomllib.loads(raw.decode()) if path.suffix == ".toml" else orjson.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"--mapping {path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}"
+        ) from None
+    return mapping_from_document(path.stem.lower().replace(".", "-"), doc)
+
+
 @app.command("ingest")
 def ingest(
     path: Annotated[Path, typer.Argument(help="JSON Lines (.gz too), JSON array, EVTX, or CEF/syslog lines")],
@@ -241,7 +262,13 @@ def ingest(
             "--format",
             "-f",
             help="file format (jsonl, json, evtx, cef, syslog) or a normalizer id "
-            "(windows, ecs, ocsf, cef, syslog, generic); detected when absent",
+            "(windows, ecs, ocsf, cef, syslog, generic, generic:NAME); detected when absent",
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping", help="a field mapping for generic JSON (.json or .toml: fields, time_format, ...)"
         ),
     ] = None,
     json: JsonOpt = False,
@@ -250,6 +277,7 @@ def ingest(
     from bastion.detect.tenant import DETECTORS
     from bastion.enrich.enricher import Enricher
     from bastion.ingest.normalize import NORMALIZERS
+    from bastion.ingest.normalize.generic import register_configured
     from bastion.ingest.readers import READER_FORMATS, read_path
     from bastion.pipeline import IngestResult, batched, connect_response, prepare_events, store_events
 
@@ -257,8 +285,18 @@ def ingest(
         raise UserError(f"no such file: {path}")
     if path.is_dir():
         raise UserError(f"{path} is a directory; give a file")
+    register_configured(cli_settings().ingest_mappings)
+    if mapping is not None:
+        if format is not None and format not in READER_FORMATS:
+            raise UserError(
+                "--mapping is the normalizer: give --format only for the file format (jsonl, json)"
+            )
+        normalizer_id = _mapping_file(mapping)
+        format = None
+    else:
+        normalizer_id = None
     reader_fmt = format if format in READER_FORMATS else None
-    normalizer = format if format in NORMALIZERS and reader_fmt is None else None
+    normalizer = normalizer_id or (format if format in NORMALIZERS and reader_fmt is None else None)
     if format is not None and reader_fmt is None and normalizer is None:
         raise UserError(
             f"unknown format {format!r}; use one of "

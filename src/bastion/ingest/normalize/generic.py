@@ -4,7 +4,9 @@ A :class:`GenericMapping` says, for each Event field (a dotted path such as ``sr
 ``actor.user.name``), which source field(s) feed it (dotted paths into the record; nested objects and
 literal dotted keys both work). The registered ``generic`` normalizer is the fallback for any dict and
 uses :data:`DEFAULT_MAPPING`, which tries the names common in home-grown JSON logs. A named mapping
-registered with :func:`register_mapping` becomes its own normalizer, ``generic:<name>``.
+registered with :func:`register_mapping` becomes its own normalizer, ``generic:<name>``: operators write
+them in ``bastion.toml`` (``[ingest_mappings.NAME]``, registered by the API and the CLI at start) or give
+one to ``bastion ingest --mapping FILE``.
 
 Times are read by :func:`bastion.model.timefmt.to_epoch_ms` (epoch numbers of any unit, ISO-8601 /
 RFC 3339; a time without an offset is UTC), re-exported here for the normalizers. A record
@@ -16,6 +18,7 @@ This module also holds the small time and path helpers the other JSON normalizer
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -28,7 +31,9 @@ __all__ = [
     "DEFAULT_MAPPING",
     "GenericMapping",
     "get_path",
+    "mapping_from_document",
     "normalize_generic",
+    "register_configured",
     "register_mapping",
     "to_epoch_ms",
 ]
@@ -240,6 +245,28 @@ def normalize_generic(record: Any, mapping: GenericMapping = DEFAULT_MAPPING, fm
 def normalize_default_generic(record: Any) -> Event:
     """The fallback for any JSON object: :data:`DEFAULT_MAPPING`'s common field names."""
     return normalize_generic(record, DEFAULT_MAPPING)
+
+
+_MAPPING_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def mapping_from_document(name: str, doc: Any) -> str:
+    """Register a mapping written as a plain document (``{"fields": {EVENT_PATH: SOURCE_PATH or
+    [SOURCE_PATH, ...]}, "time_format": ..., "strict": ..., "class_uid": ...}``: a ``bastion.toml``
+    ``[ingest_mappings.NAME]`` table or a ``--mapping`` file) as ``generic:<name>``; what is wrong with it
+    is said now, by name."""
+    if not _MAPPING_NAME.fullmatch(name):
+        raise NormalizeError(f"mapping name {name!r}: use lower-case letters, digits, '-' and '_'")
+    try:
+        mapping = msgspec.convert(doc, GenericMapping)
+    except msgspec.ValidationError as exc:
+        raise NormalizeError(f"mapping {name!r}: {exc}") from None
+    return register_mapping(name, mapping)
+
+
+def register_configured(mappings: dict[str, Any]) -> list[str]:
+    """Register every mapping of the settings' ``ingest_mappings``; their normalizer ids."""
+    return [mapping_from_document(name, doc) for name, doc in sorted(mappings.items())]
 
 
 def register_mapping(name: str, mapping: GenericMapping) -> str:
