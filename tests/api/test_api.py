@@ -353,6 +353,84 @@ def test_tenant_a_sees_nothing_of_tenant_b(server: RunningServer, key: str) -> N
         assert len(c.get("/api/v1/events").json()["events"]) == 5
 
 
+def test_every_get_endpoint_with_tenant_a_key_shows_nothing_of_tenant_b(
+    server: RunningServer, key: str
+) -> None:
+    """Every GET route the API serves (read from its OpenAPI document), called with tenant A's key and
+    tenant B's identifiers: a 4xx, or an answer that holds none of B's identifiers or values."""
+    from bastion.cases.service import open_case
+    from bastion.enrich.inventory import parse_assets, parse_identities, store_assets, store_identities
+    from bastion.intel.feeds.base import make_indicator
+    from bastion.intel.polling import add_feed
+    from bastion.intel.service import update_profile
+    from bastion.intel.store import load_indicators
+    from bastion.model.intel import IndicatorType
+    from bastion.respond import service
+
+    db = server.db
+    tenant_b, key_b = create_tenant(db, "beta")
+    with server.client(key_b) as c:
+        c.post("/api/v1/events", json=[_event(n) for n in range(3)])
+        alert_id = c.post(
+            "/api/v1/alerts",
+            json={"title": "beta-alert-77", "severity": "high", "source": "edr",
+                  "observables": [{"type": "ipv4", "value": "203.0.113.177"}]},
+        ).json()["ids"][0]  # fmt: skip
+        event_id = c.get("/api/v1/events").json()["events"][0]["id"]
+    with db.write() as conn:
+        case = open_case(
+            TenantScope(conn, tenant_b.id), "cli", "beta-case-77", Severity.LOW, alert_ids=[alert_id]
+        )
+    service.add_workflow(
+        db,
+        tenant_b.id,
+        "id: beta-flow-77\nsteps:\n  - {id: a, action: core.log, with: {message: m}}\n",
+        actor="t",
+    )
+    run_id = service.start_run(
+        db, tenant_b.id, "beta-flow-77", None, {}, trigger={}, actor="t", enqueue=False
+    )
+    load_indicators(
+        db, tenant_b.id, [make_indicator(IndicatorType.DOMAIN, "beta-intel-77.example", "x")], actor="t"
+    )
+    add_feed(db, tenant_b.id, "beta-feed-77", url="https://feeds.example/x", fmt="list", actor="t")
+    update_profile(db, tenant_b.id, {"owned_domains": ["beta-owned-77.example"]}, actor="t")
+    store_assets(db, tenant_b.id, parse_assets(b"hostname,ips\nbeta-host-77,10.9.9.77\n")[0], actor="t")
+    store_identities(
+        db, tenant_b.id, parse_identities(b"username,email\nbeta-user-77,b@beta.example\n")[0], actor="t"
+    )
+    marks = [alert_id, event_id, case.id, run_id, "beta-alert-77", "beta-case-77", "beta-flow-77"]
+    marks += ["beta-intel-77", "beta-feed-77", "beta-owned-77", "beta-host-77", "beta-user-77", key_b[:12]]
+    values = {
+        "alert_id": alert_id, "event_id": event_id, "case_ref": case.id, "case_id": case.id, "run_id": run_id,
+        "workflow_id": "beta-flow-77", "hostname": "beta-host-77", "username": "beta-user-77",
+        "approval_id": f"{run_id}:a", "token": "x", "attack_id": "T1059", "attachment_id": "x",
+    }  # fmt: skip
+    queries = {
+        "/api/v1/intel/lookup": {"value": "beta-intel-77.example"},
+        "/api/v1/events": {"value": "203.0.113.177"},
+    }
+    spec = httpx.get(server.url + "/openapi.json").json()
+    checked = 0
+    with server.client(key) as c:
+        for path, ops in sorted(spec["paths"].items()):
+            if "get" not in ops or not path.startswith("/api/v1/"):
+                continue
+            url = path
+            for p in ops["get"].get("parameters", []):
+                if p["in"] == "path":
+                    url = url.replace("{" + p["name"] + "}", values[p["name"]])
+            query = queries.get(path)
+            r = c.get(url, params=query)
+            checked += 1
+            assert r.status_code in (200, 400, 403, 404, 422), (url, r.status_code, r.text)
+            asked = url + str(query or "")  # what the caller sent may be echoed back ("no case X")
+            leaked = [m for m in marks if m in r.text and m not in asked]
+            assert not leaked, (url, leaked)
+        assert c.get("/api/v1/intel/lookup", params=queries["/api/v1/intel/lookup"]).json()["matches"] == []
+    assert checked >= 25
+
+
 def test_every_state_change_is_audited(server: RunningServer, key: str) -> None:
     with server.client(key) as c:
         c.post("/api/v1/events", json=[_event(1), _event(2)])
