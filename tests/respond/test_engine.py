@@ -399,6 +399,17 @@ steps:
         threading.Event().wait(0.1)
     assert deadline_run is not None and deadline_run["status"] == "succeeded", deadline_run
     assert Counter.hits == ["/approved-action"]
+    # The run's record says who decided, when, from where and why (not only the approvals table).
+    gate = {s["key"]: s for s in deadline_run["steps"]}["act"]["approval"]
+    assert gate["status"] == "approved" and gate["roles"] == ["approver"] and gate["quorum"] == 1
+    assert gate["requested_by"] == "user:bob" and gate["resolved_at"] >= gate["requested_at"]
+    [vote] = gate["decisions"]
+    assert (vote["user"], vote["decision"], vote["channel"], vote["comment"]) == (
+        "alice",
+        "approve",
+        "cli",
+        "ok",
+    )
 
 
 def test_a_run_parked_twice_continues_without_repeating_a_finished_step(env: dict[str, Any]) -> None:

@@ -232,12 +232,33 @@ def wait_run(db: Database, tenant_id: str, run_id: str, *, timeout_s: float | No
 
 
 def run_detail(db: Database, tenant_id: str, run_id: str) -> dict[str, Any]:
+    """A run with its steps; a step that asked for an approval carries it (``approval``: status, who may
+    decide, and every decision: who, when, from which channel, with what comment)."""
+    from bastion.store.approvals import ApprovalRepository
+
     with db.read() as conn:
         repo = WorkflowRepository(conn, tenant_id)
         run = repo.get_run(run_id)
         if run is None:
             raise RunError(f"no run {run_id} in this tenant (`bastion runs list`)")
         run["steps"] = repo.steps(run_id)
+        asked = [s["approval_id"] for s in run["steps"] if s.get("approval_id")]
+        if asked:
+            approvals = ApprovalRepository(conn, tenant_id)
+            decisions = approvals.decisions(asked)
+            for step in run["steps"]:
+                found = approvals.get(step["approval_id"]) if step.get("approval_id") else None
+                if found is not None:
+                    step["approval"] = {
+                        "id": found["id"],
+                        "status": found["status"],
+                        "roles": found.get("roles"),
+                        "quorum": found.get("quorum"),
+                        "requested_by": found.get("requested_by"),
+                        "requested_at": found.get("requested_at"),
+                        "resolved_at": found.get("resolved_at"),
+                        "decisions": decisions.get(found["id"], []),
+                    }
     return run
 
 
