@@ -107,10 +107,30 @@ def test_good_workflow_has_no_problems() -> None:
             21,
             "unknown step 'nope'",
         ),
-        (
+        (  # the column of the expression itself, inside the quotes
             'id: x\nsteps:\n  - id: a\n    action: core.log\n    with: {message: "${{ inputs.x + }}"}\n',
             5,
-            21,
+            22,
+            "expression syntax error",
+        ),
+        (  # further along a quoted string
+            'id: x\nsteps:\n  - id: a\n    action: core.log\n    with: {message: "host ${{ inputs.x + }}"}\n',
+            5,
+            27,
+            "expression syntax error",
+        ),
+        (  # in a plain scalar
+            "id: x\nsteps:\n  - id: a\n    action: core.log\n    with:\n"
+            "      message: ok ${{ inputs.x + }}\n",
+            6,
+            19,
+            "expression syntax error",
+        ),
+        (  # on the third line of a literal block
+            "id: x\nsteps:\n  - id: a\n    action: core.log\n    with:\n      message: |\n"
+            "        first line\n        second\n        then ${{ inputs.x + }}\n",
+            9,
+            14,
             "expression syntax error",
         ),
         (

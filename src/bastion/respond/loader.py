@@ -21,6 +21,28 @@ Path = tuple[str | int, ...]
 class Positions:
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    # Scalars: their style (None plain, '"' or "'" quoted, '|' literal, '>' folded) and where their text
+    # starts (after a quote; on the line below a block indicator), so that a place inside the text can
+    # be told by line and column (:meth:`in_text`).
+    texts: dict[Path, tuple[str | None, int, int]] = field(default_factory=dict)
+
+    def in_text(self, path: Path, value: str, offset: int) -> tuple[int, int]:
+        """The position of character ``offset`` of the string at ``path``: exact in one-line plain and
+        quoted scalars (escapes aside) and in literal blocks; where the folding of lines loses it (a
+        plain or quoted scalar over several lines, a folded block), the start of the text."""
+        found = self.texts.get(path)
+        if found is None:
+            return self.at(path)
+        style, line, col = found
+        before = value[:offset]
+        if style == "|":
+            newlines = before.count("\n")
+            if newlines:
+                return line + newlines, col + offset - before.rfind("\n") - 1
+            return line, col + offset
+        if style == ">" or "\n" in before:
+            return line, col
+        return line, col + offset
 
     def at(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """The position of ``path`` (its key when ``key``), or of its nearest known parent."""
@@ -51,6 +73,17 @@ class Loaded:
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _text_start(node: yaml.ScalarNode, lines: list[str]) -> tuple[str | None, int, int]:
+    line, col = _mark(node)
+    style = node.style
+    if style in ('"', "'"):
+        return style, line, col + 1
+    if style in ("|", ">"):  # the text starts on the next line, at its indentation
+        below = lines[line] if line < len(lines) else ""
+        return style, line + 1, len(below) - len(below.lstrip(" ")) + 1
+    return style, line, col
 
 
 def load_yaml(text: str) -> Loaded:
@@ -87,12 +120,15 @@ def load_yaml(text: str) -> Loaded:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [build(child, (*path, i)) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode):
+            positions.texts[path] = _text_start(node, source_lines)
         try:
             return loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             problems.append(YamlProblem(*_mark(node), f"invalid value: {exc}"))
             return None
 
+    source_lines = text.splitlines()
     loader = yaml.SafeLoader("")
     data = build(root, ())
     loader.dispose()

@@ -174,7 +174,8 @@ class _Checker:
             return
         bad = expr.check_syntax(value)
         for offset, message in bad:
-            self.add(path, message, offset=self._col_offset(path, value, offset))
+            line, col = self.pos.in_text(path, value, offset)
+            self.problems.append(Problem(line, col, message))
         if bad:
             return
         for name, step in expr.references(value):
@@ -195,12 +196,6 @@ class _Checker:
                     f"unknown name {name!r} in expression (use inputs, steps, trigger, tenant, "
                     "vars or secrets)",
                 )
-
-    def _col_offset(self, path: Path, value: str, offset: int) -> int:
-        # Plain single-line scalars start where the mark is; quoted ones one character later.
-        if "\n" in value[:offset]:
-            return 0
-        return offset
 
     # ------------------------------------------------------------ steps
 
