@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -223,3 +224,28 @@ def test_cli_schema_is_json_schema(tmp_path: Path) -> None:
     schema = orjson.loads(proc.stdout)
     assert schema["required"] == ["id", "steps"]
     assert "approval" in schema["$defs"]["step"]["properties"]
+
+
+def test_a_uses_step_is_checked_against_the_sub_workflows_inputs() -> None:
+    child, found = validate_text(
+        "id: child\ninputs:\n  host: {type: string}\n  days: {type: integer, default: 7}\n"
+        "steps:\n  - {id: a, action: core.log, with: {message: m}}\n"
+    )
+    assert child is not None and not found
+
+    def resolver(ref: str, version: int | None) -> Any:
+        return child if ref == "child" else None
+
+    def problems_with(with_: str) -> list[tuple[int, int, str]]:
+        text = f"id: parent\nsteps:\n  - id: sub\n    uses: child\n    with: {with_}\n"
+        return [(p.line, p.column, p.message) for p in validate_text(text, resolver=resolver)[1]]
+
+    assert problems_with("{host: \"${{ 'ws' ~ '1' }}\"}") == []  # an expression: checked when it runs
+    assert problems_with("{host: ws1, days: 3}") == []
+    assert problems_with("{host: ws1, colour: red}") == [
+        (5, 23, "sub-workflow 'child' has no input 'colour' (inputs: host, days)")
+    ]
+    assert problems_with("{days: 3}") == [(5, 11, "sub-workflow 'child' needs input 'host' (string)")]
+    assert problems_with("{host: ws1, days: soon}") == [
+        (5, 29, "input 'days' of sub-workflow 'child' must be of type integer")
+    ]

@@ -375,6 +375,26 @@ class _Checker:
         chain = self.uses_chain(target, workflow_id, [workflow_id, target.id], set())
         if chain:
             self.add(path, "cycle: " + " -> ".join(chain))
+        self.sub_inputs(target, step.with_, path[:-1])
+
+    def sub_inputs(self, target: Workflow, with_: dict[str, Any], path: Path) -> None:
+        """A ``uses`` step's ``with`` against the sub-workflow's declared inputs: unknown names, missing
+        required ones, and literal values of the wrong type (expressions are checked when the run binds)."""
+        known = ", ".join(target.inputs) or "none"
+        for name, value in with_.items():
+            spec = target.inputs.get(name)
+            if spec is None:
+                message = f"sub-workflow {target.id!r} has no input {name!r} (inputs: {known})"
+                self.add((*path, "with", name), message, key=True)
+                continue
+            literal = not (isinstance(value, str) and "${{" in value)
+            if literal and spec.type != "any" and not type_ok(value, {"type": spec.type}):
+                message = f"input {name!r} of sub-workflow {target.id!r} must be of type {spec.type}"
+                self.add((*path, "with", name), message)
+        for name, spec in target.inputs.items():
+            if spec.required and spec.default is None and name not in with_:
+                message = f"sub-workflow {target.id!r} needs input {name!r} ({spec.type})"
+                self.add((*path, "with") if with_ else (*path, "uses"), message)
 
     def uses_chain(self, wf: Workflow, origin: str, trail: list[str], seen: set[str]) -> list[str] | None:
         if wf.id in seen or self.resolver is None:
