@@ -257,3 +257,30 @@ def test_ecs_and_ocsf_extras() -> None:
         ("ipv4", "198.51.100.23"),
         ("sha256", "b" * 64),
     } <= (_pairs(extract_observables(ocsf)))
+
+
+JA3 = "e7d705a3286e19ea42f587b344ee6865"
+JA4 = "t13d1516h2_8daaf6152771_b186095e22b6"
+
+
+def test_tls_fingerprints_from_ecs_ocsf_and_zeek_style_json() -> None:
+    """JA3 and JA4 client fingerprints, where each shape keeps them; junk in those fields is not one."""
+    ecs = normalize(
+        {"@timestamp": "2026-11-30T10:00:00Z", "ecs": {"version": "8.11"}, "event": {"kind": "event"},
+         "source": {"ip": "10.0.0.5"}, "tls": {"client": {"ja3": JA3.upper(), "ja4": JA4}}},
+        "ecs",
+    )  # fmt: skip
+    ocsf = normalize(
+        {"class_uid": 4001, "time": 1796032800000, "metadata": {"version": "1.1.0"},
+         "tls": {"ja3_hash": {"value": JA3, "algorithm_id": 1}}},
+        "ocsf",
+    )  # fmt: skip
+    zeek = normalize({"ts": 1796032800.5, "id.orig_h": "10.0.0.5", "ja3": JA3, "ja4": "not-a-ja4"}, "generic")
+    assert {(o.type, o.value) for o in extract_observables(ecs)} >= {
+        (ObservableType.JA3, JA3),
+        (ObservableType.JA4, JA4),
+    }
+    assert (ObservableType.JA3, JA3) in {(o.type, o.value) for o in extract_observables(ocsf)}
+    found = {(o.type, o.value) for o in extract_observables(zeek)}
+    assert (ObservableType.JA3, JA3) in found
+    assert not any(t is ObservableType.JA4 for t, _ in found)

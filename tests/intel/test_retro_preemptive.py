@@ -116,6 +116,31 @@ def test_a_retro_hunt_hit_on_a_warning_listed_value_is_marked_known_benign(
     assert "known-benign" not in other.tags and other.severity == Severity.HIGH
 
 
+def test_a_ja3_fingerprint_in_a_stored_event_is_retro_hunted_and_enriched(
+    db: Database, tenant_id: str
+) -> None:
+    """JA3 indicators (abuse.ch SSLBL publishes them) meet the fingerprints events carry."""
+    import time
+
+    from bastion.enrich.enricher import enrich_alert
+    from bastion.model import Alert, Observable, ObservableType
+
+    ja3 = "e7d705a3286e19ea42f587b344ee6865"
+    record = _event(
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)), "91.203.5.146", "t.example"
+    )
+    record.data["tls"] = {"client": {"ja3": ja3}}
+    rows, errors = prepare_events([record])
+    store_events(db, tenant_id, "test", rows, errors)
+    parsed = ParseResult(indicators=[make_indicator(T.JA3, ja3, "sslbl", confidence=80, tags=["trickbot"])])
+    assert ingest_parsed(db, tenant_id, parsed, actor="test").retro_alerts == 1
+    alert = Alert(
+        title="tls", severity=Severity.LOW, time=1, source="ids",
+        observables=[Observable(type=ObservableType.JA3, value=ja3)],
+    )  # fmt: skip
+    assert [m["indicator"] for m in enrich_alert(db, tenant_id, alert).intel] == [ja3]
+
+
 def test_lookalike_domains_of_owned_domains(
     sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]
 ) -> None:

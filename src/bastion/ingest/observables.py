@@ -347,8 +347,10 @@ def scan_text(text: str) -> Pairs:
 
 # What a field's value is; each kind has one pure function from the value to its (type, value) pairs,
 # and results are memoized: paths, users, hosts and command lines repeat across events.
+_JA3 = re.compile(r"[0-9a-fA-F]{32}")
+_JA4 = re.compile(r"[tqd]\d{2}[di]\d{4}[0-9a-zA-Z]{2}_[0-9a-fA-F]{12}_[0-9a-fA-F]{12}")
 _K_TEXT, _K_ADDR, _K_NAME, _K_DEVICE, _K_USER, _K_IMAGE, _K_PNAME, _K_PATH, _K_URL, _K_REG = range(10)
-_K_MD5, _K_SHA1, _K_SHA256, _K_HASH = range(10, 14)
+_K_MD5, _K_SHA1, _K_SHA256, _K_HASH, _K_JA3, _K_JA4 = range(10, 16)
 _COMPUTE: tuple[Callable[[str], Pairs], ...] = (
     lambda v: _scan(v[:MAX_TEXT]),
     lambda v: _name(v, as_host=True),
@@ -364,6 +366,8 @@ _COMPUTE: tuple[Callable[[str], Pairs], ...] = (
     lambda v: _hash(T.SHA1, v),
     lambda v: _hash(T.SHA256, v),
     lambda v: _hash(None, v),
+    lambda v: ((T.JA3, v.lower()),) if _JA3.fullmatch(v) else (),
+    lambda v: ((T.JA4, v.lower()),) if _JA4.fullmatch(v) else (),
 )
 _HASH_KINDS = {"md5": _K_MD5, "sha1": _K_SHA1, "sha256": _K_SHA256, "sha-1": _K_SHA1, "sha-256": _K_SHA256}
 # One memo per kind, keyed by the value alone (a str key hashes from its cache; a (kind, value) key
@@ -485,11 +489,30 @@ _RELATED = (("related.ip", _K_ADDR), ("related.hosts", _K_ADDR), ("related.user"
 # fmt: on
 
 
+# TLS client fingerprints, where ECS, OCSF and Zeek-style JSON keep them (the Event has no TLS fields).
+# fmt: off
+_TLS = (("tls.client.ja3", _K_JA3), ("tls.client.ja4", _K_JA4), ("tls.ja3_hash.value", _K_JA3),
+        ("tls.ja4_hash.value", _K_JA4), ("ja3", _K_JA3), ("ja4", _K_JA4))
+# fmt: on
+
+
+def _tls_extra(found: Found, raw: Any) -> None:
+    if type(raw) is not dict:
+        return
+    for path, kind in _TLS:
+        _put(found, kind, get_path(raw, path), "raw." + path)
+
+
 def _ecs_extra(found: Found, event: Event) -> None:
     for path, kind in _RELATED:
         values = get_path(event.raw, path)
         for value in values if type(values) is list else [values]:
             _put(found, kind, value, "raw." + path)
+    _tls_extra(found, event.raw)
+
+
+def _generic_extra(found: Found, event: Event) -> None:
+    _tls_extra(found, event.raw)
 
 
 # OCSF observable type_id -> value kind (hostname, ip, user name, email, url, hash, process name, path).
@@ -513,6 +536,7 @@ def _ocsf_extra(found: Found, event: Event) -> None:
     if type(user) is dict:
         _put(found, _K_USER, user.get("name"), "raw.user.name")
         _put(found, _K_USER, user.get("email_addr"), "raw.user.email_addr")
+    _tls_extra(found, raw)
     items = raw.get("observables")
     for item in items if type(items) is list else ():
         type_id = item.get("type_id") if type(item) is dict else None
@@ -526,6 +550,7 @@ _EXTRA: Mapping[str, Callable[[Found, Event], None]] = {
     "windows": _windows_extra,
     "ecs": _ecs_extra,
     "ocsf": _ocsf_extra,
+    "generic": _generic_extra,
 }
 
 
@@ -588,6 +613,8 @@ def extract_observables(event: Event) -> list[Observable]:
         _put(found, _K_TEXT, raw, "raw")
     elif event.format is not None:
         extra = _EXTRA.get(event.format)
+        if extra is None and event.format.startswith("generic:"):  # a named field mapping
+            extra = _generic_extra
         if extra is not None:
             extra(found, event)
     return list(found.values())

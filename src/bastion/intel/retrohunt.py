@@ -35,6 +35,8 @@ _OBS: dict[IndicatorType, tuple[str, ...]] = {
     IndicatorType.SHA256: ("sha256",),
     IndicatorType.EMAIL: ("email",),
     IndicatorType.FILE_NAME: ("process_name",),
+    IndicatorType.JA3: ("ja3",),
+    IndicatorType.JA4: ("ja4",),
 }
 
 

@@ -25,6 +25,8 @@ class ObservableType(StrEnum):
     FILE_PATH = "file_path"
     PROCESS_NAME = "process_name"
     REGISTRY_KEY = "registry_key"
+    JA3 = "ja3"  # TLS client fingerprint (an MD5 of the hello)
+    JA4 = "ja4"
 
 
 # Each type's plain string. ``member.value`` is a Python-level property on an Enum, about four times the
