@@ -190,3 +190,29 @@ def test_a_mapped_feed_can_list_a_domain_as_exact(db: Database, tenant_id: str, 
     assert not lookup(db, tenant_id, "www.exact-only.example")["matches"]  # its subdomains are not it
     assert lookup(db, tenant_id, "www.wide.example")["matches"]
 
+
+def test_stix_links_hold_attack_technique_ids_and_tactics_become_tags() -> None:
+    from bastion.intel.feeds import parse_bytes
+
+    ind = {
+        "type": "indicator", "id": "indicator--1", "pattern": "[ipv4-addr:value = '192.0.2.9']",
+        "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z",
+        "kill_chain_phases": [{"kill_chain_name": "mitre-attack", "phase_name": "command-and-control"}],
+    }  # fmt: skip
+    objects = [
+        ind,
+        {"type": "attack-pattern", "id": "attack-pattern--1", "name": "Application Layer Protocol",
+         "external_references": [{"source_name": "mitre-attack", "external_id": "T1071"},
+                                 {"source_name": "capec", "external_id": "CAPEC-1"}]},
+        {"type": "attack-pattern", "id": "attack-pattern--2", "name": "Phish",
+         "external_references": [{"source_name": "capec", "external_id": "CAPEC-98"}]},
+        {"type": "relationship", "id": "relationship--1", "relationship_type": "indicates",
+         "source_ref": "indicator--1", "target_ref": "attack-pattern--1"},
+        {"type": "relationship", "id": "relationship--2", "relationship_type": "indicates",
+         "source_ref": "indicator--1", "target_ref": "attack-pattern--2"},
+    ]  # fmt: skip
+    [parsed] = parse_bytes(
+        "stix", orjson.dumps({"type": "bundle", "id": "bundle--1", "objects": objects})
+    ).indicators
+    assert parsed.techniques == ["T1071"]  # not the tactic, not CAPEC, not a name
+    assert {"tactic:command-and-control", "attack-pattern:Phish"} <= set(parsed.tags)

@@ -101,10 +101,13 @@ def _links(
         target = objects.get(dst)
         if target is None:
             continue
-        slot = links.setdefault(src, {"techniques": set(), "actors": set(), "malware": set()})
+        slot = links.setdefault(src, {"techniques": set(), "actors": set(), "malware": set(), "tags": set()})
         ttype = target.get("type")
-        if ttype == "attack-pattern":
-            slot["techniques"].update(_attack_ids(target) or {target.get("name", "")})
+        if ttype == "attack-pattern":  # techniques are ATT&CK ids; a pattern without one is kept as a tag
+            ids = _attack_ids(target)
+            slot["techniques"].update(ids)
+            if not ids and target.get("name"):
+                slot["tags"].add(f"attack-pattern:{target['name']}")
         elif ttype in ("threat-actor", "intrusion-set", "campaign"):
             slot["actors"].add(str(target.get("name", dst)))
         elif ttype in ("malware", "tool"):
@@ -136,7 +139,7 @@ def _attack_ids(obj: dict[str, Any]) -> set[str]:
     return {
         str(ref["external_id"])
         for ref in obj.get("external_references") or ()
-        if ref.get("source_name") in ("mitre-attack", "capec") and ref.get("external_id")
+        if ref.get("source_name") == "mitre-attack" and ref.get("external_id")
     }
 
 
@@ -200,9 +203,12 @@ def parse_stix_objects(
                 tlp = str((mark.get("definition") or {}).get("tlp") or mark.get("name", "")).lower()
         link = links.get(oid, {})
         techniques = set(link.get("techniques", set()))
-        for phase in obj.get("kill_chain_phases") or ():
-            if str(phase.get("kill_chain_name", "")).startswith("mitre"):
-                techniques.add(str(phase.get("phase_name")))
+        # ATT&CK kill-chain phases are tactics (command-and-control), not techniques: tags.
+        tactics = {
+            f"tactic:{phase.get('phase_name')}"
+            for phase in obj.get("kill_chain_phases") or ()
+            if str(phase.get("kill_chain_name", "")).startswith("mitre") and phase.get("phase_name")
+        }
         src = identities.get(obj.get("created_by_ref", "")) or source
         fields: dict[str, Any] = {
             "confidence": obj.get("confidence", confidence),
@@ -210,7 +216,11 @@ def parse_stix_objects(
             "first_seen": parse_time(obj.get("valid_from")) or parse_time(obj.get("created")),
             "last_seen": parse_time(obj.get("modified")),
             "valid_until": parse_time(obj.get("valid_until")),
-            "tags": [*(obj.get("labels") or ()), *(obj.get("indicator_types") or ())],
+            "tags": [
+                *(obj.get("labels") or ()),
+                *(obj.get("indicator_types") or ()),
+                *sorted(tactics | link.get("tags", set())),
+            ],
             "techniques": sorted(t for t in techniques if t),
             "actors": sorted(link.get("actors", set())),
             "malware": sorted(link.get("malware", set())),
