@@ -225,6 +225,31 @@ def test_cves_from_feeds_name_the_software_they_affect(
     ]
 
 
+def test_intel_that_came_before_the_inventory_fires_when_the_identity_or_asset_arrives(
+    sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]
+) -> None:
+    from bastion.enrich.inventory import parse_identities, store_identities
+
+    leak = parse_bytes("credential-leak", b'[{"email": "dave@example.com", "source": "breachZ"}]')
+    cve = ParseResult(
+        indicators=[make_indicator(T.CVE, "CVE-2099-0301", "nvd", details={"affects": "openssl@3.0.1"})]
+    )
+    for parsed in (leak, cve):
+        ingest_parsed(sqlite_db, sqlite_tenant, parsed, actor="test")
+    assert fired == []  # nobody to match yet
+    people, _ = parse_identities(b"username,email\ndave,Dave@Example.com\n")
+    store_identities(sqlite_db, sqlite_tenant, people, actor="test")
+    assets, _ = parse_assets(b"hostname,ips,software\nweb09,10.0.0.9,openssl@3.0.1\n")
+    store_assets(sqlite_db, sqlite_tenant, assets, actor="test")
+    assert [(t.type, t.indicator["value"]) for t in fired] == [
+        ("credential-leak", "dave@example.com"),
+        ("vulnerable-software", "CVE-2099-0301"),
+    ]
+    store_identities(sqlite_db, sqlite_tenant, people, actor="test")  # synced again: not fired twice
+    store_assets(sqlite_db, sqlite_tenant, assets, actor="test")
+    assert len(fired) == 2
+
+
 def test_sector_and_region_tags(sqlite_db: Database, sqlite_tenant: str, fired: list[IntelTrigger]) -> None:
     update_profile(sqlite_db, sqlite_tenant, {"sector": "finance", "region": "europe"}, actor="test")
     inds = ParseResult(

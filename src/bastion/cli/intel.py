@@ -279,8 +279,10 @@ def attack_show(attack_id: str, json: JsonOpt = False) -> None:
 
 def _import(kind: str, path: Path, tenant: str, json: bool) -> None:
     from bastion.enrich.inventory import import_file
+    from bastion.pipeline import connect_response
 
     db = open_db()
+    connect_response(db)  # intel that came before these identities or assets may start workflows now
     tid = _tenant(db, tenant)
     result = import_file(db, tid, path, kind, actor="cli")
     if json:
@@ -317,9 +319,11 @@ def identities_sync_ldap(
 ) -> None:
     """Sync identities from LDAP or Active Directory."""
     from bastion.enrich.ldap_sync import LdapConfig, sync_ldap
+    from bastion.pipeline import connect_response
 
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     db = open_db()
+    connect_response(db)  # a leak of a user synced now may start its bound workflow
     tid = _tenant(db, tenant)
     cfg = LdapConfig(
         url=url, base_dn=base_dn, bind_dn=bind_dn, password=password, active_directory=active_directory

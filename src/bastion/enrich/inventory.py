@@ -154,21 +154,29 @@ def parse_identities(data: bytes) -> tuple[list[Identity], list[str]]:
 def store_assets(
     db: Database, tenant_id: str, assets: Sequence[Asset], *, actor: str, source: str = "import"
 ) -> None:
+    """Store assets; intel that came before them (a CVE of software they run) is matched now."""
+    from bastion.intel.preemptive import recheck_inventory
+
     with db.write() as conn:
         InventoryRepository(conn, tenant_id).put_assets(assets)
         TenantScope(conn, tenant_id).audit.append(
             actor, "inventory.assets.import", "asset", None, {"count": len(assets), "source": source}
         )
+    recheck_inventory(db, tenant_id, assets=assets, actor=actor)
 
 
 def store_identities(
     db: Database, tenant_id: str, items: Sequence[Identity], *, actor: str, source: str = "import"
 ) -> None:
+    """Store identities; intel that came before them (a leak of their credentials) is matched now."""
+    from bastion.intel.preemptive import recheck_inventory
+
     with db.write() as conn:
         InventoryRepository(conn, tenant_id).put_identities(items)
         TenantScope(conn, tenant_id).audit.append(
             actor, "inventory.identities.import", "identity", None, {"count": len(items), "source": source}
         )
+    recheck_inventory(db, tenant_id, identities=items, actor=actor)
 
 
 def import_file(db: Database, tenant_id: str, path: Path, kind: str, *, actor: str) -> ImportResult:

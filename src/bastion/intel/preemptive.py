@@ -20,14 +20,14 @@ import msgspec
 
 from bastion.intel.lookalike import lookalike_reason
 from bastion.intel.triggers import IntelTrigger, emit
-from bastion.model.asset import Asset, Software
+from bastion.model.asset import Asset, Identity, Software
 from bastion.model.intel import Indicator, IndicatorType
 from bastion.store import Database
 from bastion.store.assets import InventoryRepository
 from bastion.store.intel import IntelRepository
 from bastion.store.scope import TenantScope
 
-__all__ = ["affected_software", "find_matches", "run_preemptive"]
+__all__ = ["affected_software", "find_matches", "recheck_inventory", "run_preemptive"]
 
 
 def _brief(ind: Indicator) -> dict[str, Any]:
@@ -191,3 +191,33 @@ def run_preemptive(
     for trig in fired:
         emit(trig)
     return fired
+
+
+def recheck_inventory(
+    db: Database,
+    tenant_id: str,
+    *,
+    identities: Sequence[Identity] = (),
+    assets: Sequence[Asset] = (),
+    actor: str,
+) -> list[IntelTrigger]:
+    """Intel that came before the inventory knew an identity or an asset: matched when they arrive (a
+    leaked credential of a user synced later, a CVE of software installed later). Only live indicators
+    count; a match that already fired (its key is recorded) does not fire again."""
+    from bastion.intel.store import match_observables
+    from bastion.store._util import now_ms
+
+    now = now_ms()
+    found: dict[int, Indicator] = {}
+    wanted = [("leaked_credential", v) for i in identities for v in (i.email, i.username) if v]
+    if wanted:
+        for hits in match_observables(db, tenant_id, wanted, now):
+            found.update((int(ind.id or 0), ind) for ind in hits)
+    if any(a.software for a in assets):
+        with db.read() as conn:
+            cves = IntelRepository(conn, tenant_id).by_type(IndicatorType.CVE.value)
+        for ind in cves:
+            if ind.details.get("affects") and (ind.valid_until is None or ind.valid_until >= now):
+                found[int(ind.id or 0)] = ind
+    return run_preemptive(db, tenant_id, list(found.values()), actor=actor)
+
