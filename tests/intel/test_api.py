@@ -68,7 +68,17 @@ def test_intel_api(server: RunningServer, shared_data: Path) -> None:
         e = c.get(f"/api/v1/alerts/{alert_id}/enrichment").json()
         assert e["intel"][0]["indicator"] == "58.246.0.0/15"
         assert e["assets"][0]["hostname"] == "web01"
+
+        # Kept current: a decommissioned host and a user who left are forgotten (404 when unknown).
+        assert c.delete("/api/v1/assets/WEB01").json() == {"removed": "web01"}
+        assert c.get("/api/v1/assets/web01").status_code == 404
+        assert c.delete("/api/v1/assets/web01").status_code == 404
+        assert c.delete("/api/v1/identities/bob").json() == {"removed": "bob"}
+        assert c.get("/api/v1/identities/bob").status_code == 404
+        again = c.post("/api/v1/alerts", json={**alert, "title": "beacon again"}).json()["ids"][0]
+        assert c.get(f"/api/v1/alerts/{again}/enrichment").json()["assets"] == []
     with server.client(viewer) as c:
         r = c.post("/api/v1/intel/indicators", params={"format": "list"}, content=b"1.2.3.4\n")
         assert r.status_code == 403
+        assert c.delete("/api/v1/identities/anyone").status_code == 403
         assert c.get("/api/v1/intel/lookup", params={"value": "58.246.1.1"}).json()["matches"]

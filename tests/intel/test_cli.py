@@ -164,3 +164,16 @@ def test_profile_sets_a_decay_policy_per_source(tmp_path: Path) -> None:
     for bad, says in (("urlhaus", "use SOURCE=DAYS"), ("urlhaus=soon", "must be a number of days")):
         proc = run_cli(*args, "--decay", bad, db_url=url)
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inventory_remove(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    _tenant(url)
+    people = tmp_path / "people.json"
+    people.write_text('[{"username": "erin", "email": "erin@example.com"}]')
+    cli_json("identities", "import", str(people), "--tenant", "acme", db_url=url)
+    assert cli_json("identities", "remove", "ERIN", "--tenant", "acme", db_url=url) == {"removed": "erin"}
+    proc = run_cli("identities", "remove", "erin", "--tenant", "acme", db_url=url)
+    assert proc.returncode == 2 and "no identity 'erin'" in proc.stderr
+    proc = run_cli("assets", "remove", "nohost", "--tenant", "acme", db_url=url)
+    assert proc.returncode == 2 and "no asset 'nohost'" in proc.stderr

@@ -305,6 +305,31 @@ def identities_import(path: Path, tenant: TenantOpt, json: JsonOpt = False) -> N
     _import("identities", path, tenant, json)
 
 
+def _remove(kind: str, name: str, tenant: str, json: bool) -> None:
+    from bastion.enrich.inventory import remove_inventory
+
+    db = open_db()
+    tid = _tenant(db, tenant)
+    if not remove_inventory(db, tid, kind, name, actor="cli"):
+        raise UserError(f"no {'asset' if kind == 'assets' else 'identity'} {name!r} in this tenant")
+    if json:
+        emit({"removed": name.lower()})
+    else:
+        out.print(f"removed {name.lower()}")
+
+
+@assets_app.command("remove")
+def assets_remove(hostname: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
+    """Forget an asset (a decommissioned host)."""
+    _remove("assets", hostname, tenant, json)
+
+
+@identities_app.command("remove")
+def identities_remove(username: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
+    """Forget an identity (a user who left)."""
+    _remove("identities", username, tenant, json)
+
+
 @identities_app.command("sync-ldap")
 def identities_sync_ldap(
     tenant: TenantOpt,

@@ -179,6 +179,21 @@ def store_identities(
     recheck_inventory(db, tenant_id, identities=items, actor=actor)
 
 
+def remove_inventory(db: Database, tenant_id: str, kind: str, name: str, *, actor: str) -> bool:
+    """Forget one asset (by hostname) or identity (by username), audited; False when there is none."""
+    if kind not in ("assets", "identities"):
+        raise ValueError(f"unknown inventory kind {kind!r}")
+    with db.write() as conn:
+        repo = InventoryRepository(conn, tenant_id)
+        gone = repo.remove_asset(name) if kind == "assets" else repo.remove_identity(name)
+        if gone:
+            target = "asset" if kind == "assets" else "identity"
+            TenantScope(conn, tenant_id).audit.append(
+                actor, f"inventory.{kind}.remove", target, name.lower(), {}
+            )
+    return gone
+
+
 def import_file(db: Database, tenant_id: str, path: Path, kind: str, *, actor: str) -> ImportResult:
     """Import ``assets`` or ``identities`` from a CSV or JSON file."""
     if not path.is_file():

@@ -98,6 +98,21 @@ class InventoryRepository:
                 )
             )
 
+    def remove_asset(self, hostname: str) -> bool:
+        """Forget an asset (a decommissioned host); True when there was one."""
+        host = hostname.lower()
+        mine = asset_ips.c.tenant_id == self.tenant_id
+        self.conn.execute(delete(asset_ips).where(mine, asset_ips.c.hostname == host))
+        q = delete(assets).where(assets.c.tenant_id == self.tenant_id, assets.c.hostname == host)
+        return bool(self.conn.execute(q).rowcount)
+
+    def remove_identity(self, username: str) -> bool:
+        """Forget an identity (a user who left); True when there was one."""
+        q = delete(identities).where(
+            identities.c.tenant_id == self.tenant_id, identities.c.username == username.lower()
+        )
+        return bool(self.conn.execute(q).rowcount)
+
     def asset(self, hostname: str) -> Asset | None:
         doc = self.conn.execute(
             select(assets.c.document).where(

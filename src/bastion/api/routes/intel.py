@@ -14,7 +14,13 @@ from bastion.api.errors import ApiError
 from bastion.api.responses import JSON
 from bastion.enrich.enricher import enrich_alert
 from bastion.enrich.geoip import GeoIp
-from bastion.enrich.inventory import parse_assets, parse_identities, store_assets, store_identities
+from bastion.enrich.inventory import (
+    parse_assets,
+    parse_identities,
+    remove_inventory,
+    store_assets,
+    store_identities,
+)
 from bastion.intel.attack import shared_attack
 from bastion.intel.feeds import FeedError, parse_bytes
 from bastion.intel.polling import add_feed, poll_feeds
@@ -171,6 +177,26 @@ async def put_identities(request: Request, principal: Engineer) -> JSON:
         store_identities, request.app.state.db, principal.tenant_id, items, actor=principal.actor
     )
     return JSON({"imported": len(items), "rejected": len(problems), "problems": problems[:50]})
+
+
+@router.delete("/assets/{hostname}", summary="Forget an asset (a decommissioned host)")
+def delete_asset(request: Request, principal: Engineer, hostname: str) -> JSON:
+    removed = remove_inventory(
+        request.app.state.db, principal.tenant_id, "assets", hostname, actor=principal.actor
+    )
+    if not removed:
+        raise ApiError(404, f"no asset {hostname!r}")
+    return JSON({"removed": hostname.lower()})
+
+
+@router.delete("/identities/{username}", summary="Forget an identity (a user who left)")
+def delete_identity(request: Request, principal: Engineer, username: str) -> JSON:
+    removed = remove_inventory(
+        request.app.state.db, principal.tenant_id, "identities", username, actor=principal.actor
+    )
+    if not removed:
+        raise ApiError(404, f"no identity {username!r}")
+    return JSON({"removed": username.lower()})
 
 
 @router.get("/assets/{hostname}", summary="One asset")
