@@ -102,12 +102,14 @@ def test_keys_and_users(url: str) -> None:
     assert "no user 'zed'" in _one_line_error(
         run_cli("user", "role", "zed", "--tenant", "acme", "--role", "viewer", db_url=url)
     )
-    assert run_cli("user", "role", "ana", "--tenant", "acme", "--role", "viewer", db_url=url).returncode == 0
+    role = cli_json("user", "role", "ana", "--tenant", "acme", "--role", "viewer", db_url=url)
+    assert role == {"user": "ana", "tenant": "acme", "role": "viewer"}
     store = Database(url)
     try:
         principal = authenticate(store, as_user["api_key"])
         assert principal is not None and principal.role.value == "viewer"
-        assert run_cli("user", "disable", "ana", "--tenant", "acme", db_url=url).returncode == 0
+        off = cli_json("user", "disable", "ana", "--tenant", "acme", db_url=url)
+        assert off == {"user": "ana", "tenant": "acme", "disabled": True}
         assert authenticate(store, as_user["api_key"]) is None
         assert run_cli("user", "disable", "ana", "--tenant", "acme", "--enable", db_url=url).returncode == 0
         assert authenticate(store, as_user["api_key"]) is not None

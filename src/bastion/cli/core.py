@@ -174,6 +174,7 @@ def user_passwd(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="read the new password from stdin")
     ] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Set a user's console password (argon2-hashed; at least 8 characters)."""
     from bastion.tenancy.service import set_user_password
@@ -182,6 +183,9 @@ def user_passwd(
         raise UserError("give the new password on stdin with --password-stdin (never on the command line)")
     password = sys.stdin.readline().rstrip("\r\n")
     set_user_password(open_db(), _tenant_id_of(tenant), name, password, actor="cli")
+    if json:
+        emit({"user": name, "tenant": tenant, "password_changed": True})
+        return
     out.print(f"password of [bold]{name}[/bold] in {tenant} changed")
 
 
@@ -190,11 +194,15 @@ def user_role(
     name: str,
     tenant: TenantOpt,
     role: Annotated[str, typer.Option(help="admin, engineer, analyst, approver or viewer")],
+    json: JsonOpt = False,
 ) -> None:
     """Give a user another role (their API keys take it at once)."""
     from bastion.tenancy.service import set_user_role
 
     set_user_role(open_db(), _tenant_id_of(tenant), name, _role(role), actor="cli")
+    if json:
+        emit({"user": name, "tenant": tenant, "role": role})
+        return
     out.print(f"[bold]{name}[/bold] in {tenant} is now {role}")
 
 
@@ -203,11 +211,15 @@ def user_disable(
     name: str,
     tenant: TenantOpt,
     enable: Annotated[bool, typer.Option("--enable", help="enable the user again")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Disable a user (no sign-in; their API keys stop working), or --enable them again."""
     from bastion.tenancy.service import set_user_disabled
 
     set_user_disabled(open_db(), _tenant_id_of(tenant), name, not enable, actor="cli")
+    if json:
+        emit({"user": name, "tenant": tenant, "disabled": not enable})
+        return
     out.print(f"[bold]{name}[/bold] in {tenant} is {'enabled' if enable else 'disabled'}")
 
 
