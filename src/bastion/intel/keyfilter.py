@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "KeyFilter",
     "Probe",
+    "add_hit",
     "mix_addresses",
     "str_hashes",
 ]
@@ -91,6 +92,17 @@ class KeyFilter:
         return np.flatnonzero((word >> (u & 63)) & (word >> ((u >> 6) & 63)) & 1).tolist()
 
 
+def add_hit(found: dict[int, list[int]], k: int, hit: Any) -> None:
+    """Add a dict's value (one id, or a tuple of them) to the ids found for observable ``k``."""
+    ids = found.get(k)
+    if ids is None:
+        found[k] = [hit] if hit.__class__ is int else list(hit)
+    elif hit.__class__ is int:
+        ids.append(hit)
+    else:
+        ids.extend(hit)
+
+
 class Probe:
     """The exact lookups a batch needs, gathered from all its groups so that they pass the filter
     together: ``keys[starts[s]:]`` are looked up in ``dicts[s]`` for the observables at ``where[s]``."""
@@ -119,11 +131,4 @@ class Probe:
             hit = dicts[s].get(keys[c])
             if hit is None:
                 continue  # a false positive of the filter
-            k = where[s][c - starts[s]]
-            ids = found.get(k)
-            if ids is None:
-                found[k] = [hit] if hit.__class__ is int else list(hit)
-            elif hit.__class__ is int:
-                ids.append(hit)
-            else:
-                ids.extend(hit)
+            add_hit(found, where[s][c - starts[s]], hit)

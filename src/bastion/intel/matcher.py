@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bastion.intel.ipranges import IPRanges, ip_range, ipv4_addresses
-from bastion.intel.keyfilter import KeyFilter, Probe, mix_addresses, str_hashes
+from bastion.intel.keyfilter import KeyFilter, Probe, add_hit, mix_addresses, str_hashes
 from bastion.intel.urlkeys import canonical_url, canonical_urls
 from bastion.model.intel import IndicatorType
 
@@ -547,15 +547,8 @@ class Matcher:
         dicts = self._scan_dicts
         for k, d, key in candidates:
             hit = dicts[d].get(key)
-            if hit is None:
-                continue  # a false positive of the filter
-            ids = found.get(k)
-            if ids is None:
-                found[k] = [hit] if hit.__class__ is int else list(hit)
-            elif hit.__class__ is int:
-                ids.append(hit)
-            else:
-                ids.extend(hit)
+            if hit is not None:  # else a false positive of the filter
+                add_hit(found, k, hit)
         if range_pos:
             for j, more in v4.find_batch(np.array(range_addr, np.int64)):
                 k = range_pos[j]
