@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ldap3 import Connection, Server
+
 from bastion.enrich.ldap_sync import LdapConfig, sync_ldap
 from bastion.intel.feeds import parse_bytes
 from bastion.intel.service import ingest_parsed
@@ -23,7 +25,20 @@ def test_ldap_sync_and_leaked_credential_trigger(
         seed(url)
         cfg = LdapConfig(url=url, base_dn=f"ou=people,{SUFFIX}", bind_dn=ADMIN, password=ADMIN_PASSWORD)
         result = sync_ldap(sqlite_db, sqlite_tenant, cfg, actor="test")
-    assert result.imported == 2
+        # A user who leaves the directory leaves the inventory on the next sync; imported ones stay.
+        from bastion.enrich.inventory import parse_identities, store_identities
+
+        store_identities(sqlite_db, sqlite_tenant, parse_identities(b"username\ncontractor\n")[0], actor="t")
+        conn = Connection(Server(url), user=ADMIN, password=ADMIN_PASSWORD, auto_bind=True)
+        conn.add(f"uid=carl,ou=people,{SUFFIX}", ["inetOrgPerson"], {"uid": "carl", "cn": "Carl", "sn": "C"})
+        assert sync_ldap(sqlite_db, sqlite_tenant, cfg, actor="test").imported == 3
+        assert conn.delete(f"uid=carl,ou=people,{SUFFIX}"), conn.result
+        conn.unbind()
+        again = sync_ldap(sqlite_db, sqlite_tenant, cfg, actor="test")
+    assert result.imported == 2 and (again.imported, again.removed) == (2, 1)
+    with sqlite_db.read() as conn_:
+        inv_ = InventoryRepository(conn_, sqlite_tenant)
+        assert inv_.identity("carl") is None and inv_.identity("contractor") is not None
     with sqlite_db.read() as conn:
         inv = InventoryRepository(conn, sqlite_tenant)
         alice = inv.identity("alice")

@@ -357,4 +357,5 @@ def identities_sync_ldap(
     if json:
         emit(msgspec.to_builtins(result))
     else:
-        out.print(f"synced {result.imported} identities from {url}")
+        gone = f", removed {result.removed} no longer there" if result.removed else ""
+        out.print(f"synced {result.imported} identities from {url}{gone}")

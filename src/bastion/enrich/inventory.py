@@ -40,6 +40,7 @@ class ImportResult(msgspec.Struct):
     imported: int = 0
     rejected: int = 0
     problems: list[str] = msgspec.field(default_factory=list)
+    removed: int = 0  # an LDAP sync: identities the directory no longer holds
 
 
 def _records(data: bytes) -> list[Any]:

@@ -18,9 +18,10 @@ from typing import Any
 import msgspec
 from ldap3 import ALL_ATTRIBUTES, ALL_OPERATIONAL_ATTRIBUTES, SUBTREE, Connection, Server
 
-from bastion.enrich.inventory import ImportResult, store_identities
+from bastion.enrich.inventory import ImportResult, remove_inventory, store_identities
 from bastion.model.asset import Identity
 from bastion.store import Database
+from bastion.store.assets import InventoryRepository
 
 __all__ = ["LdapConfig", "fetch_identities", "sync_ldap"]
 
@@ -135,10 +136,26 @@ def fetch_identities(cfg: LdapConfig) -> list[Identity]:
 
 
 def sync_ldap(db: Database, tenant_id: str, cfg: LdapConfig, *, actor: str) -> ImportResult:
-    """Fetch every person and store them as identities (one audited import)."""
+    """Fetch every person and store them as identities (one audited import), and forget the identities
+    an earlier sync of this subtree brought (their id is a DN under ``base_dn``) that the directory no
+    longer holds: a user who left stops counting in enrichment and preemptive matching. A sync that
+    finds nobody removes nobody (an empty answer is more likely a wrong filter or a missing right)."""
     try:
         identities = fetch_identities(cfg)
     except Exception as exc:
         raise ValueError(f"LDAP sync from {cfg.url} failed: {type(exc).__name__}: {exc}") from None
     store_identities(db, tenant_id, identities, actor=actor, source=cfg.url)
-    return ImportResult(imported=len(identities))
+    gone: list[str] = []
+    if identities:
+        present = {i.username for i in identities}
+        under = "," + cfg.base_dn.lower().replace(" ", "")
+        with db.read() as conn:
+            stored = InventoryRepository(conn, tenant_id).all_identities()
+        gone = [
+            i.username
+            for i in stored
+            if i.id and i.id.lower().replace(" ", "").endswith(under) and i.username not in present
+        ]
+        for name in gone:
+            remove_inventory(db, tenant_id, "identities", name, actor=actor)
+    return ImportResult(imported=len(identities), removed=len(gone))
