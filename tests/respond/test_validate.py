@@ -242,6 +242,7 @@ def test_a_uses_step_is_checked_against_the_sub_workflows_inputs() -> None:
 
     assert problems_with("{host: \"${{ 'ws' ~ '1' }}\"}") == []  # an expression: checked when it runs
     assert problems_with("{host: ws1, days: 3}") == []
+    assert problems_with('{host: ws1, days: "3"}') == []  # the run reads "3" as an integer too
     assert problems_with("{host: ws1, colour: red}") == [
         (5, 23, "sub-workflow 'child' has no input 'colour' (inputs: host, days)")
     ]

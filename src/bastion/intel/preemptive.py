@@ -204,20 +204,21 @@ def recheck_inventory(
     """Intel that came before the inventory knew an identity or an asset: matched when they arrive (a
     leaked credential of a user synced later, a CVE of software installed later). Only live indicators
     count; a match that already fired (its key is recorded) does not fire again."""
-    from bastion.intel.store import match_observables
     from bastion.store._util import now_ms
 
     now = now_ms()
     found: dict[int, Indicator] = {}
-    wanted = [("leaked_credential", v) for i in identities for v in (i.email, i.username) if v]
-    if wanted:
-        for hits in match_observables(db, tenant_id, wanted, now):
-            found.update((int(ind.id or 0), ind) for ind in hits)
-    if any(a.software for a in assets):
-        with db.read() as conn:
-            cves = IntelRepository(conn, tenant_id).by_type(IndicatorType.CVE.value)
-        for ind in cves:
-            if ind.details.get("affects") and (ind.valid_until is None or ind.valid_until >= now):
-                found[int(ind.id or 0)] = ind
+    kind = IndicatorType.LEAKED_CREDENTIAL.value
+    # By key in the store, not through the matcher: an import must not load a tenant's millions of
+    # indicators into a short-lived process.
+    wanted = sorted({(kind, v.lower()) for i in identities for v in (i.email, i.username) if v})
+    with db.read() as conn:
+        repo = IntelRepository(conn, tenant_id)
+        candidates = list(repo.find(wanted).values()) if wanted else []
+        if any(a.software for a in assets):
+            candidates += [i for i in repo.by_type(IndicatorType.CVE.value) if i.details.get("affects")]
+    for ind in candidates:
+        if ind.valid_until is None or ind.valid_until >= now:
+            found[int(ind.id or 0)] = ind
     return run_preemptive(db, tenant_id, list(found.values()), actor=actor)
 

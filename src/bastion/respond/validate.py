@@ -387,8 +387,14 @@ class _Checker:
                 message = f"sub-workflow {target.id!r} has no input {name!r} (inputs: {known})"
                 self.add((*path, "with", name), message, key=True)
                 continue
-            literal = not (isinstance(value, str) and "${{" in value)
-            if literal and spec.type != "any" and not type_ok(value, {"type": spec.type}):
+            if isinstance(value, str) and "${{" in value:
+                continue  # an expression: checked when the run binds it
+            if isinstance(value, str) and spec.type not in ("string", "any"):
+                try:  # as the run binds it: "3" is an integer there too
+                    value = _coerce(name, spec.type, value)
+                except ValueError:
+                    value = None
+            if spec.type != "any" and not type_ok(value, {"type": spec.type}):
                 message = f"input {name!r} of sub-workflow {target.id!r} must be of type {spec.type}"
                 self.add((*path, "with", name), message)
         for name, spec in target.inputs.items():
