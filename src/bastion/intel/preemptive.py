@@ -216,9 +216,8 @@ def recheck_inventory(
         repo = IntelRepository(conn, tenant_id)
         candidates = list(repo.find(wanted).values()) if wanted else []
         if any(a.software for a in assets):
-            candidates += [i for i in repo.by_type(IndicatorType.CVE.value) if i.details.get("affects")]
+            candidates += repo.live_cves_naming_software(now)
     for ind in candidates:
         if ind.valid_until is None or ind.valid_until >= now:
             found[int(ind.id or 0)] = ind
     return run_preemptive(db, tenant_id, list(found.values()), actor=actor)
-

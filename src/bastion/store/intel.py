@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     func,
+    or_,
     select,
     tuple_,
     update,
@@ -257,6 +258,19 @@ class IntelRepository:
             .limit(limit)
         )
         return [_indicator(r) for r in self.conn.execute(q)]
+
+    def live_cves_naming_software(self, now: int) -> list[Indicator]:
+        """The CVE indicators, valid at ``now``, whose details name the software they affect: what a
+        new asset is matched against. Filtered in the store, so an asset import does not decode every
+        CVE of a tenant that loads a whole vulnerability database."""
+        t = intel_indicators.c
+        q = select(intel_indicators).where(
+            t.tenant_id == self.tenant_id,
+            t.type == "cve",
+            t.document.like('%"affects"%'),
+            or_(t.valid_until.is_(None), t.valid_until >= now),
+        )
+        return [i for i in map(_indicator, self.conn.execute(q)) if i.details.get("affects")]
 
     def last_change(self) -> int:
         q = select(func.max(intel_indicators.c.updated)).where(intel_indicators.c.tenant_id == self.tenant_id)
