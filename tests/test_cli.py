@@ -216,6 +216,17 @@ def test_mixed_file_keeps_good_lines_and_names_bad_ones(url: str, tmp_path: Path
     assert len(cli_json("events", "search", "--tenant", "acme", db_url=url)["events"]) == 3
 
 
+def test_an_unpaired_surrogate_in_a_json_array_rejects_that_item_only(url: str, tmp_path: Path) -> None:
+    # Python's JSON parser (JSON arrays) lets "\\ud800" through as a lone surrogate, which is not Unicode:
+    # it used to stop the whole ingest with a traceback.
+    path = tmp_path / "array.json"
+    path.write_text('[{"message": "ok", "host": {"name": "a"}}, {"message": "bad \\ud800", "n": 2}]')
+    cli_json("tenant", "create", "acme", db_url=url)
+    doc = cli_json("ingest", str(path), "--tenant", "acme", db_url=url, expect_code=1)
+    assert (doc["accepted"], doc["rejected"]) == (1, 1)
+    assert doc["errors"][0]["line"] == 2 and "surrogate" in doc["errors"][0]["reason"]
+
+
 def test_ingest_user_mistakes(url: str, tmp_path: Path) -> None:
     cli_json("tenant", "create", "acme", db_url=url)
     assert "no such file" in _one_line_error(

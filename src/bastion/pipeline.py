@@ -93,10 +93,13 @@ def prepare_events(
             continue
         try:
             event = normalize(rec.data, fmt or rec.format)
+            # Serializing can refuse a record too: Python's JSON parser (JSON arrays, the API's bodies)
+            # lets an unpaired surrogate escape through, which is not Unicode.
+            row = _row(rec.data, event, ingest_time, detection)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             errors.append({"line": rec.line, "reason": str(exc) or type(exc).__name__})
             continue
-        rows.append(_row(rec.data, event, ingest_time, detection))
+        rows.append(row)
     return rows, errors
 
 
