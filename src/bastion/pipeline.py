@@ -130,8 +130,8 @@ def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None)
         class_uid=int(event.class_uid),
         severity_id=int(event.severity_id),
         format=event.format or "unknown",
-        normalized=_encode_event(event).decode(),
-        raw=raw.decode(),
+        normalized=_encode_event(event),
+        raw=raw,
         observables=[(OBSERVABLE_TYPE_NAMES[o.type], o.value) for o in event.observables],
         alerts=alerts,
     )

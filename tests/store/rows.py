@@ -16,7 +16,7 @@ def event_row(i: int, observables: list[tuple[str, str]], *, time: int) -> Event
         class_uid=1007,
         severity_id=1,
         format="test",
-        normalized=orjson.dumps(normalized).decode(),
-        raw=f'{{"n":{i}}}',
+        normalized=orjson.dumps(normalized),
+        raw=f'{{"n":{i},"note":"caf\u00e9"}}'.encode(),
         observables=observables,
     )

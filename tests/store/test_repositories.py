@@ -67,7 +67,14 @@ def test_events_insert_dedupe_and_search(db: Database) -> None:
         assert len(repo.search(value="https://Example.com/Path", limit=100)[0]) == 15
         assert repo.search(value="https://example.com/path")[0] == []
         got = repo.get(f"{3:032x}")
-        assert got is not None and got.raw == {"n": 3} and got.event["class_uid"] == 1007
+        assert got is not None and got.raw == {"n": 3, "note": "caf\u00e9"}
+        assert got.event["class_uid"] == 1007
+        # the UTF-8 the writer binds is stored as text, not as a blob a SQL reader would trip on
+        mark = "?" if db.dialect == "sqlite" else "%s"
+        raw, normalized = conn.exec_driver_sql(
+            f"SELECT raw, normalized FROM events WHERE id = {mark}", (f"{3:032x}",)
+        ).one()
+        assert isinstance(raw, str) and "caf\u00e9" in raw and isinstance(normalized, str)
 
 
 def test_alerts_idempotent_by_external_id(db: Database) -> None:

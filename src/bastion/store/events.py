@@ -162,8 +162,9 @@ class EventRow(msgspec.Struct, array_like=True, gc=False):
     class_uid: int
     severity_id: int
     format: str
-    normalized: str
-    raw: str
+    # The normalized event and the raw record, as UTF-8 JSON.
+    normalized: bytes
+    raw: bytes
     observables: list[tuple[str, str]]
     # Alerts that detection raised on this event; stored only if the event itself is new.
     alerts: list[Alert] = msgspec.field(default_factory=list)
@@ -249,11 +250,14 @@ class EventRepository:
             # every page it touches so it can undo just itself: OR FAIL needs none (a conflict, which the
             # duplicate check and the reserved keys rule out, still fails the whole transaction).
             insert = "INSERT OR FAIL" if self._sqlite else "INSERT"
+            # The JSON columns come as the UTF-8 their encoders wrote, read as text by the database:
+            # decoding them to str here, for the driver to encode again, cost as much as a row's insert.
+            utf8 = f"CAST({p} AS TEXT)" if self._sqlite else f"convert_from({p}, 'UTF8')"
             _insert_rows(
                 cursor,
                 f"{insert} INTO events (pk, tenant_num, id, fp, time, ingested, class_uid, severity_id, "
                 "format, normalized, raw) VALUES {}",
-                f"({p}, {tenant}, {p}, {p}, {p}, {at}, {p}, {p}, {p}, {p}, {p})",
+                f"({p}, {tenant}, {p}, {p}, {p}, {at}, {p}, {p}, {p}, {utf8}, {utf8})",
                 [
                     value
                     for pk, r, fp in zip(pks, fresh, fresh_fps, strict=True)
