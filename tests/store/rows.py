@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import orjson
+from sqlalchemy import Connection, select
 
 from bastion.store.events import EventRow
+from bastion.store.tables import event_postings
 
 
 def event_row(i: int, observables: list[tuple[str, str]], *, time: int) -> EventRow:
@@ -20,3 +24,22 @@ def event_row(i: int, observables: list[tuple[str, str]], *, time: int) -> Event
         raw=f'{{"n":{i},"note":"caf\u00e9"}}'.encode(),
         observables=observables,
     )
+
+
+class IndexEntry(NamedTuple):
+    """One (value, event) pair of the observable index, as its posting lists hold it."""
+
+    tenant_num: int
+    bucket: int
+    vhash: int
+    event_pk: int
+
+
+def index_entries(conn: Connection) -> list[IndexEntry]:
+    """Every (value, event) pair the posting lists hold (a JSON array on SQLite, an array on PostgreSQL)."""
+    entries = []
+    for row in conn.execute(select(event_postings)):
+        pks = orjson.loads(row.pks) if isinstance(row.pks, str) else row.pks
+        assert pks == sorted(set(pks)) and row.first_pk <= pks[0], row
+        entries += [IndexEntry(row.tenant_num, row.bucket, row.vhash, pk) for pk in pks]
+    return entries

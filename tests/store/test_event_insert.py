@@ -7,9 +7,9 @@ from sqlalchemy import Connection, inspect, select
 
 from bastion.store import Database, TenantRepository, TenantScope
 from bastion.store.events import BUCKET_BITS, EventRow, value_hash
-from bastion.store.tables import event_buckets, event_observables, events, tenants
+from bastion.store.tables import event_buckets, event_postings, events, tenants
 from tests.store.migrations import run_migration
-from tests.store.rows import event_row
+from tests.store.rows import event_row, index_entries
 
 
 def _row(i: int, observables: list[tuple[str, str]] | None = None) -> EventRow:
@@ -33,8 +33,9 @@ def test_rows_and_index_carry_their_tenant_and_batch_time(db: Database) -> None:
             **{(nums[b], f"{i:032x}"): 222 for i in range(2, 6)},
         }
         pk_tenant = dict(conn.execute(select(events.c.pk, events.c.tenant_num)).tuples().all())
-        index = list(conn.execute(select(event_observables)))
+        index = index_entries(conn)
         assert len(index) == 16  # two values for each of eight events
+        assert len(conn.execute(select(event_postings)).all()) == 6  # three values in each batch
         assert all(pk_tenant[r.event_pk] == r.tenant_num for r in index)
         user0 = value_hash("user0")
         assert (
@@ -59,7 +60,9 @@ def test_index_rows_in_whole_statements_and_the_rest(db: Database) -> None:
         new, _ = TenantScope(conn, tid).events.insert_batch(rows, ingested=1)
     assert len(new) == 130
     with db.read() as conn:
-        assert len(conn.execute(select(event_observables)).all()) == 130 * 2 - 2 + 150
+        # one list per distinct value (user0, user1, the address, only0..149): a whole statement and a rest
+        assert len(conn.execute(select(event_postings)).all()) == 3 + 150
+        assert len(index_entries(conn)) == 130 * 2 - 2 + 150
         repo = TenantScope(conn, tid).events
         assert len(repo.search(value="user0", limit=200)[0]) == 65
         assert len(repo.search(value="10.0.0.1", limit=200)[0]) == 129  # not row 7
@@ -91,7 +94,7 @@ def test_a_batch_across_an_index_bucket_boundary_is_found_in_both(db: Database) 
     assert len(new) == 10
     with db.read() as conn:
         num_a = TenantScope(conn, a).events.tenant_num
-        index = list(conn.execute(select(event_observables)))
+        index = index_entries(conn)
         assert index and all(r.bucket == r.event_pk >> BUCKET_BITS for r in index)
         assert {r.bucket for r in index} == {0, 1}
         assert sorted(conn.execute(select(event_buckets.c.tenant_num, event_buckets.c.bucket))) == [
@@ -103,23 +106,37 @@ def test_a_batch_across_an_index_bucket_boundary_is_found_in_both(db: Database) 
         assert TenantScope(conn, b).events.search(value="10.0.0.1")[0] == []
 
 
-def test_index_buckets_and_the_dropped_foreign_key_migrate_both_ways(db: Database) -> None:
-    """Migrations 0015 (index in buckets) and 0016 (events without a foreign key to their tenant) keep every
-    event and index row on the way down and up again, and the search finds what it found before."""
+def test_index_buckets_the_dropped_foreign_key_and_posting_lists_migrate_both_ways(db: Database) -> None:
+    """Migrations 0015 (index in buckets), 0016 (events without a foreign key to their tenant) and 0018
+    (posting lists) keep every event and index entry on the way down and up again, and the search finds
+    what it found before."""
     with db.write() as conn:
         tid = TenantRepository(conn).create("a").id
         _start_event_keys_at(db, conn, tid, (1 << BUCKET_BITS) - 2)
-    with db.write() as conn:
-        TenantScope(conn, tid).events.insert_batch([_row(i) for i in range(6)], ingested=1)
+    with db.write() as conn:  # two batches: one value's events in two lists of a bucket
+        TenantScope(conn, tid).events.insert_batch([_row(i) for i in range(4)], ingested=1)
+        TenantScope(conn, tid).events.insert_batch([_row(i) for i in range(4, 6)], ingested=1)
+        lists = len(conn.execute(select(event_postings)).all())
 
     def state() -> tuple[list[tuple[int, int]], list[str]]:
         with db.read() as conn:
-            index = sorted((r.vhash, r.event_pk) for r in conn.execute(select(event_observables)))
+            index = sorted((r.vhash, r.event_pk) for r in index_entries(conn))
             found = sorted(e.id for e in TenantScope(conn, tid).events.search(value="user1")[0])
         return index, found
 
     before = state()
     assert len(before[0]) == 12 and before[1] == [f"{i:032x}" for i in (1, 3, 5)]
+    run_migration(db, "downgrade", "0017")
+    with db.read() as conn:
+        pairs = sorted(
+            tuple(r) for r in conn.exec_driver_sql("SELECT vhash, event_pk FROM event_observables")
+        )
+        assert "event_postings" not in inspect(conn).get_table_names()
+    assert pairs == before[0]
+    run_migration(db, "upgrade", "head")
+    assert state() == before
+    with db.read() as conn:  # regrouped: one list per value and bucket, fewer than the batches wrote
+        assert len(conn.execute(select(event_postings)).all()) < lists
     run_migration(db, "downgrade", "0014")
     with db.read() as conn:
         columns = {c["name"] for c in inspect(conn).get_columns("event_observables")}

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from bastion.model import Alert, AlertStatus, CaseStatus, Observable, ObservableType, Role, Severity
 from bastion.store import Database, DuplicateError, TenantRepository, TenantScope
 from bastion.store.events import EventRow, value_hash
-from bastion.store.tables import event_observables, events
-from tests.store.rows import event_row
+from bastion.store.tables import events
+from tests.store.rows import event_row, index_entries
 
 
 def _tenant(db: Database, name: str) -> str:
@@ -248,7 +248,7 @@ def test_observable_index_rows_are_one_per_value_hash(db: Database) -> None:
         assert TenantScope(conn, tid).events.insert_batch(rows, ingested=2) == ([], 8)
     with db.read() as conn:
         pk_of = dict(conn.execute(select(events.c.id, events.c.pk)).all())
-        stored = conn.execute(select(event_observables.c.vhash, event_observables.c.event_pk)).all()
+        stored = [(e.vhash, e.event_pk) for e in index_entries(conn)]
         repo = TenantScope(conn, tid).events
         assert [e.id for e in repo.search(value="HOST3.example.com", obs_type="host")[0]] == [rows[3].id]
     expected = {(value_hash(v), pk_of[r.id]) for r, v in zip(rows, values, strict=True)}

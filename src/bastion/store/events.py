@@ -4,13 +4,16 @@ Ingest is the hot path, so :meth:`EventRepository.insert_batch` writes with plai
 ``executemany`` (no ORM, no per-row compilation), skips events whose id (content fingerprint) is
 already stored for the tenant, and assigns row keys itself so the observable index can point at them.
 
-The index holds ``(tenant, bucket, hash of value, event row)``: integer keys, inserted in key order,
-which costs a fraction of indexing the text. The bucket is the event's row key shifted right by
-:data:`BUCKET_BITS`: row keys rise with ingest, so each batch writes into the newest bucket's few pages
-instead of pages all over the index (which, hash first, made every batch slower than the last as the
-store grew). ``event_buckets`` lists a tenant's buckets; a search looks its value up in each. Values are
-indexed lower-cased (all types but URLs, whose paths are case-sensitive). A search keeps only events
-whose own observables carry the value, so a hash collision cannot produce a wrong result.
+The index holds posting lists: for each stored batch and each distinct value in it, one row keyed
+``(tenant, bucket, hash of value, the batch's first row key)`` listing the row keys of the batch's events
+that carry the value. Integer keys, inserted in key order, cost a fraction of indexing the text, and a
+row per distinct value (not per event and value) a seventh as many rows on the attack samples. The
+bucket is the event's row key shifted right by :data:`BUCKET_BITS`: row keys rise with ingest, so each
+batch writes into the newest bucket's few pages instead of pages all over the index (which, hash first,
+made every batch slower than the last as the store grew). ``event_buckets`` lists a tenant's buckets; a
+search looks its value up in each and expands the lists in SQL. Values are indexed lower-cased (all types
+but URLs, whose paths are case-sensitive). A search keeps only events whose own observables carry the
+value, so a hash collision cannot produce a wrong result.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from typing import Any
 import msgspec
 import orjson
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, literal_column, or_, select, text
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from bastion.model import Alert
 from bastion.store._util import driver_mark
-from bastion.store.tables import event_buckets, event_observables, events, tenants
+from bastion.store.tables import event_buckets, event_postings, events, tenants
 
 __all__ = [
     "BUCKET_BITS",
@@ -70,7 +74,6 @@ def value_hash(indexed: str) -> int:
 _VHASH_MEMO: dict[tuple[str, str], int] = {}
 _VHASH_MEMO_MAX = 65536
 _VHASH_MEMO_VALUE_MAX = 512
-_PK_MASK = (1 << 64) - 1
 # Rows per INSERT statement: at most 900 parameters (9 an event row), within every SQLite's limit of 999.
 _ROWS_PER_INSERT = 100
 
@@ -107,18 +110,20 @@ def _carries(event: Any, forms: set[str], obs_type: str | None) -> bool:
     return False
 
 
-def _index_keys(pks: Sequence[int], rows: Sequence[EventRow]) -> list[int]:
-    """The index rows of these events, each ``(value hash, event pk)`` packed into one integer (hash
-    times 2**64 plus pk), distinct and sorted: in key order, without a tuple per row to build, compare
-    and have the garbage collector scan."""
+def _postings(pks: Sequence[int], rows: Sequence[EventRow]) -> list[tuple[int, list[int]]]:
+    """``(value hash, row keys of the events that carry it)`` for these events (rising row keys), in
+    hash order: the index rows of one batch run, in key order."""
     memo = _VHASH_MEMO.get  # a memo hit, nearly every value, skips the call to _obs_hash
-    return sorted(
-        {
-            ((memo(obs) or _obs_hash(obs)) << 64) | pk
-            for pk, r in zip(pks, rows, strict=True)
-            for obs in r.observables
-        }
-    )
+    lists: dict[int, list[int]] = {}
+    for pk, r in zip(pks, rows, strict=True):
+        for obs in r.observables:
+            h = memo(obs) or _obs_hash(obs)
+            carriers = lists.get(h)
+            if carriers is None:
+                lists[h] = [pk]
+            elif carriers[-1] != pk:  # one event may carry the value twice (as a host and a user)
+                carriers.append(pk)
+    return sorted(lists.items())
 
 
 def _bucket_runs(
@@ -276,16 +281,19 @@ class EventRepository:
                 9,
             )
             buckets: list[int] = []
+            # A list binds as the JSON array SQLite stores, or as the driver's array for PostgreSQL.
+            pk_list = f"CAST({p} AS TEXT)" if self._sqlite else f"{p}::bigint[]"
+            dump: Any = orjson.dumps if self._sqlite else list
             for bucket, run_pks, run_rows in _bucket_runs(pks, fresh):
-                keys = _index_keys(run_pks, run_rows)
-                if not keys:
+                postings = _postings(run_pks, run_rows)
+                if not postings:
                     continue
                 buckets.append(bucket)
                 _insert_rows(
                     cursor,
-                    f"{insert} INTO event_observables (tenant_num, bucket, vhash, event_pk) VALUES {{}}",
-                    f"({tenant}, {int(bucket)}, {p}, {p})",
-                    [part for key in keys for part in (key >> 64, key & _PK_MASK)],
+                    f"{insert} INTO event_postings (tenant_num, bucket, vhash, first_pk, pks) VALUES {{}}",
+                    f"({tenant}, {int(bucket)}, {p}, {int(run_pks[0])}, {pk_list})",
+                    [part for h, carriers in postings for part in (h, dump(carriers))],
                     2,
                 )
             if buckets:
@@ -377,10 +385,24 @@ class EventRepository:
         """The row keys of the tenant's events indexed under any of these forms of a value (one lookup
         per bucket and form)."""
         buckets = select(event_buckets.c.bucket).where(event_buckets.c.tenant_num == self.tenant_num)
-        return select(event_observables.c.event_pk).where(
-            event_observables.c.tenant_num == self.tenant_num,
-            event_observables.c.bucket.in_(buckets),
-            event_observables.c.vhash.in_(sorted(value_hash(f) for f in forms)),
+        carriers: TableValuedAlias
+        if self._sqlite:
+            carriers = func.json_each(event_postings.c.pks).table_valued("value", joins_implicitly=True)
+        else:
+            carriers = (
+                func.unnest(event_postings.c.pks)
+                .table_valued("value", joins_implicitly=True)
+                .render_derived()
+            )
+        # The lists' table first: PostgreSQL reads a function's argument only from what precedes it.
+        return (
+            select(carriers.c.value)
+            .select_from(event_postings)
+            .where(
+                event_postings.c.tenant_num == self.tenant_num,
+                event_postings.c.bucket.in_(buckets),
+                event_postings.c.vhash.in_(sorted(value_hash(f) for f in forms)),
+            )
         )
 
     def _few_hits(self, hits: Select[Any]) -> list[int] | None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "alert_observables",
@@ -37,7 +38,7 @@ __all__ = [
     "case_timeline",
     "cases",
     "event_buckets",
-    "event_observables",
+    "event_postings",
     "events",
     "metadata",
     "tenants",
@@ -131,19 +132,24 @@ events = Table(
     Index(None, "tenant_num", "time"),
 )
 
-# The observable index: one compact B-tree of integers behind the tenant, so ingest stays fast. ``vhash``
-# is a 64-bit BLAKE2b of the indexed value (see store/events.py); searches confirm the value on the
+# The observable index: which events carry a value, as posting lists behind the tenant, so ingest stays
+# fast. A row is one value's events within one stored batch: ``vhash`` is a 64-bit BLAKE2b of the
+# indexed value (see store/events.py), ``pks`` the row keys of the batch's events that carry it (a JSON
+# array on SQLite, ``bigint[]`` on PostgreSQL) and ``first_pk`` the batch's first row key. Values repeat
+# from event to event (hosts, users, images), so a batch writes a row per distinct value rather than one
+# per event and value: about a seventh as many on the attack samples. Searches confirm the value on the
 # event itself, so a hash collision can never return a wrong event. ``bucket`` (the event's row key
 # divided by 2**14, see store/events.py) leads the key so that a batch's rows land in the newest bucket's
 # few pages: with the hash first, every batch touched pages all over an index that grows with the store.
-event_observables = Table(
-    "event_observables",
+event_postings = Table(
+    "event_postings",
     metadata,
-    # No foreign key: every row points at an event row of the same tenant, which has one.
+    # No foreign key: every row points at event rows of the same tenant, which has one.
     Column("tenant_num", Integer, primary_key=True, autoincrement=False),
     Column("bucket", BigInteger, primary_key=True, autoincrement=False),
     Column("vhash", BigInteger, primary_key=True, autoincrement=False),
-    Column("event_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("pks", Text().with_variant(postgresql.ARRAY(BigInteger), "postgresql"), nullable=False),
     sqlite_with_rowid=False,
 )
 
