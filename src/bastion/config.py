@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         32, ge=1, description="ingest batches waiting or being stored before the API answers 429"
     )
     ingest_batch_size: int = Field(2000, ge=1, description="events stored per transaction")
+    body_idle_timeout_s: float = Field(
+        15.0, gt=0, description="a request body that sends nothing for this long is refused (408)"
+    )
+    body_timeout_s: float = Field(300.0, gt=0, description="a request body must be complete within this")
     syslog_host: str = "127.0.0.1"
     syslog_udp_port: int | None = Field(5514, ge=0, le=65535)
     syslog_tcp_port: int | None = Field(5514, ge=0, le=65535)

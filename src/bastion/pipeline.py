@@ -93,8 +93,8 @@ def prepare_events(
             continue
         try:
             event = normalize(rec.data, fmt or rec.format)
-            # Serializing can refuse a record too: Python's JSON parser (JSON arrays, the API's bodies)
-            # lets an unpaired surrogate escape through, which is not Unicode.
+            # Storing can refuse a record too: a time or number out of range, or an unpaired surrogate
+            # escape that Python's JSON parser (JSON arrays, the API's bodies) lets through.
             row = _row(rec.data, event, ingest_time, detection)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             errors.append({"line": rec.line, "reason": str(exc) or type(exc).__name__})
@@ -103,7 +103,23 @@ def prepare_events(
     return rows, errors
 
 
+# What a stored event's time and integer fields may be: a date in years 1-9999 (what every reader of the
+# time can render), and a signed 64-bit integer (what the store's integer columns hold).
+_TIME_RANGE_MS = (-62_135_596_800_000, 253_402_300_799_999)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _check_storable(event: Event) -> None:
+    low, high = _TIME_RANGE_MS
+    if event.time and not low <= event.time <= high:
+        raise ValueError(f"time {event.time} is not a date in years 1-9999 (epoch milliseconds)")
+    for name, value in (("class_uid", event.class_uid), ("severity_id", event.severity_id)):
+        if not _INT64[0] <= int(value) <= _INT64[1]:
+            raise ValueError(f"{name} {int(value)} does not fit a signed 64-bit integer")
+
+
 def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None) -> EventRow:
+    _check_storable(event)
     canonical = canonical_bytes(data)
     raw = canonical if isinstance(data, (dict, list)) else orjson.dumps(data)
     event_id = fingerprint(canonical).hex()

@@ -201,6 +201,52 @@ def test_full_queue_answers_429_and_loses_nothing(sqlite_db: Database) -> None:
         running.queue.close()
 
 
+def test_a_stalled_body_gives_its_queue_place_back(sqlite_db: Database) -> None:
+    """A client that stops sending mid-body is answered 408 once it has been idle for the configured
+    time, and its ingest queue place is free again (it held every place of a one-place queue)."""
+    running, srv, thread = start_server(sqlite_db, ingest_queue_size=1, body_idle_timeout_s=1.0)
+    try:
+        key = create_tenant(sqlite_db, "acme")[1]
+        port = int(running.url.rsplit(":", 1)[1])
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(
+            f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a"'.encode()
+        )
+        stalled.settimeout(30)
+        response = _read_response(stalled)
+        assert response.startswith("HTTP/1.1 408") and "sent nothing for 1 s" in response
+        stalled.close()
+        with running.client(key) as c:
+            assert c.get("/healthz").json()["ingest_pending"] == 0
+            assert c.post("/api/v1/events", json=_event(1)).json()["accepted"] == 1
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        running.queue.close()
+
+
+def test_records_the_store_cannot_hold_are_rejected_and_the_rest_stored(
+    server: RunningServer, key: str
+) -> None:
+    """An event whose time is no date, or whose class is over 64 bits, failed the whole batch's insert
+    with a 500 (and a batch beyond the first 2,000 events had already been committed)."""
+    body = [
+        _event(1),
+        {**ECS_EVENT, "@timestamp": 1e30},
+        {"class_uid": 2**63, "time": 1_700_000_000_000, "metadata": {"product": {"name": "x"}}},
+        _event(2),
+    ]
+    with server.client(key) as c:
+        r = c.post("/api/v1/events", json=body)
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert (doc["accepted"], doc["rejected"]) == (2, 2)
+        reasons = {e["line"]: e["reason"] for e in doc["errors"]}
+        assert "not a date" in reasons[2] and "64-bit" in reasons[3]
+        assert len(c.get("/api/v1/events").json()["events"]) == 2
+
+
 def test_alerts_generic_and_webhooks(server: RunningServer, key: str) -> None:
     webhooks = Path(__file__).resolve().parents[2] / "src" / "bastion" / "demo" / "data" / "webhooks"
     with server.client(key) as c:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated
 
@@ -74,9 +75,26 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
             raise ApiError(
                 413, f"request body of {size} bytes is over the limit of {limit} bytes", limit=limit
             )
+    # A client that stops sending mid-body would otherwise hold what the route reserved for it (an ingest
+    # queue place) for as long as it keeps the connection open.
+    settings = request.app.state.settings
+    idle_s, whole_s = settings.body_idle_timeout_s, settings.body_timeout_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + whole_s
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        wait = min(idle_s, deadline - loop.time())
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            chunk = await asyncio.wait_for(anext(stream), wait)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            why = f"sent nothing for {idle_s:g} s" if wait == idle_s else f"took over {whole_s:g} s"
+            raise ApiError(408, f"request body incomplete: the client {why}") from None
         total += len(chunk)
         if total > limit:
             raise ApiError(413, f"request body is over the limit of {limit} bytes", limit=limit)
