@@ -226,6 +226,21 @@ def test_streamed_array_with_a_broken_item_reports_it_and_stops(
     assert len(items) == 3
 
 
+def test_streamed_array_with_an_item_nested_too_deeply_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python's decoder recurses per level: an item nested thousands deep raised RecursionError out of
+    the reader (a traceback, after the batches before it were stored)."""
+    monkeypatch.setattr(readers, "_WHOLE_DOCUMENT", 10)
+    path = tmp_path / "deep.json"
+    path.write_text('[{"a": 1},\n{"b": ' + "[" * 50_000 + "]" * 50_000 + "}]")
+    items = list(read_path(path))
+    assert items[0] == RawRecord(1, {"a": 1})
+    assert isinstance(items[1], RecordError) and items[1].line == 2
+    assert items[1].reason.startswith("invalid JSON at line 2") and "nested too deeply" in items[1].reason
+    assert len(items) == 2
+
+
 # ----------------------------------------------------------------------------------------------- EVTX
 
 

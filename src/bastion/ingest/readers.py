@@ -403,6 +403,8 @@ class _JsonStream:
                     continue
                 line = self.line + self.buf.count("\n", self.pos, exc.pos)
                 raise _JsonFailure(line, self._column(exc.pos), exc.msg) from None
+            except RecursionError:  # Python's decoder recurses once per level of nesting
+                raise _JsonFailure(self.line, self._column(self.pos), "nested too deeply") from None
             if end == len(self.buf) and not self.eof:
                 self._grow()  # a number at the end of the buffer may go on in the next chunk
                 continue
