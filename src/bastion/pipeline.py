@@ -34,6 +34,7 @@ from bastion.ingest.normalize import normalize
 from bastion.ingest.observables import extract_observables
 from bastion.ingest.records import RawRecord, RecordError
 from bastion.model import OBSERVABLE_TYPE_NAMES, Alert, Event
+from bastion.model.timefmt import MAX_MS, MIN_MS
 from bastion.store import Database, TenantScope
 from bastion.store.events import EventRow
 from bastion.store.tables import tenants
@@ -103,15 +104,14 @@ def prepare_events(
     return rows, errors
 
 
-# What a stored event's time and integer fields may be: a date in years 1-9999 (what every reader of the
-# time can render), and a signed 64-bit integer (what the store's integer columns hold).
-_TIME_RANGE_MS = (-62_135_596_800_000, 253_402_300_799_999)
+# What a stored event's integer fields may be: a signed 64-bit integer (the store's integer columns).
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 def _check_storable(event: Event) -> None:
-    low, high = _TIME_RANGE_MS
-    if event.time and not low <= event.time <= high:
+    """Refuse what the store could not hold or a reader could not show: a time that is no date in the
+    years 1-9999, an integer past 64 bits."""
+    if event.time and not MIN_MS <= event.time <= MAX_MS:
         raise ValueError(f"time {event.time} is not a date in years 1-9999 (epoch milliseconds)")
     for name, value in (("class_uid", event.class_uid), ("severity_id", event.severity_id)):
         if not _INT64[0] <= int(value) <= _INT64[1]:

@@ -20,6 +20,7 @@ from bastion.ingest.alerts import (
     parse_time,
 )
 from bastion.model import Alert, AlertStatus, ObservableType, Severity
+from bastion.model.timefmt import MAX_MS, MIN_MS, TimeOutOfRange, parse_time_ms
 
 OT = ObservableType
 SHA256 = "8963a19fb992ad9a76576c5638fd68292cffb9aaac29eb8285f9abf6196a7dec"
@@ -53,6 +54,24 @@ def test_parse_time_reads_iso_and_epoch_seconds_and_milliseconds() -> None:
     for bad in ("yesterday", True, None, -5, [1]):
         with pytest.raises(ValueError):
             parse_time(bad)
+
+
+def test_times_no_date_can_show_are_refused_naming_the_value() -> None:
+    """Past the year 9999 a time overflowed the store's 64-bit column (a 500); it is a ValueError now."""
+    assert parse_time("0001-01-01T00:00:00Z") == MIN_MS
+    assert parse_time("9999-12-31T23:59:59.999Z") == MAX_MS
+    for bad in (1e30, 10**30, "99999999999999999999999999", "0001-01-01T00:00:00+01:00"):
+        with pytest.raises(
+            TimeOutOfRange, match="out of range: a time must fall between the years 1 and 9999"
+        ):
+            parse_time(bad)
+    with pytest.raises(ValueError, match="inf"):
+        parse_time(float("inf"))
+    # typed times keep the reason instead of the generic "not a time", relative ones included
+    for typed in ("99999999999999999999999", "-99999999999d"):
+        with pytest.raises(TimeOutOfRange, match=f"{typed!r} is out of range"):
+            parse_time_ms(typed)
+    assert parse_time_ms("-1d", now_ms=2 * 86_400_000) == 86_400_000
 
 
 @pytest.mark.parametrize(
@@ -607,6 +626,61 @@ def test_sentinel_entities_as_a_list_and_defender_product() -> None:
     assert obs(alert) == {("user", "svc_backup"), ("host", "FS-01"), ("ipv4", "10.20.14.142")}
 
 
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ([5], "tables[0]: expected a query result table (an object with columns and rows), got a number"),
+        ([{"columns": 5, "rows": 5}], "tables[0].columns: expected an array of columns, got a number"),
+        ([{"columns": [5], "rows": []}], 'tables[0].columns[0]: expected a column object with a "name"'),
+        ([{"columns": [], "rows": 5}], "tables[0].rows: expected an array of rows, got a number"),
+        (
+            [{"columns": [], "rows": [5]}],
+            "tables[0].rows[0]: expected a row (an array of values), got a number",
+        ),
+    ],
+)
+def test_query_results_of_the_wrong_shape_name_the_part(tables: list[Any], message: str) -> None:
+    for source in ("elastic", "sentinel", "generic"):
+        assert error(map_webhook, source, {"tables": tables}) == message
+
+
+def test_vendor_times_past_the_year_9999_name_the_field() -> None:
+    assert error(map_webhook, "generic", {"title": "t", "source": "s", "time": 1e30}).startswith(
+        "time: 1e+30 is out of range"
+    )
+    assert error(map_webhook, "elastic", {**elastic_alert(), "@timestamp": 1e30}).startswith(
+        "@timestamp: 1e+30 is out of range"
+    )
+    assert error(map_webhook, "sentinel", security_alert(TimeGenerated=1e30)).startswith(
+        "TimeGenerated: 1e+30 is out of range"
+    )
+    assert error(map_webhook, "defender", {**graph_alert(), "createdDateTime": 1e30}).startswith(
+        "createdDateTime: 1e+30 is out of range"
+    )
+
+
+def test_vendor_text_fields_are_strings_or_refused_naming_the_field() -> None:
+    """An object stored as an alert's description made every later read of the tenant's alerts fail."""
+    assert error(map_webhook, "defender", {**graph_alert(), "description": {"x": 1}}) == (
+        "description: expected a string, got an object"
+    )
+    assert error(map_webhook, "defender", {"value": [graph_alert(), {**graph_alert(), "id": {"x": 1}}]}) == (
+        "value[1].id: expected a string, got an object"
+    )
+    assert error(map_webhook, "sentinel", security_alert(SystemAlertId=[1])) == (
+        "SystemAlertId: expected a string, got an array"
+    )
+    assert error(map_webhook, "sentinel", security_alert(AlertType=True)) == (
+        "AlertType: expected a string, got a boolean"
+    )
+    numbered = map_webhook("defender", {**graph_alert(), "id": 5, "detectorId": 7, "description": 1.5})[0]
+    assert (numbered.external_id, numbered.rule_id, numbered.description) == ("5", "7", "1.5")
+    elastic = map_webhook(
+        "elastic", {**elastic_alert(), "kibana.alert.reason": 5, "kibana.alert.rule.uuid": 9}
+    )[0]
+    assert (elastic.description, elastic.rule_id) == ("5", "9")
+
+
 def test_sentinel_log_analytics_query_result() -> None:
     row = security_alert()
     columns = [{"name": k, "type": "string"} for k in row]
@@ -796,5 +870,11 @@ def test_graph_errors_name_the_field() -> None:
     assert (
         error(map_webhook, "microsoft", {"value": [7]}) == "value[0]: expected an alert object, got a number"
     )
+    assert error(map_webhook, "defender", {"title": "a", "mitreTechniques": 5}) == (
+        "mitreTechniques: expected a list, got a number"
+    )
+    assert error(
+        map_webhook, "defender", {"value": [graph_alert(), {**graph_alert(), "systemTags": "x"}]}
+    ) == ("value[1].systemTags: expected a list, got a string")
     unknown = {**graph_alert(), "severity": "unknownFutureValue"}
     assert map_webhook("defender", unknown)[0].severity is Severity.UNKNOWN

@@ -1,11 +1,19 @@
-"""Parsing query parameters the same way everywhere: times and page cursors, with 400s that say why."""
+"""Parsing query parameters the same way everywhere: times, page cursors and whole numbers the store
+can hold, with 400s that say why."""
 
 from __future__ import annotations
+
+import re
 
 from bastion.api.errors import ApiError
 from bastion.model.timefmt import parse_time_ms
 
-__all__ = ["parse_cursor", "parse_time_param"]
+__all__ = ["MAX_INT64", "parse_cursor", "parse_time_param"]
+
+#: The largest whole number a SQLite or PostgreSQL integer column holds: the ``le=`` of offsets and
+#: versions, so that a larger one is a 400 rather than an overflow in the driver.
+MAX_INT64 = 2**63 - 1
+_CURSOR_TIME = re.compile(r"-?[0-9]{1,19}")
 
 
 def parse_time_param(name: str, value: str | None) -> int | None:
@@ -18,11 +26,11 @@ def parse_time_param(name: str, value: str | None) -> int | None:
 
 
 def parse_cursor(value: str | None) -> tuple[int, str] | None:
-    """A cursor is ``<time>:<id>`` as returned in ``next_cursor``."""
+    """A cursor is ``<time>:<id>`` as returned in ``next_cursor``; its time is a stored 64-bit integer."""
     if value is None:
         return None
     t, sep, rest = value.partition(":")
-    if not sep or not t.lstrip("-").isdigit() or not rest:
+    if not sep or not rest or not _CURSOR_TIME.fullmatch(t) or not -MAX_INT64 - 1 <= int(t) <= MAX_INT64:
         raise ApiError(400, f"cursor: {value!r} is not a cursor this API returned")
     return int(t), rest
 

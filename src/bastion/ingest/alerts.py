@@ -203,6 +203,19 @@ def _unique_observables(items: Iterable[Observable | None]) -> list[Observable]:
     return list(seen.values())
 
 
+def _text(value: Any, path: str) -> str | None:
+    """A vendor's text field (a description, an id) as a string: a number is written out, empty is None.
+    An object, array or boolean there is a payload of the wrong shape, refused naming the field, since an
+    alert stored with one could not be read back."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise AlertDocumentError(path, f"expected a string, got {_json_type(value)}")
+
+
 def _severity_or_unknown(value: Any) -> Severity:
     try:
         return Severity.parse(value)
@@ -306,11 +319,39 @@ def _items(payload: Any, wrappers: tuple[str, ...], what: str) -> list[tuple[str
     if isinstance(hits, dict) and isinstance(hits.get("hits"), list):
         return [(f"hits.hits[{i}]", hit) for i, hit in enumerate(hits["hits"])]
     tables = payload.get("tables")
-    if isinstance(tables, list) and tables and isinstance(tables[0], dict) and "rows" in tables[0]:
-        names = [col.get("name") for col in tables[0].get("columns", [])]
-        rows = tables[0]["rows"]
-        return [(f"tables[0].rows[{i}]", dict(zip(names, row, strict=False))) for i, row in enumerate(rows)]
+    if isinstance(tables, list) and tables:
+        return _table_rows(tables[0])
     return [("", payload)]
+
+
+def _table_rows(table: Any) -> list[tuple[str, Any]]:
+    """The rows of a Log Analytics query result's first table as objects keyed by column name. A table
+    of another shape raises AlertDocumentError naming the part that is wrong."""
+    if not isinstance(table, dict):
+        raise AlertDocumentError(
+            "tables[0]",
+            f"expected a query result table (an object with columns and rows), got {_json_type(table)}",
+        )
+    columns, rows = table.get("columns", []), table.get("rows")
+    if not isinstance(columns, list):
+        raise AlertDocumentError(
+            "tables[0].columns", f"expected an array of columns, got {_json_type(columns)}"
+        )
+    names = []
+    for i, col in enumerate(columns):
+        if not isinstance(col, dict) or not isinstance(col.get("name"), str):
+            raise AlertDocumentError(f"tables[0].columns[{i}]", 'expected a column object with a "name"')
+        names.append(col["name"])
+    if not isinstance(rows, list):
+        raise AlertDocumentError("tables[0].rows", f"expected an array of rows, got {_json_type(rows)}")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise AlertDocumentError(
+                f"tables[0].rows[{i}]", f"expected a row (an array of values), got {_json_type(row)}"
+            )
+        out.append((f"tables[0].rows[{i}]", dict(zip(names, row, strict=False))))
+    return out
 
 
 def _map_generic(payload: Any) -> list[Alert]:

@@ -97,6 +97,11 @@ def _ev(doc: Any, *paths: str) -> list[Any]:
     return [v for p in paths for v in (_values(doc, p) or _values(doc, _ELASTIC_LEGACY.get(p, p)))]
 
 
+def _scalar(values: list[Any]) -> str | None:
+    """The first of some field values as text (a number as written): the alert's text fields are strings."""
+    return str(values[0]) if values else None
+
+
 def _risk_severity(score: Any) -> Severity:
     """Elastic's default risk score bands: 0-21 low, 22-47 medium, 48-73 high, 74-100 critical."""
     try:
@@ -141,9 +146,9 @@ def _elastic_alert(item: Any, path: str) -> Alert:
             "signal.original_time",
         ),
         source="elastic",
-        description=next(iter(_ev(doc, "kibana.alert.reason", "kibana.alert.rule.description")), None),
+        description=_scalar(_ev(doc, "kibana.alert.reason", "kibana.alert.rule.description")),
         external_id=str(next(iter(_values(doc, "kibana.alert.uuid")), None) or item.get("_id") or "") or None,
-        rule_id=next(iter(_ev(doc, "kibana.alert.rule.uuid", "kibana.alert.rule.rule_id")), None),
+        rule_id=_scalar(_ev(doc, "kibana.alert.rule.uuid", "kibana.alert.rule.rule_id")),
         rule_name=str(names[0]).strip(),
         status=_ELASTIC_STATUS.get(status, AlertStatus.NEW),
         techniques=techniques,

@@ -27,6 +27,7 @@ from bastion.ingest.alerts import (
     _split_list,
     _tactic_tag,
     _techniques,
+    _text,
     _unique,
     _unique_observables,
     _vendor_time,
@@ -45,6 +46,7 @@ _MS_STATUS = {
     "resolved": AlertStatus.CLOSED,
     "dismissed": AlertStatus.CLOSED,
 }
+_SENTINEL_IDS = ("systemalertid", "vendororiginalid", "provideralertid")
 _HASH_ALGORITHMS = {"md5": OT.MD5, "sha1": OT.SHA1, "sha256": OT.SHA256}
 # Sentinel entity Type -> its observable fields (learn.microsoft.com/azure/sentinel/entities-reference)
 _ENTITY_SPECS: dict[str, _Spec] = {
@@ -157,9 +159,9 @@ def _security_alert(item: dict[str, Any], path: str) -> Alert:
         severity=_severity_or_unknown(get("alertseverity", "severity")),
         time=when,
         source=_ms_source(product),
-        description=get("description"),
-        external_id=get("systemalertid", "vendororiginalid", "provideralertid"),
-        rule_id=get("alerttype"),
+        description=_text(get("description"), name("description")),
+        external_id=_text(get(*_SENTINEL_IDS), name(*_SENTINEL_IDS)),
+        rule_id=_text(get("alerttype"), name("alerttype")),
         rule_name=str(title).strip(),
         status=_MS_STATUS.get(str(get("status")).lower(), AlertStatus.NEW),
         techniques=_techniques(t for t in (get("techniques"), get("subtechniques")) if t),
@@ -169,14 +171,22 @@ def _security_alert(item: dict[str, Any], path: str) -> Alert:
     )
 
 
+def _list_field(item: dict[str, Any], path: str, key: str) -> list[Any]:
+    """A Graph alert's list property (empty when absent); another type makes the alert unreadable."""
+    value = item.get(key) or []
+    if not isinstance(value, list):
+        raise AlertDocumentError(_join(path, key), f"expected a list, got {_json_type(value)}")
+    return value
+
+
 def _graph_alert(item: dict[str, Any], path: str) -> Alert:
     """A Microsoft Graph security alert (``/security/alerts_v2``), as Defender XDR produces it."""
     title = item.get("title")
     if not isinstance(title, str) or not title.strip():
         raise AlertDocumentError(_join(path, "title"), "required")
-    evidence = item.get("evidence") or []
-    if not isinstance(evidence, list):
-        raise AlertDocumentError(_join(path, "evidence"), f"expected a list, got {_json_type(evidence)}")
+    evidence, techniques, system_tags = (
+        _list_field(item, path, key) for key in ("evidence", "mitreTechniques", "systemTags")
+    )
     service = item.get("serviceSource")
     tags = [_tactic_tag(item["category"])] if isinstance(item.get("category"), str) else []
     tags += [f"product:{service}"] if service else []
@@ -192,12 +202,13 @@ def _graph_alert(item: dict[str, Any], path: str) -> Alert:
             item, path, "createdDateTime", "alertCreationTime", "firstActivityDateTime", "lastUpdateDateTime"
         ),
         source=_ms_source(service or "defender"),
-        description=item.get("description"),
-        external_id=item.get("id") or item.get("providerAlertId"),
-        rule_id=item.get("detectorId"),
+        description=_text(item.get("description"), _join(path, "description")),
+        external_id=_text(item.get("id"), _join(path, "id"))
+        or _text(item.get("providerAlertId"), _join(path, "providerAlertId")),
+        rule_id=_text(item.get("detectorId"), _join(path, "detectorId")),
         status=_MS_STATUS.get(str(item.get("status", "new")).lower(), AlertStatus.NEW),
-        techniques=_techniques(item.get("mitreTechniques") or []),
-        tags=_unique(tags + [str(t) for t in item.get("systemTags") or []]),
+        techniques=_techniques(techniques),
+        tags=_unique(tags + [str(t) for t in system_tags]),
         observables=_unique_observables(observables),
         raw=item,
     )

@@ -157,6 +157,8 @@ def start_run(
         repo = WorkflowRepository(conn, tenant_id)
         d = repo.definition(workflow_id, version)
         if d is None:
+            if version is not None and (latest := repo.latest_version(workflow_id)):
+                raise RunError(f"workflow {workflow_id!r} has no version {version}; the latest is {latest}")
             raise RunError(f"no workflow {workflow_id!r} in this tenant")
         bound = bind_inputs(parse_stored(d["source"]), inputs)
         scope = TenantScope(conn, tenant_id)

@@ -56,6 +56,7 @@ __all__ = [
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 RUN_STATUSES = ("running", "waiting_approval", "succeeded", "failed", "cancelled")
+_MAX_VERSION = 2**63 - 1  # the version column is a 64-bit integer: a larger one cannot be stored
 
 
 def now_ms() -> int:
@@ -341,7 +342,11 @@ class WorkflowRepository:
         return version, True
 
     def definition(self, workflow_id: str, version: int | None = None) -> dict[str, Any] | None:
+        """The stored ``version`` (latest when None), or None. A version below 1 or past 64 bits is None
+        too: none is stored, and the driver could not bind it (CLI ``id@N``, web ``?version=``)."""
         params = {"b_tenant": self.tenant_id, "b_workflow": workflow_id}
+        if version is not None and not 1 <= version <= _MAX_VERSION:
+            return None
         if version is None:
             row = self.conn.execute(_LATEST_DEFINITION, params).first()
         else:

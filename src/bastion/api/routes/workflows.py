@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import CurrentPrincipal, read_limited_body, require_role
 from bastion.api.errors import ApiError
+from bastion.api.params import MAX_INT64
 from bastion.api.responses import JSON
 from bastion.model import Role
 from bastion.respond.runtime import install_delivery
@@ -66,13 +69,29 @@ async def post_workflow(request: Request, principal: Engineer) -> JSON:
 
 @router.get("/workflows/{workflow_id}", summary="One workflow version (latest unless ?version=)")
 def get_workflow(
-    request: Request, principal: CurrentPrincipal, workflow_id: str, version: int | None = None
+    request: Request,
+    principal: CurrentPrincipal,
+    workflow_id: str,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
 ) -> JSON:
     with request.app.state.db.read() as conn:
-        found = WorkflowRepository(conn, principal.tenant_id).definition(workflow_id, version)
+        repo = WorkflowRepository(conn, principal.tenant_id)
+        found = repo.definition(workflow_id, version)
+        latest = repo.latest_version(workflow_id) if found is None else 0
     if found is None:
-        raise ApiError(404, f"no workflow {workflow_id}" + (f" version {version}" if version else ""))
+        if latest:
+            raise ApiError(404, f"workflow {workflow_id} has no version {version}; the latest is {latest}")
+        raise ApiError(404, f"no workflow {workflow_id}")
     return JSON(found)
+
+
+class RunBody(BaseModel):
+    """What starting a run takes; any other key is a mistake worth saying (a misspelt "inputs")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    version: StrictInt | None = Field(None, ge=1, le=MAX_INT64, description="default: the latest")
 
 
 @router.post(
@@ -80,19 +99,22 @@ def get_workflow(
 )
 async def post_run(request: Request, principal: Analyst, workflow_id: str) -> JSON:
     body = await _json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("inputs", {}), dict):
+    if not isinstance(body, dict):
         raise ApiError(400, 'body must be {"inputs": {...}} (and optionally "version")')
-    version = body.get("version")
-    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-        raise ApiError(400, "version must be a whole number")
+    try:
+        run = RunBody.model_validate(body)
+    except ValidationError as exc:
+        allowed = "unknown key; allowed: " + ", ".join(RunBody.model_fields)
+        errors = [{**e, "msg": allowed} if e["type"] == "extra_forbidden" else e for e in exc.errors()]
+        raise RequestValidationError(errors) from None
     try:
         run_id = await run_in_threadpool(
             start_run,
             request.app.state.db,
             principal.tenant_id,
             workflow_id,
-            version,
-            body.get("inputs", {}),
+            run.version,
+            run.inputs,
             trigger={"type": "api"},
             actor=principal.actor,
         )
