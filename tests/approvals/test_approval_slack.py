@@ -10,7 +10,7 @@ import hmac
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import orjson
@@ -267,3 +267,28 @@ def test_slack_failure_does_not_lose_the_request(sqlite_db: Database, fake_slack
     assert get_approval(sqlite_db, org.id, a.id).delivery["errors"] == [
         "slack: Slack refused chat.postMessage: invalid_auth"
     ]
+
+
+def test_malformed_signed_payloads_are_refused_with_a_reason(
+    server: RunningServer, org: Org, fake_slack: FakeSlack
+) -> None:
+    a = ask(server, org)
+    map_slack_user(org.db, org.id, "U0BOB", "bob", actor="test")
+    good = orjson.loads(parse_qs(click(fake_slack, a.id, "U0BOB").decode())["payload"][0])
+    cases = [
+        ({"actions": 5}, "'actions' must be a list"),
+        ({"actions": {"0": good["actions"][0]}}, "'actions' must be a list"),
+        ({"actions": ["approve"]}, "'actions' must be a list"),
+        ({"user": "U0BOB"}, "'user' must be an object"),
+        ({"user": {"id": 7}}, "'user' must be an object"),
+        ({"container": "x"}, "'container' must be an object"),
+        ({"message": 5, "container": None}, "'message' must be an object"),
+        ({"channel": ["C0APPROVALS"]}, "'channel' must be an object"),
+        ({"container": {"message_ts": 1700000000}}, "container.message_ts must be a string"),
+    ]
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for change, reason in cases:
+            body = urlencode({"payload": orjson.dumps({**good, **change}).decode()}).encode()
+            r = c.post(ENDPOINT, content=body, headers=signed(body))
+            assert r.status_code == 400 and reason in r.json()["error"], (change, r.text)
+    assert get_approval(org.db, org.id, a.id).decisions == []

@@ -41,6 +41,9 @@ class ExpressionError(ValueError):
     """An expression failed to parse or to evaluate; the message names the expression."""
 
 
+_TOO_DEEP = "expression nested too deeply (brackets, operators or filters): split it over vars or steps"
+
+
 def _defang(value: Any) -> str:
     text = str(value)
     text = re.sub(r"^http", "hxxp", text, flags=re.I)
@@ -99,6 +102,8 @@ def _compiled(source: str) -> Any:
         return _env().compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"expression syntax error in '${{{{{source}}}}}': {exc.message}") from None
+    except RecursionError:  # Jinja parses and compiles recursively: deep nesting exhausts the stack
+        raise ExpressionError(_TOO_DEEP) from None
 
 
 def check_syntax(text: str) -> list[tuple[int, str]]:
@@ -121,9 +126,12 @@ def check_syntax(text: str) -> list[tuple[int, str]]:
 
 
 def _walk(node: nodes.Node) -> Iterator[nodes.Node]:
-    yield node
-    for child in node.iter_child_nodes():
-        yield from _walk(child)
+    """Every node of the tree, without recursion (a long chain of operators is a deep tree)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(list(current.iter_child_nodes())))
 
 
 def references(text: str) -> list[tuple[str, str]]:
@@ -135,7 +143,7 @@ def references(text: str) -> list[tuple[str, str]]:
     for m in EXPR.finditer(text):
         try:
             tree = _env().parse("{{ " + m.group(1).strip() + " }}")
-        except TemplateSyntaxError:
+        except (TemplateSyntaxError, RecursionError):  # reported by check_syntax
             continue
         for node in _walk(tree):
             if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):

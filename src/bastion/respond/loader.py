@@ -3,6 +3,10 @@
 The validator reports each problem at a line and column; ``load_yaml`` returns plain Python values plus
 a :class:`Positions` map from a path (``("steps", 2, "with", "url")``) to the 1-based position of the
 value at that path, and of its key.
+
+A file is refused, with the position of the cause, before it can cost the process its stack or its
+memory: nesting deeper than :data:`MAX_DEPTH`, an alias inside the collection it names, and aliases that
+would copy more than :data:`MAX_ALIAS_NODES` values (nested anchors multiply: a "billion laughs").
 """
 
 from __future__ import annotations
@@ -12,9 +16,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Loaded", "Positions", "YamlProblem", "load_yaml"]
+__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "Loaded", "Positions", "YamlProblem", "load_yaml"]
 
 Path = tuple[str | int, ...]
+
+#: Levels of nesting a workflow may use (its aliases expanded); far above any real one, and far below
+#: what the recursive parts (composing, building, validating, JSON) take before the stack runs out.
+MAX_DEPTH = 100
+#: Values that aliases may add to a document in all: generous for reusing a mapping across steps.
+MAX_ALIAS_NODES = 10_000
 
 
 @dataclass
@@ -71,6 +81,91 @@ class Loaded:
     problems: list[YamlProblem]
 
 
+class _Refused(Exception):
+    """A document too deep or too large once its aliases are expanded (not a syntax error)."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.problem = YamlProblem(mark.line + 1, mark.column + 1, message)
+
+
+class _Loader(yaml.SafeLoader):
+    """Composes with a budget: each node's size and depth with its aliases expanded is known when the
+    node is done, so a nested or self-referencing alias is refused where it is written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._open: set[str] = set()  # anchors of the collections being composed
+        self._expanded = 0  # values added by aliases so far
+        self._measure: dict[int, tuple[int, int]] = {}  # id(node) -> (size, depth) expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _Refused(
+                    event.start_mark, f"alias *{event.anchor} refers to a collection it is in (a loop)"
+                )
+            node = super().compose_node(parent, index)
+            size, depth = self._measure[id(node)]
+            self._expanded += size
+            if self._expanded > MAX_ALIAS_NODES:
+                raise _Refused(
+                    event.start_mark,
+                    f"aliases expand the document by more than {MAX_ALIAS_NODES} values: "
+                    "alias fewer or smaller values",
+                )
+            if self._depth + depth > MAX_DEPTH:
+                raise _Refused(
+                    event.start_mark, f"alias *{event.anchor} makes nesting deeper than {MAX_DEPTH} levels"
+                )
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nesting deeper than {MAX_DEPTH} levels")
+        anchor = event.anchor if isinstance(event, yaml.CollectionStartEvent) else None
+        if anchor is not None:
+            self._open.add(anchor)
+        self._depth += 1
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if anchor is not None:
+            self._open.discard(anchor)
+        if isinstance(node, yaml.SequenceNode):
+            children = [self._measure[id(c)] for c in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            children = [self._measure[id(c)] for pair in node.value for c in pair]
+        else:
+            children = []
+        self._measure[id(node)] = (
+            1 + sum(size for size, _ in children),
+            1 + max((depth for _, depth in children), default=0),
+        )
+        return node
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of character ``offset`` of ``text``."""
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+
+
+def _unreadable(text: str, exc: yaml.reader.ReaderError) -> YamlProblem:
+    """A character YAML does not allow; text read with ``errors="surrogateescape"`` carries each byte
+    that is not UTF-8 as a lone surrogate, named here as the byte it was."""
+    line, col = _position(text, exc.position)
+    if 0xDC80 <= exc.character <= 0xDCFF:
+        return YamlProblem(
+            line, col, f"invalid UTF-8: byte 0x{exc.character - 0xDC00:02x} (save the file as UTF-8)"
+        )
+    return YamlProblem(line, col, f"character U+{exc.character:04X} is not allowed in YAML")
+
+
+# Values must survive the JSON a run is recorded in and the store's signed 64-bit integers.
+_INT_TAG = "tag:yaml.org,2002:int"
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_INT_RANGE = f"integer out of range: whole numbers go from {_INT_MIN} to {_INT_MAX}"
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -90,9 +185,14 @@ def load_yaml(text: str) -> Loaded:
     """Parse one YAML document. Syntax errors and duplicate keys come back as problems, not raised."""
     positions = Positions()
     problems: list[YamlProblem] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # the reader checks every character up front
+        return Loaded(None, positions, [_unreadable(text, exc)])
     try:
         root = loader.get_single_node()
+    except _Refused as exc:
+        return Loaded(None, positions, [exc.problem])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -112,7 +212,7 @@ def load_yaml(text: str) -> Loaded:
                 if not isinstance(key_node, yaml.ScalarNode):
                     problems.append(YamlProblem(*_mark(key_node), "mapping keys must be plain strings"))
                     continue
-                key = str(loader.construct_scalar(key_node))
+                key = str(constructor.construct_scalar(key_node))
                 if key in out:
                     problems.append(YamlProblem(*_mark(key_node), f"duplicate key {key!r}"))
                 positions.keys[(*path, key)] = _mark(key_node)
@@ -122,14 +222,26 @@ def load_yaml(text: str) -> Loaded:
             return [build(child, (*path, i)) for i, child in enumerate(node.value)]
         if isinstance(node, yaml.ScalarNode):
             positions.texts[path] = _text_start(node, source_lines)
+            if node.tag == _INT_TAG and len(node.value) > 100:  # int() refuses over 4300 digits
+                problems.append(YamlProblem(*_mark(node), _INT_RANGE))
+                return None
         try:
-            return loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            problems.append(YamlProblem(*_mark(node), f"invalid value: {exc}"))
+            value = constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:  # e.g. month 13, !!int x
+            problems.append(YamlProblem(*_mark(node), f"invalid value: {exc} (quote it to keep it as text)"))
             return None
+        if isinstance(value, int) and not isinstance(value, bool) and not _INT_MIN <= value <= _INT_MAX:
+            problems.append(YamlProblem(*_mark(node), _INT_RANGE))
+            return None
+        if isinstance(value, bytes):
+            problems.append(
+                YamlProblem(*_mark(node), "binary values (!!binary) are not supported: use a string")
+            )
+            return None
+        return value
 
     source_lines = text.splitlines()
-    loader = yaml.SafeLoader("")
+    constructor = yaml.SafeLoader("")
     data = build(root, ())
-    loader.dispose()
+    constructor.dispose()
     return Loaded(data, positions, problems)

@@ -6,12 +6,14 @@ so the engine can trust them.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "INPUT_TYPES",
+    "MAX_DURATION_S",
     "TRIGGER_KINDS",
     "InputSpec",
     "RetrySpec",
@@ -25,21 +27,27 @@ INPUT_TYPES = ("string", "integer", "number", "boolean", "object", "array", "any
 TRIGGER_KINDS = ("manual", "webhook", "schedule", "alert", "case", "intel")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+#: The longest duration (ten years): a deadline then still fits the store's epoch milliseconds.
+MAX_DURATION_S = 3650 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds in ``30``, ``"30s"``, ``"5m"``, ``"4h"``, ``"2d"``; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
+    """Seconds in ``30``, ``"30s"``, ``"5m"``, ``"4h"``, ``"2d"``, at most ten years; ValueError
+    otherwise."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise ValueError(f"a duration must not be negative: {value!r}")
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value) if value <= MAX_DURATION_S else math.inf  # float() of a huge int raises
+    elif isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return float(m.group(1)) * _UNIT[m.group(2)]
-    raise ValueError(f"not a duration: {value!r} (use seconds or a number with ms, s, m, h, d or w)")
+            seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds is None:
+        raise ValueError(f"not a duration: {value!r} (use seconds or a number with ms, s, m, h, d or w)")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:  # YAML reads .inf and .nan as floats
+        raise ValueError(f"a duration must be at most 3650d (ten years), not {value!r}")
+    return seconds
 
 
 @dataclass
@@ -59,8 +67,12 @@ class RetrySpec:
     backoff: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return float(self.interval_s * (self.backoff ** (attempt - 1)))
+        """Seconds to wait after failed attempt number ``attempt`` (1-based), at most
+        :data:`MAX_DURATION_S` (a steep backoff over many attempts would overflow a float)."""
+        try:
+            return min(float(self.interval_s * (self.backoff ** (attempt - 1))), MAX_DURATION_S)
+        except OverflowError:
+            return MAX_DURATION_S
 
 
 @dataclass

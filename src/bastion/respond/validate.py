@@ -86,6 +86,10 @@ _APPROVAL_KEYS = {
     "channels",
 }
 _CHANNELS = {"web", "slack", "email"}
+# Bounds on counts a workflow sets: items of a for_each run at once, approvers, the retry multiplier.
+_MAX_CONCURRENCY = 100
+_MAX_QUORUM = 100
+_MAX_BACKOFF = 100
 _ON_TIMEOUT = {"deny", "approve", "escalate"}
 _NAMES = {
     "inputs",
@@ -299,8 +303,11 @@ class _Checker:
             step.for_each = fe
         if "concurrency" in raw:
             c = raw["concurrency"]
-            if not isinstance(c, int) or isinstance(c, bool) or c < 1:
-                self.add((*path, "concurrency"), "'concurrency' must be a whole number of at least 1")
+            if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= _MAX_CONCURRENCY:
+                self.add(
+                    (*path, "concurrency"),
+                    f"'concurrency' must be a whole number from 1 to {_MAX_CONCURRENCY}",
+                )
             else:
                 step.concurrency = c
             if not loop:
@@ -420,8 +427,11 @@ class _Checker:
 
     def retry(self, raw: Any, path: Path) -> RetrySpec:
         spec = RetrySpec()
-        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
-            spec.max_attempts = raw
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            if not 1 <= raw <= 100:
+                self.add(path, "'retry' (the number of attempts) must be a whole number from 1 to 100")
+            else:
+                spec.max_attempts = raw
             return spec
         if not isinstance(raw, dict):
             self.add(path, "'retry' must be a number of attempts or {max_attempts, interval, backoff}")
@@ -439,8 +449,11 @@ class _Checker:
                 self.add((*path, "interval"), str(exc))
         if "backoff" in raw:
             b = raw["backoff"]
-            if not isinstance(b, int | float) or isinstance(b, bool) or b < 1:
-                self.add((*path, "backoff"), "'backoff' must be a number of at least 1 (1 = fixed interval)")
+            if not isinstance(b, int | float) or isinstance(b, bool) or not 1 <= b <= _MAX_BACKOFF:
+                self.add(
+                    (*path, "backoff"),
+                    f"'backoff' must be a number from 1 to {_MAX_BACKOFF} (1 = fixed interval)",
+                )
             else:
                 spec.backoff = float(b)
         return spec
@@ -478,9 +491,10 @@ class _Checker:
             out["roles"] = roles
             self.roles(roles, (*path, "roles"))
         q = raw.get("quorum", 1)
-        if not isinstance(q, int) or isinstance(q, bool) or q < 1:
-            self.add((*path, "quorum"), "'quorum' must be a whole number of at least 1")
-        out["quorum"] = q if isinstance(q, int) else 1
+        if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= _MAX_QUORUM:
+            self.add((*path, "quorum"), f"'quorum' must be a whole number from 1 to {_MAX_QUORUM}")
+            q = 1
+        out["quorum"] = q
         ar = raw.get("allow_requester", False)
         if not isinstance(ar, bool):
             self.add((*path, "allow_requester"), "'allow_requester' must be true or false")
@@ -695,8 +709,8 @@ def validate_text(text: str, *, resolver: Resolver | None = None) -> tuple[Workf
     """The workflow (when there are no problems) and every problem found, in file order."""
     loaded = load_yaml(text)
     problems = [Problem(p.line, p.column, p.message) for p in loaded.problems]
-    if loaded.data is None:
-        return None, problems
+    if loaded.data is None:  # a file holding only ``null`` (or ``~``) parses without a problem
+        return None, problems or [Problem(1, 1, "the document is null, not a workflow (a mapping)")]
     checker = _Checker(loaded.positions, resolver)
     workflow = _structure(loaded.data, checker, resolver)
     problems.extend(checker.problems)

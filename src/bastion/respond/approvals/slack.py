@@ -206,10 +206,12 @@ def parse_interaction(body: bytes) -> SlackAction:
         raise SlackError("expected a form field 'payload' holding Slack's interaction JSON") from None
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise SlackError("only block_actions interactions are handled")
-    actions = payload.get("actions") or []
-    user = payload.get("user") or {}
-    if not actions or not isinstance(actions[0], dict) or not isinstance(user, dict) or not user.get("id"):
-        raise SlackError("interaction payload has no action or no user")
+    actions = payload.get("actions")
+    user = payload.get("user")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        raise SlackError("interaction payload has no action: 'actions' must be a list of objects")
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
+        raise SlackError("interaction payload has no user: 'user' must be an object with an 'id'")
     action = actions[0]
     decision = {APPROVE_ID: "approve", DENY_ID: "deny"}.get(str(action.get("action_id")))
     if decision is None:
@@ -219,14 +221,24 @@ def parse_interaction(body: bytes) -> SlackAction:
         tenant_id, approval_id = str(value["t"]), str(value["a"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         raise SlackError("button value does not name an approval") from None
-    channel = payload.get("channel") or {}
-    container = payload.get("container") or {}
-    message = payload.get("message") or {}
     return SlackAction(
-        slack_user_id=str(user["id"]),
+        slack_user_id=user["id"],
         decision=decision,
         tenant_id=tenant_id,
         approval_id=approval_id,
-        channel_id=channel.get("id") if isinstance(channel, dict) else None,
-        message_ts=container.get("message_ts") or message.get("ts"),
+        channel_id=_text_field(payload, "channel", "id"),
+        message_ts=_text_field(payload, "container", "message_ts") or _text_field(payload, "message", "ts"),
     )
+
+
+def _text_field(payload: dict[str, Any], outer: str, name: str) -> str | None:
+    """``payload[outer][name]``: optional, but when given, an object holding a string (as Slack sends)."""
+    inner = payload.get(outer)
+    if inner is None:
+        return None
+    if not isinstance(inner, dict):
+        raise SlackError(f"interaction payload field {outer!r} must be an object")
+    value = inner.get(name)
+    if value is not None and not isinstance(value, str):
+        raise SlackError(f"interaction payload field {outer}.{name} must be a string")
+    return value or None
