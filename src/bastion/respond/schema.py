@@ -93,7 +93,7 @@ def workflow_schema() -> dict[str, Any]:
                     "with": {"type": "object"},
                     "if": _EXPR,
                     "for_each": {"anyOf": [_EXPR, {"type": "array"}]},
-                    "concurrency": {"type": "integer", "minimum": 1},
+                    "concurrency": {"type": "integer", "minimum": 1, "maximum": 100},
                     "parallel": {"type": "array", "items": {"type": "array", "items": step_ref}},
                     "retry": {
                         "anyOf": [
@@ -127,7 +127,7 @@ def workflow_schema() -> dict[str, Any]:
                         "additionalProperties": False,
                         "properties": {
                             "roles": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                            "quorum": {"type": "integer", "minimum": 1},
+                            "quorum": {"type": "integer", "minimum": 1, "maximum": 100},
                             "allow_requester": {"type": "boolean"},
                             "timeout": _DURATION,
                             "on_timeout": {"enum": ["deny", "approve", "escalate"]},
