@@ -29,8 +29,8 @@ import orjson
 from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
 
 from bastion.model import Severity
-from bastion.model.timefmt import MAX_MS, MIN_MS
 from bastion.report import breakdowns
+from bastion.report.period import check_window
 from bastion.report.query import (
     DAY_MS,
     MetricsQuery,
@@ -44,7 +44,7 @@ from bastion.store.tables import alerts, audit_log, cases
 from bastion.store.workflows import workflow_run_steps, workflow_runs
 from bastion.triage.policy import load_policy
 
-__all__ = ["DEFINITIONS", "check_window", "compute_metrics"]
+__all__ = ["DEFINITIONS", "compute_metrics"]
 
 # People, as audit actors: the web/API user, an API key, the command line. Everything else is automation.
 _PERSON = ("user:%", "apikey:%")
@@ -78,19 +78,6 @@ DEFINITIONS = {
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def check_window(start: int, end: int) -> None:
-    """Raise ValueError naming the bound when ``[start, end)`` is empty or not between the years 1 and
-    9999 (a period back from an end near the year 1 can reach before it; no date shows that)."""
-    if start >= end:
-        raise ValueError("the period's start must be before its end")
-    if start < MIN_MS:
-        raise ValueError(
-            "start: the period would begin before the year 1; give a later end or a shorter period"
-        )
-    if end > MAX_MS:
-        raise ValueError("end: the period must end by the year 9999")
 
 
 # ---------------------------------------------------------------- the computation
