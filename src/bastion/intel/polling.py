@@ -34,9 +34,10 @@ from bastion.store._util import now_ms
 from bastion.store.intel import FeedRow, IntelRepository
 from bastion.store.scope import TenantScope
 
-__all__ = ["FEED_FORMATS", "PollResult", "add_feed", "due", "poll_feed", "poll_feeds"]
+__all__ = ["FEED_FORMATS", "MAX_INTERVAL_S", "PollResult", "add_feed", "due", "poll_feed", "poll_feeds"]
 
 FEED_FORMATS = sorted([*FORMATS, "taxii", "misp-feed", "misp-api"])
+MAX_INTERVAL_S = 365 * 86_400  # longer is no schedule; the column is a 32-bit integer on PostgreSQL
 
 
 class PollResult(msgspec.Struct, omit_defaults=True):
@@ -59,12 +60,19 @@ def add_feed(
     config: dict[str, Any] | None = None,
     actor: str,
 ) -> FeedRow:
+    """Register a feed; ValueError says which argument is wrong."""
+    if not name.strip() or len(name) > 200 or not name.isprintable():
+        raise ValueError(f"feed name {name[:40]!r} must be 1-200 printable characters, not blank")
     if fmt not in FEED_FORMATS:
         raise ValueError(f"unknown feed format {fmt!r}; use one of {', '.join(FEED_FORMATS)}")
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"feed URL must be http:// or https://, got {url!r}")
-    if interval_s < 60 and interval_s != 0:
-        raise ValueError("interval must be at least 60 seconds (0 = only when polled by hand)")
+    if len(url) > 2048 or not url.isprintable():
+        raise ValueError("feed URL must be at most 2048 printable characters")
+    if interval_s != 0 and not 60 <= interval_s <= MAX_INTERVAL_S:
+        raise ValueError(
+            f"interval must be 60 to {MAX_INTERVAL_S} seconds (a year), or 0 = only when polled by hand"
+        )
     if fmt == "taxii" and not (config or {}).get("collection"):
         raise ValueError("a TAXII feed needs --collection (the collection id); the URL is the API root")
     with db.write() as conn:

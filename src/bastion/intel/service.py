@@ -4,6 +4,7 @@ retro-hunt and run preemptive matching on what is new; read and change the tenan
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,22 @@ def update_profile(db: Database, tenant_id: str, changes: dict[str, Any], *, act
             f"unknown intel profile field(s) {', '.join(sorted(unknown))}; "
             f"use {', '.join(sorted(_PROFILE_KEYS))}"
         )
+    for key in ("owned_domains", "regions"):
+        if key in changes:
+            items = changes[key]
+            if not isinstance(items, list) or not all(isinstance(d, str) for d in items):
+                raise ValueError(f"{key} must be a list of strings, not {_shown(items)}")
+    for key in ("sector", "region"):
+        if key in changes and changes[key] is not None and not isinstance(changes[key], str):
+            raise ValueError(f"{key} must be a string (or null to clear it), not {_shown(changes[key])}")
     if "owned_domains" in changes:
         changes["owned_domains"] = sorted(
-            {str(d).strip().lower().rstrip(".") for d in changes["owned_domains"] if str(d).strip()}
+            {d.strip().lower().rstrip(".") for d in changes["owned_domains"] if d.strip()}
         )
     if "retro_days" in changes:
-        days = int(changes["retro_days"])
-        if not 1 <= days <= 3650:
-            raise ValueError("retro_days must be between 1 and 3650")
-        changes["retro_days"] = days
+        days = changes["retro_days"]
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+            raise ValueError(f"retro_days must be a whole number of days from 1 to 3650, not {_shown(days)}")
     if "decay" in changes:
         changes["decay"] = _decay_policy(changes["decay"])
     with db.write() as conn:
@@ -74,16 +82,23 @@ def update_profile(db: Database, tenant_id: str, changes: dict[str, Any], *, act
     return profile
 
 
+def _shown(value: Any) -> str:
+    """A wrong value as JSON, cut short, for an error message."""
+    return msgspec.json.encode(value).decode()[:60]
+
+
 def _decay_policy(raw: Any) -> dict[str, float]:
     """``{source: half-life in days}`` (``default`` for every other source), each 0.01-36500 days."""
     if not isinstance(raw, dict):
         raise ValueError("decay must map a source name (or 'default') to a half-life in days")
     out: dict[str, float] = {}
     for source, days in raw.items():
-        try:
-            half = float(days)
-        except (TypeError, ValueError):
-            raise ValueError(f"decay for {source!r} must be a number of days, not {days!r}") from None
+        half = None
+        if isinstance(days, int | float | str) and not isinstance(days, bool):  # the CLI sends text
+            with contextlib.suppress(ValueError, OverflowError):
+                half = float(days)
+        if half is None:
+            raise ValueError(f"decay for {source!r} must be a number of days, not {_shown(days)}")
         if not 0.01 <= half <= 36_500:
             raise ValueError(f"decay for {source!r} must be between 0.01 and 36500 days")
         out[str(source)] = half

@@ -50,6 +50,17 @@ _asset = msgspec.json.Decoder(Asset)
 _identity = msgspec.json.Decoder(Identity)
 
 
+def _document(item: Asset | Identity, key: str) -> str:
+    """The stored JSON of an asset or identity, read back once before it is written: a record built
+    with a wrong-typed field would otherwise be stored and break every later read of its key."""
+    doc = _enc.encode(item)
+    try:
+        (_asset if isinstance(item, Asset) else _identity).decode(doc)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    return doc.decode()
+
+
 class InventoryRepository:
     """Assets and identities of one tenant."""
 
@@ -61,6 +72,7 @@ class InventoryRepository:
         now = now_ms()
         for a in items:
             host = a.hostname.lower()
+            doc = _document(a, host)
             self.conn.execute(
                 delete(assets).where(assets.c.tenant_id == self.tenant_id, assets.c.hostname == host)
             )
@@ -68,9 +80,7 @@ class InventoryRepository:
                 delete(asset_ips).where(asset_ips.c.tenant_id == self.tenant_id, asset_ips.c.hostname == host)
             )
             self.conn.execute(
-                assets.insert().values(
-                    tenant_id=self.tenant_id, hostname=host, updated=now, document=_enc.encode(a).decode()
-                )
+                assets.insert().values(tenant_id=self.tenant_id, hostname=host, updated=now, document=doc)
             )
             ips = sorted(set(a.ips))
             if ips:
@@ -83,6 +93,7 @@ class InventoryRepository:
         now = now_ms()
         for i in items:
             user = i.username.lower()
+            doc = _document(i, user)
             self.conn.execute(
                 delete(identities).where(
                     identities.c.tenant_id == self.tenant_id, identities.c.username == user
@@ -94,7 +105,7 @@ class InventoryRepository:
                     username=user,
                     email=i.email.lower() if i.email else None,
                     updated=now,
-                    document=_enc.encode(i).decode(),
+                    document=doc,
                 )
             )
 

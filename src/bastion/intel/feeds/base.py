@@ -14,7 +14,7 @@ import msgspec
 from bastion.intel.normalize import InvalidIndicator, normalize
 from bastion.model.intel import Indicator, IndicatorType, Tlp
 
-__all__ = ["FeedError", "ParseResult", "make_indicator", "parse_time"]
+__all__ = ["MAX_TIME_MS", "MIN_TIME_MS", "FeedError", "ParseResult", "make_indicator", "parse_time"]
 
 
 class FeedError(ValueError):
@@ -27,23 +27,38 @@ class ParseResult(msgspec.Struct):
     warnings: list[str] = msgspec.field(default_factory=list)
 
 
-def parse_time(value: Any) -> int | None:
-    """Epoch ms from an ISO 8601 string, a date, or epoch seconds/ms; None when absent or unreadable."""
+# What a time may be, in epoch ms: the years 1 to 9999 (what an ISO 8601 date can say). Far inside the
+# signed 64 bits the store's time columns hold.
+MIN_TIME_MS = -62_135_596_800_000
+MAX_TIME_MS = 253_402_300_799_999
+
+
+def parse_time(value: Any, field: str = "time") -> int | None:
+    """Epoch ms from an ISO 8601 string, a date, or epoch seconds/ms; None when absent or unreadable.
+    A time outside the years 1-9999 raises :class:`InvalidIndicator` naming ``field``: the record is
+    rejected rather than stored with a time no column can hold."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float):
-        v = float(value)
-        return int(v if v > 1e11 else v * 1000)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        ms = value if value > 1e11 else value * 1000
+        if not MIN_TIME_MS <= ms <= MAX_TIME_MS:  # also false for NaN
+            raise InvalidIndicator(f"{field} {value!r} is not a time between the years 1 and 9999")
+        return int(ms)
     s = str(value).strip()
-    if s.isdigit():
-        return parse_time(int(s))
+    if s.isascii() and s.isdigit():
+        if len(s) > 16:  # more digits than any epoch ms up to the year 9999
+            raise InvalidIndicator(f"{field} {s[:40]!r} is not a time between the years 1 and 9999")
+        return parse_time(int(s), field)
     try:
         t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
-    return int(t.timestamp() * 1000)
+    ms = int(t.timestamp() * 1000)
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:  # an offset that takes the year 1 or 9999 past its end
+        raise InvalidIndicator(f"{field} {s!r} is not a time between the years 1 and 9999")
+    return ms
 
 
 def _tlp(value: Any) -> Tlp:
@@ -74,9 +89,21 @@ def make_indicator(
     if conf is None:
         fields.pop("confidence", None)
     else:
-        fields["confidence"] = max(0, min(100, int(conf)))
+        try:
+            fields["confidence"] = max(0, min(100, int(conf)))
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidIndicator(f"confidence {conf!r} is not a number from 0 to 100") from None
+    desc = fields.get("description")
+    if desc is not None and not isinstance(desc, str):
+        raise InvalidIndicator(f"description {str(desc)[:60]!r} is not text")
+    for key in ("first_seen", "last_seen", "valid_until"):
+        when = fields.get(key)
+        if when is not None and not (isinstance(when, int) and MIN_TIME_MS <= when <= MAX_TIME_MS):
+            raise InvalidIndicator(f"{key} {when!r} is not a time (epoch ms) between the years 1 and 9999")
     for key in ("tags", "techniques", "actors", "malware"):
         if key in fields:
+            if not isinstance(fields[key], list | tuple | set):
+                raise InvalidIndicator(f"{key} {str(fields[key])[:60]!r} is not a list")
             fields[key] = sorted({str(x) for x in fields[key] if x})
     clean = {k: v for k, v in fields.items() if v is not None}
     return Indicator(type=real, value=canon, source=source, pattern=pattern, **clean)

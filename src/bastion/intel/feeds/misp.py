@@ -44,9 +44,24 @@ _TYPES: dict[str, IndicatorType] = {
 _TECHNIQUE = re.compile(r"\b(T\d{4}(?:\.\d{3})?)\b")
 
 
-def _tag_fields(tags: list[dict[str, Any]]) -> dict[str, Any]:
+class _Malformed(ValueError):
+    """A part of an event that is not the shape MISP writes (``Attribute`` that is not a list, ...)."""
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    """The list under an event key (absent: empty); :class:`_Malformed` naming the key otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Malformed(f"{what} is not a list")
+    return value
+
+
+def _tag_fields(tags: Any, what: str = "Tag") -> dict[str, Any]:
     out: dict[str, Any] = {"tags": [], "techniques": [], "actors": [], "malware": []}
-    for tag in tags:
+    for tag in _list(tags, what):
+        if not isinstance(tag, dict):
+            raise _Malformed(f"{what} holds {tag!r}, not a tag object")
         name = str(tag.get("name", ""))
         low = name.lower()
         if low.startswith("tlp:"):
@@ -82,31 +97,47 @@ def _attr_values(atype: str, value: str) -> list[tuple[IndicatorType, str]]:
 
 
 def _event_indicators(event: dict[str, Any], source: str, result: ParseResult) -> None:
-    base = _tag_fields(event.get("Tag") or [])
+    """The event's indicators into ``result``; an event of the wrong shape is rejected whole, a bad
+    attribute alone."""
+    try:
+        base = _tag_fields(event.get("Tag"))
+        attrs: list[Any] = list(_list(event.get("Attribute"), "Attribute"))
+        for n, obj in enumerate(_list(event.get("Object"), "Object")):
+            if not isinstance(obj, dict):
+                raise _Malformed(f"Object {n} is not an object")
+            attrs.extend(_list(obj.get("Attribute"), f"Object {n} Attribute"))
+    except _Malformed as exc:
+        result.rejected.append(f"event {event.get('uuid') or '?'}: {exc}")
+        return
     info = event.get("info")
-    attrs: list[dict[str, Any]] = list(event.get("Attribute") or [])
-    for obj in event.get("Object") or []:
-        attrs.extend(obj.get("Attribute") or [])
     for attr in attrs:
         if not isinstance(attr, dict):
-            result.rejected.append(f"event {event.get('uuid')}: attribute is not an object")
+            result.rejected.append(f"event {event.get('uuid') or '?'}: attribute is not an object")
             continue
         atype, value = str(attr.get("type", "")), str(attr.get("value", ""))
         pairs = _attr_values(atype, value)
         if not pairs:
             continue  # a type that is not an indicator (comment, text, ...): not a broken record
-        tags = _tag_fields(attr.get("Tag") or [])
-        fields: dict[str, Any] = {
-            "tlp": tags.get("tlp") or base.get("tlp"),
-            "tags": base["tags"] + tags["tags"] + ([str(attr["category"])] if attr.get("category") else []),
-            "techniques": base["techniques"] + tags["techniques"],
-            "actors": base["actors"] + tags["actors"],
-            "malware": base["malware"] + tags["malware"],
-            "confidence": 80 if attr.get("to_ids") else 50,
-            "first_seen": parse_time(attr.get("first_seen")) or parse_time(attr.get("timestamp")),
-            "last_seen": parse_time(attr.get("last_seen")) or parse_time(attr.get("timestamp")),
-            "description": info,
-        }
+        try:
+            tags = _tag_fields(attr.get("Tag"))
+            fields: dict[str, Any] = {
+                "tlp": tags.get("tlp") or base.get("tlp"),
+                "tags": base["tags"]
+                + tags["tags"]
+                + ([str(attr["category"])] if attr.get("category") else []),
+                "techniques": base["techniques"] + tags["techniques"],
+                "actors": base["actors"] + tags["actors"],
+                "malware": base["malware"] + tags["malware"],
+                "confidence": 80 if attr.get("to_ids") else 50,
+                "first_seen": parse_time(attr.get("first_seen"), "first_seen")
+                or parse_time(attr.get("timestamp"), "timestamp"),
+                "last_seen": parse_time(attr.get("last_seen"), "last_seen")
+                or parse_time(attr.get("timestamp"), "timestamp"),
+                "description": info,
+            }
+        except (_Malformed, InvalidIndicator) as exc:
+            result.rejected.append(f"attribute {attr.get('uuid', '?')} ({atype}): {exc}")
+            continue
         for kind, v in pairs:
             if kind is _T.IPV4 and ":" in v and "." not in v:
                 kind = _T.IPV6

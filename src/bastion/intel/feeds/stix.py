@@ -135,10 +135,16 @@ def _affected(
     return out
 
 
+def _external_refs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The object's external references that are objects (a malformed list links nothing)."""
+    refs = obj.get("external_references")
+    return [r for r in refs if isinstance(r, dict)] if isinstance(refs, list) else []
+
+
 def _attack_ids(obj: dict[str, Any]) -> set[str]:
     return {
         str(ref["external_id"])
-        for ref in obj.get("external_references") or ()
+        for ref in _external_refs(obj)
         if ref.get("source_name") == "mitre-attack" and ref.get("external_id")
     }
 
@@ -151,109 +157,141 @@ def parse_stix_objects(
     result = ParseResult()
     identities = {k: v.get("name") for k, v in objects.items() if v.get("type") == "identity"}
     markings = {k: v for k, v in objects.items() if v.get("type") == "marking-definition"}
-    relationships = [o for o in objects.values() if o.get("type") == "relationship"]
+    relationships = [
+        o
+        for o in objects.values()
+        if o.get("type") == "relationship"
+        and isinstance(o.get("source_ref"), str)
+        and isinstance(o.get("target_ref"), str)
+    ]
     links = _links(objects, relationships)
     affected = _affected(objects, relationships)
     for oid, obj in objects.items():
-        otype = obj.get("type")
-        if otype == "vulnerability":
-            cves = {
-                str(r["external_id"])
-                for r in obj.get("external_references") or ()
-                if str(r.get("source_name", "")).lower() == "cve" and r.get("external_id")
+        try:
+            otype = obj.get("type")
+            if otype == "vulnerability":
+                cves = {
+                    str(r["external_id"])
+                    for r in _external_refs(obj)
+                    if str(r.get("source_name", "")).lower() == "cve" and r.get("external_id")
+                }
+                name = str(obj.get("name", ""))
+                if name.upper().startswith("CVE-"):
+                    cves.add(name)
+                details = {"affects": ", ".join(affected[oid])} if oid in affected else {}
+                for cve in sorted(cves):
+                    try:
+                        result.indicators.append(
+                            make_indicator(
+                                _T.CVE,
+                                cve,
+                                source,
+                                description=obj.get("description"),
+                                tags=["vulnerability"],
+                                details=details,
+                            )
+                        )
+                    except InvalidIndicator as exc:
+                        result.rejected.append(f"{oid}: {exc}")
+                continue
+            if otype != "indicator":
+                continue
+            if obj.get("revoked"):
+                continue
+            if obj.get("pattern_type", "stix") != "stix" or not obj.get("pattern"):
+                result.rejected.append(f"{oid}: pattern type {obj.get('pattern_type')!r} is not supported")
+                continue
+            try:
+                values, skipped = _values(str(obj["pattern"]))
+            except Exception as exc:
+                result.rejected.append(f"{oid}: unreadable STIX pattern ({type(exc).__name__}: {exc})")
+                continue
+            tlp = None
+            for ref in obj.get("object_marking_refs") or ():
+                tlp = _TLP_IDS.get(ref) or tlp
+                mark = markings.get(ref)
+                if mark and (
+                    mark.get("definition_type") == "tlp"
+                    or str(mark.get("name", "")).lower().startswith("tlp")
+                ):
+                    tlp = str((mark.get("definition") or {}).get("tlp") or mark.get("name", "")).lower()
+            link = links.get(oid, {})
+            techniques = set(link.get("techniques", set()))
+            # ATT&CK kill-chain phases are tactics (command-and-control), not techniques: tags.
+            tactics = {
+                f"tactic:{phase.get('phase_name')}"
+                for phase in obj.get("kill_chain_phases") or ()
+                if str(phase.get("kill_chain_name", "")).startswith("mitre") and phase.get("phase_name")
             }
-            name = str(obj.get("name", ""))
-            if name.upper().startswith("CVE-"):
-                cves.add(name)
-            details = {"affects": ", ".join(affected[oid])} if oid in affected else {}
-            for cve in sorted(cves):
+            src = identities.get(obj.get("created_by_ref", "")) or source
+            fields: dict[str, Any] = {
+                "confidence": obj.get("confidence", confidence),
+                "tlp": tlp,
+                "first_seen": parse_time(obj.get("valid_from"), "valid_from")
+                or parse_time(obj.get("created"), "created"),
+                "last_seen": parse_time(obj.get("modified"), "modified"),
+                "valid_until": parse_time(obj.get("valid_until"), "valid_until"),
+                "tags": [
+                    *(obj.get("labels") or ()),
+                    *(obj.get("indicator_types") or ()),
+                    *sorted(tactics | link.get("tags", set())),
+                ],
+                "techniques": sorted(t for t in techniques if t),
+                "actors": sorted(link.get("actors", set())),
+                "malware": sorted(link.get("malware", set())),
+                "description": obj.get("name") or obj.get("description"),
+            }
+            made = 0
+            problems: list[str] = []
+            for kind, value, regex in values:
                 try:
                     result.indicators.append(
-                        make_indicator(
-                            _T.CVE,
-                            cve,
-                            source,
-                            description=obj.get("description"),
-                            tags=["vulnerability"],
-                            details=details,
-                        )
+                        make_indicator(kind, value, str(src), pattern=regex, **dict(fields))
                     )
+                    made += 1
                 except InvalidIndicator as exc:
-                    result.rejected.append(f"{oid}: {exc}")
-            continue
-        if otype != "indicator":
-            continue
-        if obj.get("revoked"):
-            continue
-        if obj.get("pattern_type", "stix") != "stix" or not obj.get("pattern"):
-            result.rejected.append(f"{oid}: pattern type {obj.get('pattern_type')!r} is not supported")
-            continue
-        try:
-            values, skipped = _values(str(obj["pattern"]))
-        except Exception as exc:
-            result.rejected.append(f"{oid}: unreadable STIX pattern ({type(exc).__name__}: {exc})")
-            continue
-        tlp = None
-        for ref in obj.get("object_marking_refs") or ():
-            tlp = _TLP_IDS.get(ref) or tlp
-            mark = markings.get(ref)
-            if mark and (
-                mark.get("definition_type") == "tlp" or str(mark.get("name", "")).lower().startswith("tlp")
-            ):
-                tlp = str((mark.get("definition") or {}).get("tlp") or mark.get("name", "")).lower()
-        link = links.get(oid, {})
-        techniques = set(link.get("techniques", set()))
-        # ATT&CK kill-chain phases are tactics (command-and-control), not techniques: tags.
-        tactics = {
-            f"tactic:{phase.get('phase_name')}"
-            for phase in obj.get("kill_chain_phases") or ()
-            if str(phase.get("kill_chain_name", "")).startswith("mitre") and phase.get("phase_name")
-        }
-        src = identities.get(obj.get("created_by_ref", "")) or source
-        fields: dict[str, Any] = {
-            "confidence": obj.get("confidence", confidence),
-            "tlp": tlp,
-            "first_seen": parse_time(obj.get("valid_from")) or parse_time(obj.get("created")),
-            "last_seen": parse_time(obj.get("modified")),
-            "valid_until": parse_time(obj.get("valid_until")),
-            "tags": [
-                *(obj.get("labels") or ()),
-                *(obj.get("indicator_types") or ()),
-                *sorted(tactics | link.get("tags", set())),
-            ],
-            "techniques": sorted(t for t in techniques if t),
-            "actors": sorted(link.get("actors", set())),
-            "malware": sorted(link.get("malware", set())),
-            "description": obj.get("name") or obj.get("description"),
-        }
-        made = 0
-        problems: list[str] = []
-        for kind, value, regex in values:
-            try:
-                result.indicators.append(make_indicator(kind, value, str(src), pattern=regex, **dict(fields)))
-                made += 1
-            except InvalidIndicator as exc:
-                problems.append(str(exc))
-        if not made:
-            why = "; ".join(problems) or f"no matchable comparison (skipped {', '.join(skipped) or 'none'})"
-            result.rejected.append(f"{oid}: {why}")
-        elif problems:
-            result.warnings.extend(f"{oid}: skipped value: {p}" for p in problems)
+                    problems.append(str(exc))
+            if not made:
+                why = (
+                    "; ".join(problems) or f"no matchable comparison (skipped {', '.join(skipped) or 'none'})"
+                )
+                result.rejected.append(f"{oid}: {why}")
+            elif problems:
+                result.warnings.extend(f"{oid}: skipped value: {p}" for p in problems)
+        except InvalidIndicator as exc:  # a time outside the years 1-9999
+            result.rejected.append(f"{oid}: {exc}")
+        except (TypeError, AttributeError) as exc:  # a field of the wrong shape (labels that are a number)
+            result.rejected.append(f"{oid}: not valid STIX ({exc})")
+
     return result
 
 
 def parse_stix(data: bytes, *, source: str = "stix", confidence: int | None = None) -> ParseResult:
-    """A bundle, an envelope (``objects``), a list of objects, or one object."""
+    """A bundle, an envelope (``objects``), a list of objects, or one object. Anything else (``{}``,
+    ``[]``, a number) is :class:`FeedError`: a body that holds no STIX is a mistake, not an empty feed."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise FeedError(f"not STIX JSON: {exc}") from None
-    if isinstance(doc, dict):
-        objs = doc.get("objects") if "objects" in doc else [doc]
-    elif isinstance(doc, list):
+    if isinstance(doc, dict) and "objects" in doc:
+        objs = doc["objects"]
+    elif isinstance(doc, dict) and doc.get("type") == "bundle":
+        objs = []  # a bundle with no objects: valid STIX, nothing to load
+    elif isinstance(doc, dict) and isinstance(doc.get("type"), str) and doc["type"]:
+        objs = [doc]
+    elif isinstance(doc, list) and doc:
         objs = doc
     else:
-        raise FeedError("not a STIX bundle: expected a JSON object with 'objects'")
+        raise FeedError(
+            "not STIX: expected a bundle (a JSON object with 'objects'), a list of STIX objects "
+            "or one STIX object (with a 'type')"
+        )
     if not isinstance(objs, list):
         raise FeedError("not a STIX bundle: 'objects' is not a list")
-    return parse_stix_objects(objs, source=source, confidence=confidence)
+    result = parse_stix_objects(objs, source=source, confidence=confidence)
+    result.rejected[:0] = [
+        f"item {n}: not a STIX object (a JSON object with a 'type')"
+        for n, o in enumerate(objs, 1)
+        if not (isinstance(o, dict) and isinstance(o.get("type"), str) and o["type"])
+    ]
+    return result

@@ -89,8 +89,8 @@ def parse_urlhaus(data: bytes, *, source: str = "urlhaus") -> ParseResult:
                     _T.URL,
                     row.get("url", ""),
                     source,
-                    first_seen=parse_time(row.get("dateadded")),
-                    last_seen=parse_time(row.get("last_online")),
+                    first_seen=parse_time(row.get("dateadded"), "dateadded"),
+                    last_seen=parse_time(row.get("last_online"), "last_online"),
                     tags=[
                         *_tags(row.get("tags")),
                         row.get("threat", ""),
@@ -133,8 +133,8 @@ def parse_threatfox(data: bytes, *, source: str = "threatfox") -> ParseResult:
                     kind,
                     value,
                     source,
-                    first_seen=parse_time(row.get("first_seen_utc")),
-                    last_seen=parse_time(row.get("last_seen_utc")),
+                    first_seen=parse_time(row.get("first_seen_utc"), "first_seen_utc"),
+                    last_seen=parse_time(row.get("last_seen_utc"), "last_seen_utc"),
                     confidence=int(row.get("confidence_level") or 50),
                     tags=[*_tags(row.get("tags")), row.get("threat_type", "")],
                     malware=[malware] if malware and malware != "Unknown malware" else [],
@@ -149,8 +149,13 @@ def parse_threatfox(data: bytes, *, source: str = "threatfox") -> ParseResult:
 def parse_malwarebazaar(data: bytes, *, source: str = "malwarebazaar") -> ParseResult:
     result = ParseResult()
     for n, row in _abusech_rows(data, _BAZAAR):
+        try:
+            first_seen = parse_time(row.get("first_seen_utc"), "first_seen_utc")
+        except InvalidIndicator as exc:
+            result.rejected.append(f"line {n}: {exc}")
+            continue
         fields: dict[str, Any] = {
-            "first_seen": parse_time(row.get("first_seen_utc")),
+            "first_seen": first_seen,
             "tags": [row.get("file_type_guess", "")],
             "malware": [row["signature"]] if row.get("signature") not in (None, "", "n/a") else [],
             "confidence": 80,
@@ -307,9 +312,9 @@ def parse_mapped(
                     exact=t is IndicatorType.DOMAIN and str(_get(rec, mapping, "exact")).lower() in _TRUE,
                     tags=tags if isinstance(tags, list) else _tags(str(tags) if tags else ""),
                     confidence=_get(rec, mapping, "confidence"),
-                    first_seen=parse_time(_get(rec, mapping, "first_seen")),
-                    last_seen=parse_time(_get(rec, mapping, "last_seen")),
-                    valid_until=parse_time(_get(rec, mapping, "valid_until")),
+                    first_seen=parse_time(_get(rec, mapping, "first_seen"), "first_seen"),
+                    last_seen=parse_time(_get(rec, mapping, "last_seen"), "last_seen"),
+                    valid_until=parse_time(_get(rec, mapping, "valid_until"), "valid_until"),
                 )
             )
         except (InvalidIndicator, ValueError) as exc:
@@ -342,8 +347,14 @@ def parse_credential_leak(
         breach = str(rec.get("source") or rec.get("breach") or rec.get("breach_source") or source)
         date = rec.get("breach_date") or rec.get("date")
         details = {"breach_source": breach}
+        when = None
         if date:
-            if parse_time(date) is None:
+            try:
+                when = parse_time(date, "breach_date")
+            except InvalidIndicator as exc:
+                result.rejected.append(f"record {n}: {exc}")
+                continue
+            if when is None:
                 result.rejected.append(f"record {n}: unreadable breach date {date!r}")
                 continue
             details["breach_date"] = str(date)
@@ -358,7 +369,7 @@ def parse_credential_leak(
                     who,
                     source,
                     details=details,
-                    first_seen=parse_time(date),
+                    first_seen=when,
                     tags=["credential-leak", breach],
                     confidence=80,
                 )
