@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.cases.enrichment import enrichment_summary
 from bastion.cases.errors import CaseError, CaseNotFound, TransitionError
+from bastion.ingest.alerts import normalize_observable
 from bastion.model import Alert, Case, CaseComment, CaseStatus, CaseTask, Observable, Severity, TaskStatus
 from bastion.store import TenantScope
 from bastion.store._util import now_ms
@@ -329,10 +330,18 @@ def set_task_status(
 
 
 def add_observables(scope: TenantScope, actor: str, case_ref: str, observables: list[Observable]) -> int:
-    """Add observables by hand; returns how many the case did not have yet."""
+    """Add observables by hand; returns how many the case did not have yet. Each value is checked and
+    made canonical as an alert's is (an address that is none would match nothing, yet look like intel)."""
     case_id = require_case(scope, case_ref)
     if not observables:
         raise CaseError("no observables given")
+    clean = []
+    for i, o in enumerate(observables):
+        try:
+            clean.append(Observable(o.type, normalize_observable(o.type, o.value), o.field))
+        except ValueError as exc:
+            raise CaseError(f"observables[{i}].value: {exc}") from None
+    observables = clean
     added = scope.cases.add_observables(case_id, observables)
     record(
         scope,

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, false, func, insert, select, update
 
 from bastion.model import (
     Case,
@@ -38,7 +38,7 @@ from bastion.store.tables import (
 __all__ = ["CaseRepository"]
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
-_NUMBER = re.compile(r"^#?(\d{1,9})$")
+_NUMBER = re.compile(r"#?([0-9]{1,9})")  # ASCII digits: int() also reads full-width ones
 # Columns stored as JSON text, encoded here so services pass plain values.
 _JSON_COLUMNS = ("score_components", "sla_breaches", "techniques", "tactics", "custom_fields")
 _components = msgspec.json.Decoder(list[ScoreComponent]).decode
@@ -124,7 +124,7 @@ class CaseRepository:
             found = self.conn.execute(select(cases.c.id).where(self._where(ref.lower()))).scalar()
             if found is not None:
                 return str(found)
-        m = _NUMBER.match(ref)
+        m = _NUMBER.fullmatch(ref)
         if m is None:
             return None
         found = self.conn.execute(
@@ -508,7 +508,9 @@ class CaseRepository:
             conds.append(cases.c.assignee == assignee)
         if queue is not None:
             conds.append(cases.c.queue == queue)
-        if q:
+        if q and "\x00" in q:  # no title holds a NUL, and SQLite's LIKE would match every title
+            conds.append(false())
+        elif q:
             escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             conds.append(func.lower(cases.c.title).like(f"%{escaped}%", escape="\\"))
         if min_score is not None:

@@ -2,8 +2,9 @@
 queues, SLA targets, manual-minute estimates and case templates, as one validated document.
 
 Everything has a default, so a tenant with no stored policy triages sensibly. A stored policy is a
-partial document merged over the defaults; unknown keys and ill-typed values are refused with the path
-of the problem, so a typo never silently turns a safety limit off.
+partial document merged over the defaults; unknown keys, ill-typed values and numbers outside their
+field's range (:data:`RANGES`) are refused with the path of the problem, so a typo never silently turns a
+safety limit off, and a window of a billion years never reaches a query as a time no column can hold.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bastion.store._util import now_ms
 from bastion.store.triage import triage_policies
 
 __all__ = [
+    "RANGES",
     "AssistantPolicy",
     "AutoClosePolicy",
     "CaseTemplate",
@@ -88,7 +90,16 @@ class CorrelationPolicy(_Doc):
     window_s: int = 86400
     entity_types: list[str] = msgspec.field(
         default_factory=lambda: [
-            "host", "user", "ipv4", "ipv6", "domain", "url", "sha256", "sha1", "md5", "email"
+            "host",
+            "user",
+            "ipv4",
+            "ipv6",
+            "domain",
+            "url",
+            "sha256",
+            "sha1",
+            "md5",
+            "email",
         ]
     )
     common_after: int = 20
@@ -201,6 +212,78 @@ class TriagePolicy(_Doc):
     assistant: AssistantPolicy = msgspec.field(default_factory=AssistantPolicy)
 
 
+_YEAR_S = 365 * 86_400
+_WINDOW = (0, _YEAR_S, "seconds, up to 365 days")
+_SLA = (1, _YEAR_S, "seconds, up to 365 days")
+_SCORE = (0, 100, "a score")
+
+#: The allowed range (inclusive) of each number of the policy, by (section, field); for a mapping, of
+#: each of its values. Times are multiplied into epoch milliseconds and subtracted from alert times, so
+#: an unbounded one overflows the store's 64-bit integers (and stops ingest); a negative weight or
+#: window means nothing. ``None`` (a rule's unset window or score) is always allowed.
+RANGES: dict[tuple[type[_Doc], str], tuple[int, int, str]] = {
+    **{(ScoreWeights, name): (0, 100, "points") for name in ScoreWeights.__struct_fields__},
+    (DedupePolicy, "window_s"): _WINDOW,
+    (DedupeRule, "window_s"): _WINDOW,
+    (CorrelationPolicy, "window_s"): _WINDOW,
+    (CorrelationPolicy, "common_after"): (0, 1_000_000, "open cases or hosts"),
+    (CorrelationPolicy, "open_case_score"): (0, 101, "a score; 101 opens no case by score"),
+    (AutoClosePolicy, "max_score"): _SCORE,
+    (AutoClosePolicy, "intel_confidence"): (0, 100, "a confidence"),
+    (AutoClosePolicy, "critical_asset"): (1, 5, "a criticality; 5 lets no asset block"),
+    (AutoClosePolicy, "multi_technique"): (1, 1000, "distinct techniques"),
+    (QueueRule, "min_score"): _SCORE,
+    (QueueRule, "max_score"): _SCORE,
+    (SlaTarget, "acknowledge_s"): _SLA,
+    (SlaTarget, "contain_s"): _SLA,
+    (SlaTarget, "resolve_s"): _SLA,
+    (TriagePolicy, "manual_minutes"): (0, 7 * 24 * 60, "minutes, up to a week"),
+    (TriagePolicy, "history_days"): (0, 365, "days"),
+    (AssistantPolicy, "min_confidence"): (0, 100, "a confidence"),
+}
+
+
+def _bounded(value: Any, lo: int, hi: int, where: str, what: str, fix: bool) -> Any:
+    """``value`` when within ``lo``-``hi``; else, with ``fix``, the nearest bound (NaN: ``lo``), or a
+    :class:`PolicyError` naming ``where`` and the range."""
+    if lo <= value <= hi:
+        return value
+    if not fix:
+        raise PolicyError(f"invalid triage policy: {where} must be {lo}-{hi} ({what}), not {value!r}")
+    return type(value)(hi if value > hi else lo)
+
+
+def _check_ranges(node: Any, path: str, fix: bool) -> None:
+    """Hold every number under ``node`` (a policy section) to :data:`RANGES`, recursively."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_ranges(item, f"{path}[{i}]", fix)
+        return
+    if isinstance(node, dict):
+        for key, item in node.items():
+            _check_ranges(item, f"{path}.{key}", fix)
+        return
+    if not isinstance(node, _Doc):
+        return
+    for name in node.__struct_fields__:
+        value = getattr(node, name)
+        where = f"{path}.{name}" if path else name
+        bounds = RANGES.get((type(node), name))
+        if bounds is None:
+            _check_ranges(value, where, fix)
+            continue
+        lo, hi, what = bounds
+        if isinstance(value, dict):
+            for key, item in value.items():
+                value[key] = _bounded(item, lo, hi, f"{where}.{key}", what, fix)
+        elif value is not None:
+            setattr(node, name, _bounded(value, lo, hi, where, what, fix))
+    if isinstance(node, RoutingPolicy):  # a rule's tier is a position in this policy's tiers
+        for i, rule in enumerate(node.rules):
+            where = f"{path}.rules[{i}].tier"
+            rule.tier = _bounded(rule.tier, 1, max(len(node.tiers), 1), where, "a position in tiers", fix)
+
+
 def _merge(base: Any, over: Any) -> Any:
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
@@ -210,8 +293,9 @@ def _merge(base: Any, over: Any) -> Any:
     return over
 
 
-def parse_policy(document: dict[str, Any] | None) -> TriagePolicy:
-    """The policy ``document`` describes, merged over the defaults. Raises :class:`PolicyError`."""
+def parse_policy(document: dict[str, Any] | None, *, clamp: bool = False) -> TriagePolicy:
+    """The policy ``document`` describes, merged over the defaults. Raises :class:`PolicyError`; with
+    ``clamp``, a number out of its range is moved to the nearest bound instead (stored policies)."""
     if document is None:
         return TriagePolicy()
     if not isinstance(document, dict):
@@ -223,8 +307,7 @@ def parse_policy(document: dict[str, Any] | None) -> TriagePolicy:
         raise PolicyError(f"invalid triage policy: {exc}") from None
     if not policy.routing.tiers:
         raise PolicyError("invalid triage policy: routing.tiers needs at least one queue")
-    if not 0 <= policy.assistant.min_confidence <= 100:
-        raise PolicyError("invalid triage policy: assistant.min_confidence must be 0-100")
+    _check_ranges(policy, "", clamp)
     from bastion.triage.fingerprint import unknown_fields
 
     for where, fields in [("dedupe.fields", policy.dedupe.fields)] + [
@@ -239,11 +322,12 @@ def parse_policy(document: dict[str, Any] | None) -> TriagePolicy:
 
 
 def load_policy(conn: Connection, tenant_id: str) -> TriagePolicy:
-    """The tenant's policy (defaults when none is stored)."""
+    """The tenant's policy (defaults when none is stored). A number a policy stored before its range was
+    checked holds is clamped into the range, so that such a policy cannot stop ingest."""
     doc = conn.execute(
         select(triage_policies.c.document).where(triage_policies.c.tenant_id == tenant_id)
     ).scalar()
-    return parse_policy(orjson.loads(doc)) if doc else TriagePolicy()
+    return parse_policy(orjson.loads(doc), clamp=True) if doc else TriagePolicy()
 
 
 def save_policy(conn: Connection, tenant_id: str, document: dict[str, Any], actor: str) -> TriagePolicy:

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from bastion.ingest.alerts import normalize_observable
 from bastion.model import Alert, Severity
 from bastion.model.observable import ObservableType
 from bastion.model.timefmt import parse_time
@@ -46,8 +47,11 @@ __all__ = [
 
 # Alert attributes a suppression's ``fields`` may name.
 FIELD_NAMES = ("title", "severity", "rule_id", "rule_name", "source", "tag", "technique")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+# The latest expiry: 9999-12-31T23:59:59.999Z, the last time a date can show (and far inside the 64-bit
+# column; a later one overflowed the store).
+_MAX_EXPIRY = 253_402_300_799_999
 
 
 class SuppressionError(ValueError):
@@ -205,21 +209,23 @@ def parse_expiry(value: str | int, now: int) -> int:
     (``2026-12-31``, ``2026-12-31T18:00:00Z``) or epoch milliseconds. It must be in the future."""
     if isinstance(value, bool):
         raise SuppressionError(f"not an expiry: {value!r}")
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            amount = int(m.group(1))
-            if amount <= 0:
-                raise SuppressionError(f"expiry {value!r} must be longer than zero")
-            return now + amount * _UNIT_MS[m.group(2)]
-    try:
-        at = parse_time(value)
-    except ValueError:
-        raise SuppressionError(
-            f"not an expiry: {value!r}; use a duration like 7d, 12h or 2w, or a date like 2026-12-31"
-        ) from None
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    if m:
+        amount = int(m.group(1))
+        if amount <= 0:
+            raise SuppressionError(f"expiry {value!r} must be longer than zero")
+        at = now + amount * _UNIT_MS[m.group(2)]
+    else:
+        try:
+            at = parse_time(value)
+        except ValueError as exc:
+            raise SuppressionError(
+                f"not an expiry: {exc}; use a duration like 7d, 12h or 2w, or a date like 2026-12-31"
+            ) from None
     if at <= now:
         raise SuppressionError(f"expiry {value!r} is in the past; a suppression must expire later")
+    if at > _MAX_EXPIRY:
+        raise SuppressionError(f"expiry {value!r} is too far ahead; a suppression must expire by 9999-12-31")
     return at
 
 
@@ -242,7 +248,8 @@ def _clean_fields(fields: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _clean_entity(entity: tuple[str, str] | Mapping[str, Any] | str | None) -> tuple[str, str] | None:
-    """``("host", "ws01")``, ``{"type": "host", "value": "ws01"}`` or ``"host:ws01"``."""
+    """``("host", "ws01")``, ``{"type": "host", "value": "ws01"}`` or ``"host:ws01"``. A value without
+    wildcards must be a valid observable of its type (as in an alert), else it could never match."""
     if entity is None:
         return None
     etype: Any
@@ -262,7 +269,15 @@ def _clean_entity(entity: tuple[str, str] | Mapping[str, Any] | str | None) -> t
     except ValueError:
         names = ", ".join(t.value for t in ObservableType)
         raise SuppressionError(f"unknown entity type {etype!r}; use one of {names}") from None
-    return kind.value, evalue.strip()
+    value = evalue.strip()
+    if any(ord(c) < 32 for c in value):
+        raise SuppressionError(f"entity value: {value!r} contains control characters")
+    if "*" not in value and "?" not in value:
+        try:
+            value = normalize_observable(kind, value)
+        except ValueError as exc:
+            raise SuppressionError(f"entity value: {exc}") from None
+    return kind.value, value
 
 
 def add_suppression(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import CurrentPrincipal, read_limited_body, require_role
@@ -171,7 +171,10 @@ class CloseBody(BaseModel):
     suppress_similar: bool = Field(
         False, description="false positives: suppress the same rule on this entity"
     )
-    suppress_for: str | int = Field("30d", description="how long that suppression lasts (7d, 12h, a date)")
+    # strict: ``true`` was read as 1 (epoch ms) and refused as "in the past"
+    suppress_for: StrictStr | StrictInt = Field(
+        "30d", description="how long that suppression lasts (7d, 12h, a date)"
+    )
 
 
 class ReopenBody(BaseModel):

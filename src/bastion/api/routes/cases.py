@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import msgspec
 import orjson
@@ -21,6 +23,7 @@ from starlette.responses import Response
 
 from bastion.api.deps import CurrentPrincipal, read_limited_body, require_role
 from bastion.api.errors import ApiError
+from bastion.api.params import MAX_INT64
 from bastion.api.responses import JSON
 from bastion.cases import attachments as att_service
 from bastion.cases import lifecycle, merge
@@ -119,8 +122,10 @@ def list_cases(
     q: Annotated[str | None, Query(description="a substring of the title")] = None,
     min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> JSON:
+    if q is not None and any(ord(c) < 32 for c in q):
+        raise ApiError(400, f"q: {q!r} contains control characters; search for text of a title")
     statuses: list[CaseStatus] | None = None
     with _errors():
         if status:
@@ -155,15 +160,25 @@ def download_attachment(
         att, data = att_service.get_attachment(
             TenantScope(conn, principal.tenant_id), case_ref, attachment_id
         )
-    safe = att.name.replace('"', "").replace("\r", "").replace("\n", "")
     return Response(
         data,
-        media_type=att.content_type,
+        media_type="application/octet-stream",  # never the declared type: a browser would render it inline
         headers={
-            "Content-Disposition": f'attachment; filename="{safe}"',
+            "Content-Disposition": _disposition(att.name),
             "X-Content-SHA256": att.sha256,
+            "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+def _disposition(name: str) -> str:
+    """``attachment`` with a plain-ASCII ``filename`` (as the console sends) and, when that is not the
+    name, the name itself as RFC 6266/5987 ``filename*``: a header takes neither non-Latin-1 text nor
+    control characters."""
+    safe = re.sub(r"[^A-Za-z0-9._ -]", "_", name)[:200] or "attachment"
+    if safe == name:
+        return f'attachment; filename="{safe}"'
+    return f"attachment; filename=\"{safe}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 # ------------------------------------------------------------------------------------ changing
@@ -320,7 +335,7 @@ async def post_observables(request: Request, principal: Writer, case_ref: str) -
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("value"), str) or not item["value"].strip():
             raise ApiError(400, f"observables[{i}]: needs a type and a non-empty value")
-        try:
+        try:  # the value is checked by the service, as an alert's is
             parsed.append(Observable(ObservableType(str(item.get("type"))), item["value"].strip()))
         except ValueError:
             kinds = ", ".join(t.value for t in ObservableType)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from bastion.api.deps import CurrentPrincipal, read_limited_body, require_role
 from bastion.api.errors import ApiError
@@ -79,7 +79,10 @@ class EntityBody(BaseModel):
 class SuppressionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expires: str | int = Field(description="a duration (7d, 12h, 2w), an ISO date or time, or epoch ms")
+    # strict: JSON true is refused, not read as the epoch millisecond 1
+    expires: StrictStr | StrictInt = Field(
+        description="a duration (7d, 12h, 2w), an ISO date or time, or epoch ms"
+    )
     owner: str | None = Field(None, max_length=200, description="who answers for it (default: the caller)")
     rule_id: str | None = Field(None, max_length=200)
     source: str | None = Field(None, max_length=100)
