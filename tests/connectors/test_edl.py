@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from bastion.connectors.registry import ActionContext, ActionError, get_action
 from bastion.respond.engine import configure
 from bastion.store import Database
 from bastion.store._util import now_ms
+from bastion.store.connectors import blocklist_entries
 from bastion.tenancy.service import create_tenant
 from tests.conftest import free_port
 
@@ -122,7 +124,8 @@ def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     [
         ("198.51.100.7", "ip", "198.51.100.7"),
         (" 2001:DB8:0:0::1 ", "ip", "2001:db8::1"),
-        ("10.1.2.3/8", "cidr", "10.0.0.0/8"),
+        ("10.0.0.0/8", "cidr", "10.0.0.0/8"),
+        ("10.0.0.0/255.0.0.0", "cidr", "10.0.0.0/8"),
         ("203.0.113.9/32", "ip", "203.0.113.9"),
         ("2001:db8::/32", "cidr", "2001:db8::/32"),
         ("Evil.Example.", "domain", "evil.example"),
@@ -146,6 +149,37 @@ def test_invalid_values_are_refused(raw: str) -> None:
         normalise_value(raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("0.0.0.0/0", "every address"),  # a firewall polling the list would block everything
+        ("::/0", "every address"),
+        ("10.0.0.0/33", "invalid network"),  # was stored as the URL 10.0.0.0/33
+        ("2001:db8::/129", "invalid network"),
+        ("10.1.2.3/8", "host bits are set; the network is 10.0.0.0/8"),  # was widened without a word
+        ("2001:db8::1/32", "host bits are set; the network is 2001:db8::/32"),
+    ],
+)
+def test_networks_must_be_exact_and_not_everything(raw: str, says: str) -> None:
+    with pytest.raises(BlocklistError, match=re.escape(says)):
+        normalise_value(raw)
+
+
+def test_entries_stored_before_the_network_checks_can_still_be_removed(env: dict[str, Any]) -> None:
+    db, tid = env["db"], env["tenant"]
+    create_list(db, tid, "old", actor="test")
+    with db.write() as conn:  # rows as the earlier, lenient reading stored them
+        for value, kind in (("0.0.0.0/0", "cidr"), ("10.0.0.0/8", "cidr"), ("10.0.0.0/33", "url")):
+            conn.execute(
+                blocklist_entries.insert().values(
+                    tenant_id=tid, list="old", value=value, kind=kind, added_by="test", created=now_ms()
+                )
+            )
+    for value in ("0.0.0.0/0", "10.1.2.3/8", "10.0.0.0/33"):
+        assert run_action("edl.remove", tid, list="old", value=value)["removed"] is True, value
+    assert run_action("edl.list", tid, list="old")["entries"] == []
+
+
 def test_the_edl_serves_unexpired_entries_sorted_to_the_token_holder_only(env: dict[str, Any]) -> None:
     db, tid = env["db"], env["tenant"]
     token = create_list(db, tid, "c2", actor="test")
@@ -156,7 +190,7 @@ def test_the_edl_serves_unexpired_entries_sorted_to_the_token_holder_only(env: d
     )
     assert first["added"] and first["change_id"] and first["kind"] == "ip"
     assert first["expires"] > now_ms() + 23 * 3600 * 1000
-    for value in ("Evil.Example.", "10.1.2.3/8", "https://bad.example/payload"):
+    for value in ("Evil.Example.", "10.0.0.0/8", "https://bad.example/payload"):
         assert run_action("edl.add", tid, list="c2", value=value)["change_id"]
     with db.write() as conn:  # an entry whose expiry has passed is kept but no longer served
         add_entry(conn, tid, "c2", "203.0.113.99", added_by="test", expires=now_ms() - 1000)
@@ -231,6 +265,15 @@ def test_the_blocklist_commands(env: dict[str, Any]) -> None:
     assert orjson.loads(added.stdout)["value"] == "phish.example"
     bad = bastion_subprocess(db, "blocklist", "add", "web", "not a value", "-t", "acme")
     assert bad.returncode == 2 and "error:" in bad.stderr
+    for value, says in [
+        ("0.0.0.0/0", "every address"),
+        ("::/0", "every address"),
+        ("10.0.0.0/33", "invalid network"),
+        ("10.1.2.3/8", "host bits are set"),
+    ]:
+        bad = bastion_subprocess(db, "blocklist", "add", "web", value, "-t", "acme", "--json")
+        assert bad.returncode == 2 and bad.stdout == "", bad.stderr
+        assert bad.stderr.startswith("error:") and says in bad.stderr and len(bad.stderr.splitlines()) == 1
 
     with httpx.Client(timeout=30) as http:
         served = http.get(f"{env['url']}{created['path']}", params={"token": created["token"]})

@@ -1,7 +1,8 @@
 """The ``bastion`` command line (Typer + Rich).
 
 Every reporting command takes ``--json`` and then prints exactly one JSON object. A user's mistake
-prints one line, ``error: ...``, and exits 2 (1 for an ingest that rejected records); never a traceback.
+prints one line, ``error: ...``, and exits 2 (1 for an ingest that rejected records, or a run waited for
+that failed); never a traceback.
 Set ``BASTION_DEBUG=1`` to see tracebacks anyway.
 
 Commands live in one module per area (``core`` for tenancy, ingest, search, audit and running); each

@@ -5,6 +5,7 @@ Every command module under ``bastion.cli`` imports ``app`` from here and registe
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -12,11 +13,14 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 from rich.console import Console
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bastion.config import Settings, load_settings
 from bastion.store import Database
 
 __all__ = [
+    "INT64_MAX",
     "JsonOpt",
     "State",
     "TenantOpt",
@@ -27,6 +31,7 @@ __all__ = [
     "emit",
     "err",
     "fail",
+    "finite",
     "open_db",
     "out",
     "write_output",
@@ -43,6 +48,8 @@ out = Console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="tenant name")]
+# The largest number the store's integer columns hold (signed 64-bit): the bound of options that reach it.
+INT64_MAX = 2**63 - 1
 
 
 class UserError(Exception):
@@ -53,8 +60,27 @@ class State:
     database_url: str | None = None
 
 
-def cli_settings() -> Settings:
-    return load_settings(database_url=State.database_url)
+def cli_settings(**overrides: Any) -> Settings:
+    settings = load_settings(database_url=State.database_url, **overrides)
+    _check_store_url(settings.database_url)
+    return settings
+
+
+def _check_store_url(url: str) -> None:
+    """Refuse a SQLite URL without a file: SQLite would keep the store in memory, so a command would
+    report success (a new tenant's API key, say) and keep nothing. ``Database`` itself still opens one
+    (tests use it)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # Database names the bad URL
+    if parsed.get_backend_name() != "sqlite":
+        return
+    if (parsed.database or "") in ("", ":memory:") or "memory" in str(parsed.query.get("mode", "")):
+        raise UserError(
+            f"the store URL {url!r} names no file, so nothing would be kept: "
+            "use sqlite:///path/to/bastion.db (or postgresql://...)"
+        )
 
 
 def open_db() -> Database:
@@ -80,6 +106,14 @@ def write_output(path: Path, data: bytes) -> None:
     """Write a command's file output, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+def finite(value: float | None) -> float | None:
+    """Typer callback for float options: NaN passes every min/max check (it compares false), and
+    neither it nor infinity is a number of seconds or days."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter("must be a finite number")
+    return value
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 
 from bastion.cli._common import (
+    INT64_MAX,
     JsonOpt,
     TenantOpt,
     UserError,
@@ -102,7 +103,7 @@ def cases_list(
     search: Annotated[str | None, typer.Option("--search", "-q", help="a substring of the title")] = None,
     min_score: Annotated[int | None, typer.Option(min=0, max=100)] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    offset: Annotated[int, typer.Option(min=0, max=INT64_MAX)] = 0,
     json: JsonOpt = False,
 ) -> None:
     """List cases, most recently updated first."""

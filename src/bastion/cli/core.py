@@ -12,7 +12,6 @@ from rich.table import Table
 
 from bastion.cli._common import (
     JsonOpt,
-    State,
     TenantOpt,
     UserError,
     app,
@@ -22,11 +21,12 @@ from bastion.cli._common import (
     open_db,
     out,
 )
-from bastion.config import load_settings
 from bastion.model import Role
 from bastion.store import TenantRepository, TenantScope
 from bastion.tenancy.service import (
+    TenancyError,
     add_user,
+    check_password,
     create_api_key,
     create_tenant,
     list_api_keys,
@@ -137,6 +137,18 @@ def apikey_revoke(
         out.print(f"revoked API key {key_id}")
 
 
+def _stdin_password() -> str:
+    """The password on stdin's first line, held to the one rule of `user add` and `user passwd`."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UserError("--password-stdin given but no password on stdin")
+    try:
+        check_password(password)
+    except TenancyError as exc:
+        raise UserError(str(exc)) from None
+    return password
+
+
 @user_app.command("add")
 def user_add(
     name: str,
@@ -148,12 +160,8 @@ def user_add(
     ] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Add a user to a tenant (password hashed with argon2)."""
-    password = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UserError("--password-stdin given but no password on stdin")
+    """Add a user to a tenant (password hashed with argon2; at least 8 characters)."""
+    password = _stdin_password() if password_stdin else None
     user = add_user(open_db(), tenant, name, _role(role), email=email, password=password)
     doc = {"tenant": tenant, "user": user.name, "id": user.id, "role": user.role.value, "email": user.email}
     if json:
@@ -181,8 +189,7 @@ def user_passwd(
 
     if not password_stdin:
         raise UserError("give the new password on stdin with --password-stdin (never on the command line)")
-    password = sys.stdin.readline().rstrip("\r\n")
-    set_user_password(open_db(), _tenant_id_of(tenant), name, password, actor="cli")
+    set_user_password(open_db(), _tenant_id_of(tenant), name, _stdin_password(), actor="cli")
     if json:
         emit({"user": name, "tenant": tenant, "password_changed": True})
         return
@@ -479,13 +486,12 @@ def up(
         bool, typer.Option("--demo", help="create the demo tenant and feed it demo data")
     ] = False,
     host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port (default 8000)")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="HTTP port (default 8000)")] = None,
 ) -> None:
     """Start the HTTP API, the ingest worker and the syslog listener."""
     from bastion.serve import serve
 
-    settings = load_settings(database_url=State.database_url, host=host, port=port)
-    serve(settings, demo=demo)
+    serve(cli_settings(host=host, port=port), demo=demo)
 
 
 @app.command("demo")

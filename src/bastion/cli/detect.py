@@ -99,7 +99,9 @@ def detect_command(
     rules: Annotated[list[Path], typer.Option("--rules", help="rule file, folder or zip (repeatable)")],
     events: Annotated[Path, typer.Option("--events", help="JSONL[.gz], JSON array, concatenated JSON, EVTX")],
     stats: Annotated[bool, typer.Option("--stats", help="print one JSON line of figures to stderr")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="processes matching in parallel")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=256, help="processes matching in parallel")
+    ] = 1,
 ) -> None:
     """Run Sigma rules over an events file (no database): one JSON line per match."""
     from bastion.detect.correlation import CorrelationEngine
@@ -283,7 +285,7 @@ def rule_suppress(
 ) -> None:
     """Add a suppression: matches with these field values raise no alert."""
     from bastion.detect.tenant import add_suppression
-    from bastion.model.timefmt import parse_time_ms
+    from bastion.model.timefmt import check_time_range, parse_time_ms
 
     fields: dict[str, str] = {}
     for item in field:
@@ -294,7 +296,14 @@ def rule_suppress(
     exp = None
     if expires:
         m = _DURATION.match(expires.strip())
-        exp = _now_ms() + int(m.group(1)) * _UNIT_MS[m.group(2)] if m else parse_time_ms(expires)
+        now = _now_ms()
+        exp = (
+            check_time_range(expires, now + int(m.group(1)) * _UNIT_MS[m.group(2)])
+            if m
+            else parse_time_ms(expires)
+        )
+        if exp <= now:
+            raise UserError(f"--expires {expires!r} is in the past; give a later time or a duration")
     row = add_suppression(open_db(), tenant, fields, rule_id=rule, reason=reason, expires=exp)
     if json:
         emit({"id": row.id, "rule_id": row.rule_id, "fields": row.fields, "expires": row.expires})

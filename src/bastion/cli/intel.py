@@ -11,7 +11,18 @@ import msgspec
 import typer
 from rich.table import Table
 
-from bastion.cli._common import JsonOpt, TenantOpt, UserError, app, cli_settings, emit, err, open_db, out
+from bastion.cli._common import (
+    JsonOpt,
+    TenantOpt,
+    UserError,
+    app,
+    cli_settings,
+    emit,
+    err,
+    finite,
+    open_db,
+    out,
+)
 from bastion.store import Database, TenantRepository
 from bastion.tenancy.service import require_tenant
 
@@ -132,7 +143,9 @@ def intel_profile(
     ] = None,
     sector: Annotated[str | None, typer.Option(help="the tenant's sector, e.g. finance")] = None,
     region: Annotated[str | None, typer.Option(help="the tenant's region, e.g. europe")] = None,
-    retro_days: Annotated[int | None, typer.Option(help="retro-hunt window in days (default 30)")] = None,
+    retro_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="retro-hunt window in days (default 30)")
+    ] = None,
     decay: Annotated[
         list[str] | None,
         typer.Option(help="a source's confidence half-life: SOURCE=DAYS ('default' for the rest; repeat)"),
@@ -176,9 +189,14 @@ def feeds_add(
     tenant: TenantOpt,
     url: Annotated[str, typer.Option(help="feed URL (for TAXII: the API root)")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="a load format, or taxii, misp-feed, misp-api")],
-    interval: Annotated[int, typer.Option(help="seconds between polls (0 = manual only)")] = 3600,
+    interval: Annotated[
+        int, typer.Option(min=0, max=365 * 86_400, help="seconds between polls (0 = manual only)")
+    ] = 3600,
     collection: Annotated[str | None, typer.Option(help="TAXII collection id")] = None,
-    half_life_days: Annotated[float | None, typer.Option(help="confidence half-life for this source")] = None,
+    half_life_days: Annotated[
+        float | None,
+        typer.Option(min=0.01, max=36_500, callback=finite, help="confidence half-life for this source"),
+    ] = None,
     api_key_env: Annotated[
         str | None, typer.Option(help="environment variable holding the feed's API key")
     ] = None,

@@ -20,6 +20,8 @@ from bastion.store import Database, TenantRepository, TenantScope
 from bastion.tenancy.service import require_tenant
 
 if TYPE_CHECKING:
+    import yaml
+
     from bastion.model import Alert
     from bastion.triage.suppress import Suppression
 
@@ -207,6 +209,35 @@ def alerts_reopen(
 # ---------------------------------------------------------------- bastion triage policy ...
 
 
+# A policy is a few levels deep; far deeper YAML (thousands of "[") would exhaust the stack in the parser.
+_POLICY_MAX_DEPTH = 50
+
+
+class _TooDeep(Exception):
+    """The policy file nests deeper than any policy does."""
+
+
+def _policy_loader() -> type[yaml.SafeLoader]:
+    """yaml's safe loader, refusing nesting deeper than :data:`_POLICY_MAX_DEPTH` where it starts (built
+    on first use: yaml is imported inside the commands)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+            if self.depth >= _POLICY_MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _TooDeep(f"nesting deeper than {_POLICY_MAX_DEPTH} levels (line {mark.line + 1})")
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return Loader
+
+
 @policy_app.command("show")
 def policy_show(tenant: TenantOpt, json: JsonOpt = False) -> None:
     """Print the tenant's triage policy, defaults merged in."""
@@ -238,7 +269,13 @@ def policy_set(
     from bastion.triage.policy import save_policy
 
     try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+        loader = _policy_loader()(file.read_text(encoding="utf-8"))
+        try:
+            document = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _TooDeep as exc:
+        raise UserError(f"{file}: {exc}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{file}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
     if not isinstance(document, dict):
@@ -301,6 +338,7 @@ def suppress_add(
     """Add a suppression: matching alerts are closed as they arrive (still stored and searchable)."""
     from bastion.triage.suppress import add_suppression
 
+    fields = _fields(field or [])
     db = open_db()
     tid = _tenant_id(db, tenant)
     with db.write() as conn:
@@ -311,7 +349,7 @@ def suppress_add(
             expires=expires,
             rule_id=rule,
             source=source,
-            fields=_fields(field or []),
+            fields=fields,
             entity=entity,
             reason=reason,
         )

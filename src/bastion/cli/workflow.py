@@ -4,6 +4,7 @@
 ``workflow run --wait`` hands the run to a live ``bastion worker`` when there is one; otherwise it
 runs it in this process until it leaves ``running``. A run still parked for an approval when the
 command returns is continued by the next worker that starts (its executor left, so the run is swept).
+With ``--wait`` the command exits 1 when the run ended ``failed`` or ``cancelled``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ import orjson
 import typer
 from rich.table import Table
 
-from bastion.cli._common import JsonOpt, TenantOpt, UserError, app, emit, err, open_db, out
+from bastion.cli._common import (
+    JsonOpt,
+    TenantOpt,
+    UserError,
+    app,
+    emit,
+    err,
+    finite,
+    open_db,
+    out,
+)
 from bastion.store import Database, TenantRepository
 from bastion.tenancy.service import require_tenant
 
@@ -265,12 +276,16 @@ def _run_and_report(
         out.print(
             f"run {result['run_id']}: {result['status']}" + (f" ({run['error']})" if run.get("error") else "")
         )
+    # Waited for and ended badly: exit 1, so that a script sees it (the object above says how).
+    code = 1 if wait and result["status"] in ("failed", "cancelled") else 0
     if inline:
         # A run parked for approval still holds a DBOS thread blocked in recv; it is durable (the next
         # worker continues it), so leave without waiting for that thread.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
 
 
 def _prior_of(db: Database, tenant_id: str, run_id: str) -> dict[str, Any]:
@@ -289,8 +304,13 @@ def workflow_run(
     ref: Annotated[str, typer.Argument(help="a stored workflow id (id or id@version) or a YAML file")],
     tenant: TenantOpt,
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="key=value (repeatable)")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="return when the run leaves 'running'")] = False,
-    timeout: Annotated[float | None, typer.Option(help="seconds to wait at most")] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="return when the run leaves 'running' (exit 1: failed or cancelled)"),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, callback=finite, help="seconds to wait at most")
+    ] = None,
     as_user: AsOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -402,8 +422,13 @@ def runs_cancel(run_id: str, tenant: TenantOpt, as_user: AsOpt = None, json: Jso
 def runs_retry(
     run_id: str,
     tenant: TenantOpt,
-    wait: Annotated[bool, typer.Option("--wait", help="return when the new run leaves 'running'")] = False,
-    timeout: Annotated[float | None, typer.Option(help="seconds to wait at most")] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="return when the new run leaves 'running' (exit 1: failed or cancelled)"),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, callback=finite, help="seconds to wait at most")
+    ] = None,
     as_user: AsOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -485,7 +510,7 @@ def connection_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
 
 @app.command("worker")
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="runs at once in this worker")] = 32,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="runs at once in this worker")] = 32,
 ) -> None:
     """Run a worker: execute queued runs, recover runs of dead workers, until SIGINT/SIGTERM."""
     from bastion.respond.runtime import Executor

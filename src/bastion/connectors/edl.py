@@ -16,6 +16,7 @@ entry with an expiry also simply stops being served once it passes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -90,12 +91,43 @@ def normalise_domain(value: str) -> str:
     return text
 
 
-def normalise_value(value: str) -> tuple[Kind, str]:
+def _looks_like_network(text: str) -> bool:
+    """``ADDRESS/PREFIX`` (digits, or a dotted netmask): meant as a network, never a URL path."""
+    address, _, prefix = text.partition("/")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return bool(prefix) and all(c.isdigit() or c == "." for c in prefix)
+
+
+def _network(text: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network a new entry names, exactly: a prefix longer than the address allows, host bits set
+    (``10.1.2.3/8``: which network was meant?) or a /0 (every address) is refused."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise BlocklistError(
+            f"invalid network {value!r}: the prefix must be a length (0-32 for IPv4, 0-128 for IPv6) "
+            "or a netmask"
+        ) from None
+    if net.prefixlen == 0:
+        raise BlocklistError(
+            f"refusing {value!r}: a /0 network is every address, and a firewall would block everything"
+        )
+    if ipaddress.ip_address(text.partition("/")[0]) != net.network_address:
+        raise BlocklistError(f"invalid network {value!r}: host bits are set; the network is {net.compressed}")
+    return net
+
+
+def normalise_value(value: str, *, strict: bool = True) -> tuple[Kind, str]:
     """(kind, canonical form) of an IP, CIDR, domain or http(s) URL; BlocklistError otherwise.
 
-    CIDRs keep their network address (``10.1.2.3/8`` -> ``10.0.0.0/8``); a /32 (or /128) is an IP.
-    URLs lose the scheme and fragment and keep host (lower case), port, path and query; a value with a
-    path and no scheme (``bad.example/x``) is a URL too."""
+    A CIDR must name its network exactly (not ``10.1.2.3/8``) and not be a /0; a /32 (or /128) is an
+    IP. URLs lose the scheme and fragment and keep host (lower case), port, path and query; a value with
+    a path and no scheme (``bad.example/x``) is a URL too, but ``ADDRESS/DIGITS`` is always a network.
+    ``strict=False`` (removing) reads a value as it was read when entries were stored before these checks
+    (host bits dropped, a /0 kept, a bad prefix a URL), so that such entries can still be removed."""
     text = str(value).strip()
     if not text:
         raise BlocklistError("empty value: give an IP, CIDR, domain or URL")
@@ -106,11 +138,13 @@ def normalise_value(value: str) -> tuple[Kind, str]:
     except ValueError:
         pass
     if "/" in text and "://" not in text:
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            pass
-        else:
+        net = None
+        if strict and _looks_like_network(text):
+            net = _network(text, value)
+        elif not strict:
+            with contextlib.suppress(ValueError):
+                net = ipaddress.ip_network(text, strict=False)
+        if net is not None:
             if net.prefixlen == net.max_prefixlen:
                 return "ip", net.network_address.compressed
             return "cidr", net.compressed
@@ -295,7 +329,7 @@ def add_entry(
 def remove_entry(conn: Connection, tenant_id: str, name: str, value: str) -> bool:
     """Remove ``value`` (normalised) from the list; False when it was not there."""
     _require_list(conn, tenant_id, name)
-    _, canonical = normalise_value(value)
+    _, canonical = normalise_value(value, strict=False)
     gone = conn.execute(
         delete(blocklist_entries).where(
             blocklist_entries.c.tenant_id == tenant_id,
@@ -407,7 +441,7 @@ async def remove(list: str, value: str, *, ctx: ActionContext) -> dict[str, Any]
         list: the blocklist's name
         value: the IP address, CIDR, domain or URL to remove (normalised like edl.add)
     """
-    _, canonical = normalise_value(value)
+    _, canonical = normalise_value(value, strict=False)
     with _db().write() as conn:
         removed = remove_entry(conn, ctx.tenant_id, list, canonical)
     ctx.log(f"edl: {canonical} {'removed from' if removed else 'was not on'} {list}")

@@ -63,11 +63,14 @@ def _texts(path: Path) -> Iterator[tuple[str, str]]:
         for p in sorted(path.rglob("*")):
             if p.suffix in _SUFFIXES and p.is_file():
                 yield str(p), p.read_text(encoding="utf-8", errors="replace")
-    elif path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
-            for name in sorted(zf.namelist()):
-                if name.endswith(_SUFFIXES):
-                    yield f"{path}!{name}", zf.read(name).decode("utf-8", errors="replace")
+    elif path.suffix == ".zip" and path.is_file():
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for name in sorted(zf.namelist()):
+                    if name.endswith(_SUFFIXES):
+                        yield f"{path}!{name}", zf.read(name).decode("utf-8", errors="replace")
+        except zipfile.BadZipFile as exc:  # not a zip, or a damaged member
+            raise ValueError(f"{path} is not a readable zip archive: {exc}") from None
     elif path.is_file():
         yield str(path), path.read_text(encoding="utf-8", errors="replace")
     else:

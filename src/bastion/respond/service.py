@@ -98,9 +98,14 @@ def load_workflow_ref(db: Database, tenant_id: str, ref: str, *, actor: str) -> 
             raise RunError(f"no such file: {ref}")
         added = add_workflow(db, tenant_id, path.read_text(), actor=actor)
         return added["workflow_id"], added["version"]
-    wid, _, ver = ref.partition("@")
+    wid, at, ver = ref.partition("@")
+    version = None
+    if at:  # "id@N": a version the store can hold, never quietly the latest instead
+        if not (ver.isascii() and ver.isdigit() and 1 <= int(ver) < 2**63):
+            raise RunError(f"workflow version {ver!r} in {ref!r}: give a whole number from 1, like {wid}@2")
+        version = int(ver)
     with db.read() as conn:
-        d = WorkflowRepository(conn, tenant_id).definition(wid, int(ver) if ver.isdigit() else None)
+        d = WorkflowRepository(conn, tenant_id).definition(wid, version)
     if d is None:
         raise RunError(f"no workflow {ref!r} in this tenant (`bastion workflow list`, or pass a file)")
     return d["workflow_id"], d["version"]

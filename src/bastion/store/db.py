@@ -36,16 +36,24 @@ _REVISION = re.compile(r'^(down_revision|revision) = "([^"]*)"', re.M)
 
 
 @functools.cache
-def _head_revision() -> str | None:
-    """The newest migration: the revision no other migration names as its ``down_revision`` (read from
-    the scripts' text; None unless there is exactly one, and then Alembic decides)."""
+def _revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """(every migration's revision, every revision named as a ``down_revision``), read from the scripts'
+    text."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for script in (_MIGRATIONS / "versions").glob("*.py"):
         for kind, value in _REVISION.findall(script.read_text(encoding="utf-8")):
             (revisions if kind == "revision" else parents).add(value)
+    return frozenset(revisions), frozenset(parents)
+
+
+@functools.cache
+def _head_revision() -> str | None:
+    """The newest migration: the revision no other migration names as its ``down_revision`` (None
+    unless there is exactly one, and then Alembic decides)."""
+    revisions, parents = _revisions()
     heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return next(iter(heads)) if len(heads) == 1 else None
 
 
 # The page size of a new SQLite store (an existing one keeps its own). An event row (its normalized and
@@ -69,7 +77,7 @@ _WRITER_CACHE_KIB = 65536
 
 
 class StoreConfigError(ValueError):
-    """The database URL is unusable; the message says why."""
+    """The store cannot be used (its URL, its file, its schema version); the message says why."""
 
 
 class Database:
@@ -94,10 +102,12 @@ class Database:
             if database and database != ":memory:" and not database.startswith("file:"):
                 path = Path(database).expanduser()
                 path.parent.mkdir(parents=True, exist_ok=True)
+                if path.is_dir():
+                    raise StoreConfigError(f"the SQLite store {path} is a directory; give a file")
                 parsed = parsed.set(database=str(path.resolve()))
             connect_args = {"timeout": _BUSY_TIMEOUT_S}
             self.engine: Engine = create_engine(parsed, echo=echo, connect_args=connect_args)
-            self._prepare_sqlite(self.engine)
+            self._prepare_sqlite(self.engine, path=parsed.database)
             self._write_lock = threading.RLock()
             if database and database != ":memory:" and not database.startswith("file:"):
                 self._checkpointer = _Checkpointer(str(parsed.database))
@@ -107,7 +117,7 @@ class Database:
                 self._writer = create_engine(
                     parsed, echo=echo, connect_args=connect_args, pool_size=1, max_overflow=4
                 )
-                self._prepare_sqlite(self._writer, cache_kib=_WRITER_CACHE_KIB)
+                self._prepare_sqlite(self._writer, cache_kib=_WRITER_CACHE_KIB, path=parsed.database)
         elif backend == "postgresql":
             self.dialect = "postgresql"
             if parsed.drivername == "postgresql":
@@ -123,14 +133,23 @@ class Database:
         self.url = parsed.render_as_string(hide_password=True)
 
     @staticmethod
-    def _prepare_sqlite(engine: Engine, *, cache_kib: int | None = None) -> None:
+    def _prepare_sqlite(engine: Engine, *, cache_kib: int | None = None, path: str | None = None) -> None:
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
             # Let SQLAlchemy's BEGIN decide when transactions start (pysqlite's own handling would not).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # only before the first table, so before WAL
-            cur.execute("PRAGMA journal_mode=WAL")
+            try:  # the first statement that reads the file
+                cur.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                # Said alone, "file is not a database" does not name the file. (Checked by SQLite, not by
+                # reading the file here: closing any descriptor of it drops this process's locks on it.)
+                if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+                    raise StoreConfigError(
+                        f"{path} is not a SQLite database: give the store's file, or a new path"
+                    ) from None
+                raise
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
@@ -181,8 +200,15 @@ class Database:
         """Bring the schema to the newest migration (idempotent). A store already at the newest revision
         is recognised without loading Alembic: every command opens the store, and that check is most of
         a short command's work otherwise."""
-        if self._at_head():
+        current = self._current_revisions()
+        if current == [_head_revision()]:
             return
+        unknown = sorted(set(current) - _revisions()[0])
+        if unknown:
+            raise StoreConfigError(
+                f"the store {self.url} was migrated by a newer Bastion (revision {', '.join(unknown)}); "
+                "upgrade Bastion to use it"
+            )
         from alembic import command
         from alembic.config import Config
 
@@ -193,13 +219,12 @@ class Database:
             command.upgrade(cfg, "head")
             conn.commit()
 
-    def _at_head(self) -> bool:
+    def _current_revisions(self) -> list[str]:
         try:
             with self.engine.connect() as conn:
-                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+                return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
         except Exception:  # no version table yet (a new store) or not readable: let Alembic decide
-            return False
-        return current == [_head_revision()]
+            return []
 
     def dispose(self) -> None:
         if self._checkpointer is not None:

@@ -2,8 +2,9 @@
 
 The key comes from ``BASTION_SECRET_KEY`` (a Fernet key), or from a key file: ``BASTION_SECRET_KEY_FILE``,
 else ``secret.key`` beside the SQLite store (its ``./var/`` folder), else ``./var/secret.key``. A missing
-key file is created with mode 0600. Values are only ever decrypted inside a running step; run records
-show them masked (see :mod:`bastion.connectors.policy`).
+key file is created with mode 0600, unless the store already holds secrets (a new key could not read
+them); a secret is only stored when the key reads the secrets already stored. Values are only ever
+decrypted inside a running step; run records show them masked (see :mod:`bastion.connectors.policy`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, inspect, select, update
 from sqlalchemy.engine import make_url
 
 from bastion.store import Database, TenantScope
@@ -52,6 +53,11 @@ def load_key(db: Database) -> bytes:
     path = _key_file(db)
     if path.exists():
         return path.read_bytes().strip()
+    if _store_has_secrets(db):
+        raise SecretError(
+            f"secret key file {path} does not exist, but the store holds secrets encrypted with another "
+            "key: point BASTION_SECRET_KEY_FILE at that key file (a new key would not read them)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Processes starting together (two workers) may all create the key: each writes a complete key to
     # its own file and links it into place, which succeeds for exactly one; the others read the winner's.
@@ -66,6 +72,21 @@ def load_key(db: Database) -> bytes:
     finally:
         os.unlink(tmp)
     return path.read_bytes().strip()
+
+
+def _store_has_secrets(db: Database) -> bool:
+    """Whether any tenant has a secret: they were encrypted with a key, so a new one must not be made.
+    Looks at no tenant's data, only whether there is any (a store not migrated yet has none)."""
+    with db.read() as conn:
+        if not inspect(conn).has_table(respond_secrets.name):
+            return False
+        return conn.execute(select(respond_secrets.c.name).limit(1)).first() is not None
+
+
+def _key_source(db: Database) -> str:
+    if os.environ.get("BASTION_SECRET_KEY"):
+        return "BASTION_SECRET_KEY"
+    return f"the secret key file {_key_file(db)}"
 
 
 # Built once: every action call reads the tenant's secrets.
@@ -105,6 +126,21 @@ class SecretsVault:
         )
         return True
 
+    def check_key(self, scope: TenantScope) -> str | None:
+        """Which secret this key cannot decrypt: one of the tenant's, else (a tenant with none yet) one of
+        the store's, since one key serves every tenant; None when it reads it or there is none. One is
+        enough: they were all encrypted with the same key. Another tenant's secret is not named."""
+        q = select(respond_secrets.c.name, respond_secrets.c.ciphertext).limit(1)
+        own = scope.conn.execute(q.where(respond_secrets.c.tenant_id == scope.tenant_id)).first()
+        row = own or scope.conn.execute(q).first()
+        if row is None:
+            return None
+        try:
+            self.fernet.decrypt(row.ciphertext.encode())
+        except InvalidToken:
+            return f"secret {row.name!r}" if own else "the secrets of other tenants"
+        return None
+
     def get_many(self, scope: TenantScope, names: list[str] | None = None) -> dict[str, str]:
         """Decrypted secrets (all of the tenant's, or ``names``; a missing name raises)."""
         q = _TENANT_SECRETS
@@ -129,6 +165,12 @@ def set_secret(db: Database, tenant_id: str, name: str, value: str, *, actor: st
     with db.write() as conn:
         lock_tenant(conn, tenant_id)
         scope = TenantScope(conn, tenant_id)
+        unreadable = vault.check_key(scope)
+        if unreadable is not None:
+            raise SecretError(
+                f"{_key_source(db)} does not match this store's secrets ({unreadable} cannot be "
+                "decrypted with it): use the key that encrypted them"
+            )
         created = vault.put(scope, name, value)
         scope.audit.append(actor, "secret.create" if created else "secret.update", "secret", name, {})
 

@@ -13,11 +13,13 @@ from bastion.store import Database, TenantRepository, TenantScope
 from bastion.tenancy.keys import hash_api_key, hash_password, new_api_key
 
 __all__ = [
+    "MIN_PASSWORD",
     "NotFoundError",
     "Principal",
     "TenancyError",
     "add_user",
     "authenticate",
+    "check_password",
     "create_api_key",
     "create_tenant",
     "list_api_keys",
@@ -140,6 +142,16 @@ def revoke_api_key(db: Database, tenant_name: str, key: str, *, actor: str = "cl
     return key_id
 
 
+#: The shortest password Bastion takes (the console asks more of the passwords set through it).
+MIN_PASSWORD = 8
+
+
+def check_password(password: str) -> None:
+    """Raise TenancyError when ``password`` is too short: one rule for every way a password is set."""
+    if len(password) < MIN_PASSWORD:
+        raise TenancyError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
 def add_user(
     db: Database,
     tenant_name: str,
@@ -151,6 +163,8 @@ def add_user(
     actor: str = "cli",
 ) -> User:
     _check_name("user", name)
+    if password is not None:
+        check_password(password)
     if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         raise TenancyError(f"invalid e-mail address {email!r}")
     with db.write() as conn:
@@ -187,8 +201,7 @@ def set_user_role(db: Database, tenant_id: str, name: str, role: Role, *, actor:
 def set_user_password(db: Database, tenant_id: str, name: str, password: str, *, actor: str) -> str:
     """Give a user a new password (argon2-hashed; the audit entry holds no trace of it). Returns the
     user's id."""
-    if len(password) < 8:
-        raise TenancyError("a password needs at least 8 characters")
+    check_password(password)
     with db.write() as conn:
         scope = TenantScope(conn, tenant_id)
         user_id = scope.users.set_password_hash(name, hash_password(password))

@@ -280,6 +280,12 @@ def _clean_entity(entity: tuple[str, str] | Mapping[str, Any] | str | None) -> t
     return kind.value, value
 
 
+def _matches_anything(value: str) -> bool:
+    """Only wildcards (``*``, ``*?``): the condition holds for every alert that has the attribute."""
+    text = value.strip()
+    return "*" in text and set(text) <= {"*", "?"}
+
+
 def add_suppression(
     scope: TenantScope,
     actor: str,
@@ -305,6 +311,18 @@ def add_suppression(
         raise SuppressionError(
             "a suppression needs at least one condition (rule, source, field or entity); "
             "one without would mute every alert"
+        )
+    given = {
+        "rule": rule_id,
+        "source": source,
+        **{f"field {k}": v for k, v in clean_fields.items()},
+        **({"entity": clean_entity[1]} if clean_entity else {}),
+    }
+    if all(isinstance(v, str) and _matches_anything(v) for v in given.values() if v is not None):
+        names = ", ".join(f"{k} {v!r}" for k, v in given.items() if v is not None)
+        raise SuppressionError(
+            f"{names}: only wildcards, which match every alert; a suppression needs a condition that "
+            "narrows it (a rule id, source, field value or entity)"
         )
     at = parse_expiry(expires, now)
     s = Suppression(

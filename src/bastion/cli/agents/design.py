@@ -31,8 +31,6 @@ agent_app.add_typer(drafts_app, name="drafts")
 AsOpt = Annotated[str | None, typer.Option("--as", help="the user acting (recorded; cannot approve its own)")]
 
 
-
-
 def _tenant_id(db: Database, name: str) -> str:
     from bastion.tenancy.service import require_tenant
 
