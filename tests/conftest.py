@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +140,22 @@ def start_server(
     return RunningServer(f"http://127.0.0.1:{port}", database, queue, settings), server, thread
 
 
+@contextmanager
+def serving(database: Database, **settings_kw: Any) -> Iterator[RunningServer]:
+    """A real server on ``database`` for the block, stopped (and its ingest queue closed) after it."""
+    running, srv, thread = start_server(database, **settings_kw)
+    try:
+        yield running
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        running.queue.close()
+
+
 @pytest.fixture
 def server(sqlite_db: Database) -> Iterator[RunningServer]:
-    running, srv, thread = start_server(sqlite_db)
-    yield running
-    srv.should_exit = True
-    thread.join(10)
-    running.queue.close()
+    with serving(sqlite_db) as running:
+        yield running
 
 
 def run_cli(

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from bastion.store import Database
 from bastion.tenancy.service import create_api_key
-from tests.conftest import cli_json, run_cli, start_server
+from tests.conftest import cli_json, run_cli, serving
 
 
 @pytest.fixture
@@ -204,13 +204,8 @@ def test_a_suppression_of_only_wildcards_is_refused(url: str) -> None:
     done = cli_json(*base, "--rule", "*", "--entity", "host:ws01", db_url=url)
     assert done["rule_id"] == "*" and done["entity"] == {"type": "host", "value": "ws01"}
     # the rule lives in the service: the API (and the console) refuse it too
-    running, srv, thread = start_server(Database(url))
-    try:
+    with serving(Database(url)) as running:
         key = create_api_key(running.db, "acme")
         with running.client(key) as c:
             r = c.post("/api/v1/triage/suppressions", json={"owner": "me", "expires": "7d", "rule_id": "*"})
             assert r.status_code == 400 and "only wildcards" in r.json()["error"], r.text
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        running.queue.close()

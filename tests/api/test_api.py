@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, serving, start_server
 
 from bastion.model import Role, Severity
 from bastion.store import Database, TenantRepository, TenantScope
@@ -204,8 +204,7 @@ def test_full_queue_answers_429_and_loses_nothing(sqlite_db: Database) -> None:
 def test_a_stalled_body_gives_its_queue_place_back(sqlite_db: Database) -> None:
     """A client that stops sending mid-body is answered 408 once it has been idle for the configured
     time, and its ingest queue place is free again (it held every place of a one-place queue)."""
-    running, srv, thread = start_server(sqlite_db, ingest_queue_size=1, body_idle_timeout_s=1.0)
-    try:
+    with serving(sqlite_db, ingest_queue_size=1, body_idle_timeout_s=1.0) as running:
         key = create_tenant(sqlite_db, "acme")[1]
         port = int(running.url.rsplit(":", 1)[1])
         stalled = socket.create_connection(("127.0.0.1", port))
@@ -213,17 +212,12 @@ def test_a_stalled_body_gives_its_queue_place_back(sqlite_db: Database) -> None:
             f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
             'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a"'.encode()
         )
-        stalled.settimeout(30)
         response = _read_response(stalled)
         assert response.startswith("HTTP/1.1 408") and "sent nothing for 1 s" in response
         stalled.close()
         with running.client(key) as c:
             assert c.get("/healthz").json()["ingest_pending"] == 0
             assert c.post("/api/v1/events", json=_event(1)).json()["accepted"] == 1
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        running.queue.close()
 
 
 def test_records_the_store_cannot_hold_are_rejected_and_the_rest_stored(

@@ -16,7 +16,7 @@ from bastion.respond.model import MAX_DURATION_S, RetrySpec
 from bastion.respond.validate import validate_text
 from bastion.store import Database
 from bastion.tenancy.service import create_tenant
-from tests.conftest import run_cli, start_server
+from tests.conftest import run_cli, serving
 
 HEAD = "id: x\nsteps:\n  - {id: a, action: core.log, with: {message: m}}\n"
 
@@ -197,11 +197,8 @@ def test_cli_validate_json_reports_each_refusal(tmp_path: Path) -> None:
 @pytest.fixture
 def api(sqlite_db: Database) -> Iterator[tuple[Any, str]]:
     _, key = create_tenant(sqlite_db, "acme")
-    running, srv, thread = start_server(sqlite_db)
-    yield running, key
-    srv.should_exit = True
-    thread.join(10)
-    running.queue.close()
+    with serving(sqlite_db) as running:
+        yield running, key
 
 
 def test_api_answers_422_with_positions_and_keeps_what_was_stored(api: tuple[Any, str]) -> None:

@@ -15,7 +15,7 @@ from bastion.store import Database
 from bastion.store.triage import triage_policies
 from bastion.tenancy.service import create_tenant
 from bastion.triage.policy import load_policy
-from tests.conftest import RunningServer, run_cli, start_server
+from tests.conftest import RunningServer, run_cli, serving
 
 ALERT = {
     "title": "Suspicious PowerShell",
@@ -27,12 +27,9 @@ ALERT = {
 
 @pytest.fixture
 def api(db: Database) -> Iterator[tuple[RunningServer, str, str]]:
-    running, srv, thread = start_server(db)
-    tenant, key = create_tenant(db, "acme")
-    yield running, tenant.id, key
-    srv.should_exit = True
-    thread.join(10)
-    running.queue.close()
+    with serving(db) as running:
+        tenant, key = create_tenant(db, "acme")
+        yield running, tenant.id, key
 
 
 @pytest.mark.parametrize(
