@@ -105,6 +105,8 @@ def test_list_json_contract_and_show_explains_the_score(url: str) -> None:
     assert "no case #7" in line
     line = _one_line_error(run_cli("cases", "list", "--tenant", "nobody", db_url=url))
     assert "nobody" in line
+    line = _one_line_error(run_cli("cases", "list", "--tenant", "acme", "--status", ",,,", db_url=url))
+    assert "names no status" in line  # it listed nothing, as if there were no cases
 
 
 def test_change_commands_record_the_person_acting(url: str, tmp_path: Path) -> None:

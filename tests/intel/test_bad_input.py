@@ -273,6 +273,11 @@ def test_profile_fields_of_the_wrong_type_are_refused_naming_the_field(server: R
         }
         r = c.patch("/api/v1/intel/profile", json={"sector": None, "decay": {"urlhaus": "7"}})
         assert r.status_code == 200 and r.json()["profile"]["decay"] == {"urlhaus": 7.0}
+        # owned domains are matched against intel as domains: each must be one (defanged is fine)
+        r = c.patch("/api/v1/intel/profile", json={"owned_domains": ["acme.example", "not a domain"]})
+        assert r.status_code == 400 and "owned_domains: 'not a domain'" in r.json()["error"], r.text
+        r = c.patch("/api/v1/intel/profile", json={"owned_domains": ["Acme[.]example", "corp.example."]})
+        assert r.json()["profile"]["owned_domains"] == ["acme.example", "corp.example"]
 
 
 def test_feeds_need_a_name_and_a_schedule_the_store_can_hold(server: RunningServer) -> None:

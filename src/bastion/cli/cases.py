@@ -109,7 +109,9 @@ def cases_list(
     """List cases, most recently updated first."""
     from bastion.cases.lifecycle import parse_status
 
-    statuses = [parse_status(s) for s in status.split(",") if s.strip()] if status else None
+    statuses = [parse_status(s) for s in status.split(",") if s.strip()] if status is not None else None
+    if statuses == []:  # "--status ,,," named none: listing nothing would look like "no cases"
+        raise UserError(f"--status {status!r} names no status; give one or several, separated by commas")
     db = open_db()
     tid = _tenant_id(db, tenant)
     with db.read() as conn:

@@ -11,10 +11,12 @@ from typing import Any
 import httpx
 import msgspec
 
+from bastion.ingest.alerts import normalize_observable
 from bastion.intel.feeds import FeedError, ParseResult, parse_bytes, parse_path
 from bastion.intel.preemptive import run_preemptive
 from bastion.intel.retrohunt import DEFAULT_RETRO_DAYS, retro_hunt
 from bastion.intel.store import LoadResult, load_indicators
+from bastion.model import ObservableType
 from bastion.store import Database
 from bastion.store.intel import IntelRepository
 from bastion.store.scope import TenantScope
@@ -62,10 +64,15 @@ def update_profile(db: Database, tenant_id: str, changes: dict[str, Any], *, act
     for key in ("sector", "region"):
         if key in changes and changes[key] is not None and not isinstance(changes[key], str):
             raise ValueError(f"{key} must be a string (or null to clear it), not {_shown(changes[key])}")
-    if "owned_domains" in changes:
-        changes["owned_domains"] = sorted(
-            {d.strip().lower().rstrip(".") for d in changes["owned_domains"] if d.strip()}
-        )
+    if "owned_domains" in changes:  # matched against intel as domains: each must be one
+        owned: set[str] = set()
+        for d in changes["owned_domains"]:
+            if d.strip():
+                try:
+                    owned.add(normalize_observable(ObservableType.DOMAIN, d.rstrip(".")))
+                except ValueError as exc:
+                    raise ValueError(f"owned_domains: {exc}") from None
+        changes["owned_domains"] = sorted(owned)
     if "retro_days" in changes:
         days = changes["retro_days"]
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
