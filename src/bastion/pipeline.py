@@ -36,6 +36,7 @@ from bastion.ingest.records import RawRecord, RecordError
 from bastion.model import OBSERVABLE_TYPE_NAMES, Alert, Event
 from bastion.model.timefmt import MAX_MS, MIN_MS
 from bastion.store import Database, TenantScope
+from bastion.store._util import INT64_MAX, INT64_MIN
 from bastion.store.events import EventRow
 from bastion.store.tables import tenants
 from bastion.triage.engine import triage_alerts
@@ -104,17 +105,13 @@ def prepare_events(
     return rows, errors
 
 
-# What a stored event's integer fields may be: a signed 64-bit integer (the store's integer columns).
-_INT64 = (-(1 << 63), (1 << 63) - 1)
-
-
 def _check_storable(event: Event) -> None:
     """Refuse what the store could not hold or a reader could not show: a time that is no date in the
     years 1-9999, an integer past 64 bits."""
     if event.time and not MIN_MS <= event.time <= MAX_MS:
         raise ValueError(f"time {event.time} is not a date in years 1-9999 (epoch milliseconds)")
     for name, value in (("class_uid", event.class_uid), ("severity_id", event.severity_id)):
-        if not _INT64[0] <= int(value) <= _INT64[1]:
+        if not INT64_MIN <= int(value) <= INT64_MAX:
             raise ValueError(f"{name} {int(value)} does not fit a signed 64-bit integer")
 
 

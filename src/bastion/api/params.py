@@ -7,12 +7,12 @@ import re
 
 from bastion.api.errors import ApiError
 from bastion.model.timefmt import parse_time_ms
+from bastion.store._util import INT64_MAX
 
 __all__ = ["MAX_INT64", "parse_cursor", "parse_time_param"]
 
-#: The largest whole number a SQLite or PostgreSQL integer column holds: the ``le=`` of offsets and
-#: versions, so that a larger one is a 400 rather than an overflow in the driver.
-MAX_INT64 = 2**63 - 1
+#: The ``le=`` of offsets and versions, so that a larger one is a 400 rather than an overflow in the driver.
+MAX_INT64 = INT64_MAX
 _CURSOR_TIME = re.compile(r"-?[0-9]{1,19}")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bastion.config import Settings, load_settings
 from bastion.store import Database
+from bastion.store._util import INT64_MAX
 
 __all__ = [
     "INT64_MAX",
@@ -48,8 +49,6 @@ out = Console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="tenant name")]
-# The largest number the store's integer columns hold (signed 64-bit): the bound of options that reach it.
-INT64_MAX = 2**63 - 1
 
 
 class UserError(Exception):

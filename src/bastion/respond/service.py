@@ -22,6 +22,7 @@ from bastion.respond.model import Workflow
 from bastion.respond.runtime import APP_VERSION, RUN_QUEUE, dbos_location
 from bastion.respond.validate import Resolver, WorkflowInvalid, bind_inputs, parse_stored, parse_workflow
 from bastion.store import Database, TenantScope
+from bastion.store._util import INT64_MAX
 from bastion.store.workflows import WorkflowRepository, lock_tenant, workflow_webhooks
 from bastion.tenancy.connections import workflow_tenant
 
@@ -101,7 +102,7 @@ def load_workflow_ref(db: Database, tenant_id: str, ref: str, *, actor: str) -> 
     wid, at, ver = ref.partition("@")
     version = None
     if at:  # "id@N": a version the store can hold, never quietly the latest instead
-        if not (ver.isascii() and ver.isdigit() and 1 <= int(ver) < 2**63):
+        if not (ver.isascii() and ver.isdigit() and 1 <= int(ver) <= INT64_MAX):
             raise RunError(f"workflow version {ver!r} in {ref!r}: give a whole number from 1, like {wid}@2")
         version = int(ver)
     with db.read() as conn:

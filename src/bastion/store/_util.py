@@ -12,7 +12,20 @@ from sqlalchemy import Connection, Table
 
 T = TypeVar("T")
 
-__all__ = ["bulk_insert", "chunks", "driver_mark", "insert_tuples", "new_id", "now_ms"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "bulk_insert",
+    "chunks",
+    "driver_mark",
+    "insert_tuples",
+    "new_id",
+    "now_ms",
+]
+
+# What the stores' integer columns hold (signed 64-bit, SQLite and PostgreSQL alike): a larger number a user
+# gives is refused where it comes in, not left to overflow in the driver.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def now_ms() -> int:

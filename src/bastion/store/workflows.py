@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from bastion.store._util import INT64_MAX
 from bastion.store.tables import ID, metadata, tenants
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 RUN_STATUSES = ("running", "waiting_approval", "succeeded", "failed", "cancelled")
-_MAX_VERSION = 2**63 - 1  # the version column is a 64-bit integer: a larger one cannot be stored
 
 
 def now_ms() -> int:
@@ -345,7 +345,7 @@ class WorkflowRepository:
         """The stored ``version`` (latest when None), or None. A version below 1 or past 64 bits is None
         too: none is stored, and the driver could not bind it (CLI ``id@N``, web ``?version=``)."""
         params = {"b_tenant": self.tenant_id, "b_workflow": workflow_id}
-        if version is not None and not 1 <= version <= _MAX_VERSION:
+        if version is not None and not 1 <= version <= INT64_MAX:
             return None
         if version is None:
             row = self.conn.execute(_LATEST_DEFINITION, params).first()
