@@ -7,12 +7,10 @@ import re
 
 from bastion.api.errors import ApiError
 from bastion.model.timefmt import parse_time_ms
-from bastion.store._util import INT64_MAX
+from bastion.store._util import INT64_MAX, INT64_MIN
 
-__all__ = ["MAX_INT64", "parse_cursor", "parse_time_param"]
+__all__ = ["parse_cursor", "parse_time_param"]
 
-#: The ``le=`` of offsets and versions, so that a larger one is a 400 rather than an overflow in the driver.
-MAX_INT64 = INT64_MAX
 _CURSOR_TIME = re.compile(r"-?[0-9]{1,19}")
 
 
@@ -30,7 +28,7 @@ def parse_cursor(value: str | None) -> tuple[int, str] | None:
     if value is None:
         return None
     t, sep, rest = value.partition(":")
-    if not sep or not rest or not _CURSOR_TIME.fullmatch(t) or not -MAX_INT64 - 1 <= int(t) <= MAX_INT64:
+    if not sep or not rest or not _CURSOR_TIME.fullmatch(t) or not INT64_MIN <= int(t) <= INT64_MAX:
         raise ApiError(400, f"cursor: {value!r} is not a cursor this API returned")
     return int(t), rest
 

@@ -59,6 +59,9 @@ app.add_typer(secret_app, name="secret")
 app.add_typer(connection_app, name="connection")
 
 AsOpt = Annotated[str | None, typer.Option("--as", help="the user acting (recorded as requester)")]
+WaitTimeoutOpt = Annotated[
+    float | None, typer.Option(min=0, callback=finite, help="seconds to wait at most (with --wait)")
+]
 
 
 def _tenant_id(db: Database, name: str) -> str:
@@ -308,9 +311,7 @@ def workflow_run(
         bool,
         typer.Option("--wait", help="return when the run leaves 'running' (exit 1: failed or cancelled)"),
     ] = False,
-    timeout: Annotated[
-        float | None, typer.Option(min=0, callback=finite, help="seconds to wait at most")
-    ] = None,
+    timeout: WaitTimeoutOpt = None,
     as_user: AsOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -426,9 +427,7 @@ def runs_retry(
         bool,
         typer.Option("--wait", help="return when the new run leaves 'running' (exit 1: failed or cancelled)"),
     ] = False,
-    timeout: Annotated[
-        float | None, typer.Option(min=0, callback=finite, help="seconds to wait at most")
-    ] = None,
+    timeout: WaitTimeoutOpt = None,
     as_user: AsOpt = None,
     json: JsonOpt = False,
 ) -> None:

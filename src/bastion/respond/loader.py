@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from bastion.store._util import INT64_MAX, INT64_MIN
+
 __all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "Loaded", "Positions", "YamlProblem", "load_yaml"]
 
 Path = tuple[str | int, ...]
@@ -162,8 +164,7 @@ def _unreadable(text: str, exc: yaml.reader.ReaderError) -> YamlProblem:
 
 # Values must survive the JSON a run is recorded in and the store's signed 64-bit integers.
 _INT_TAG = "tag:yaml.org,2002:int"
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
-_INT_RANGE = f"integer out of range: whole numbers go from {_INT_MIN} to {_INT_MAX}"
+_INT_RANGE = f"integer out of range: whole numbers go from {INT64_MIN} to {INT64_MAX}"
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -230,7 +231,7 @@ def load_yaml(text: str) -> Loaded:
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:  # e.g. month 13, !!int x
             problems.append(YamlProblem(*_mark(node), f"invalid value: {exc} (quote it to keep it as text)"))
             return None
-        if isinstance(value, int) and not isinstance(value, bool) and not _INT_MIN <= value <= _INT_MAX:
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
             problems.append(YamlProblem(*_mark(node), _INT_RANGE))
             return None
         if isinstance(value, bytes):

@@ -23,7 +23,6 @@ from starlette.responses import Response
 
 from bastion.api.deps import CurrentPrincipal, read_limited_body, require_role
 from bastion.api.errors import ApiError
-from bastion.api.params import MAX_INT64
 from bastion.api.responses import JSON
 from bastion.cases import attachments as att_service
 from bastion.cases import lifecycle, merge
@@ -32,6 +31,7 @@ from bastion.cases.errors import CaseNotFound, TransitionError
 from bastion.cases.view import case_document
 from bastion.model import Case, CaseStatus, Observable, ObservableType, Role, Severity
 from bastion.store import TenantScope
+from bastion.store._util import INT64_MAX
 from bastion.tenancy.service import Principal
 
 __all__ = ["router"]
@@ -122,7 +122,7 @@ def list_cases(
     q: Annotated[str | None, Query(description="a substring of the title")] = None,
     min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> JSON:
     if q is not None and any(ord(c) < 32 for c in q):
         raise ApiError(400, f"q: {q!r} contains control characters; search for text of a title")

@@ -9,10 +9,10 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import CurrentPrincipal, require_role
 from bastion.api.errors import ApiError
-from bastion.api.params import MAX_INT64
 from bastion.api.responses import JSON
 from bastion.model import Role
 from bastion.respond.service import RunError, RunStateError, cancel_run, retry_run, run_detail
+from bastion.store._util import INT64_MAX
 from bastion.store.workflows import RUN_STATUSES, WorkflowRepository
 from bastion.tenancy.service import Principal
 
@@ -27,7 +27,7 @@ def list_runs(
     status: str | None = None,
     workflow_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> JSON:
     if status is not None and status not in RUN_STATUSES:
         raise ApiError(400, f"unknown status {status!r}; use one of {', '.join(RUN_STATUSES)}")

@@ -14,12 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import CurrentPrincipal, read_limited_body, require_role
 from bastion.api.errors import ApiError
-from bastion.api.params import MAX_INT64
 from bastion.api.responses import JSON
 from bastion.model import Role
 from bastion.respond.runtime import install_delivery
 from bastion.respond.service import RunError, add_workflow, start_run, trigger_webhook
 from bastion.respond.validate import WorkflowInvalid
+from bastion.store._util import INT64_MAX
 from bastion.store.workflows import WorkflowRepository
 from bastion.tenancy.service import Principal
 
@@ -72,7 +72,7 @@ def get_workflow(
     request: Request,
     principal: CurrentPrincipal,
     workflow_id: str,
-    version: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+    version: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> JSON:
     with request.app.state.db.read() as conn:
         repo = WorkflowRepository(conn, principal.tenant_id)
@@ -91,7 +91,7 @@ class RunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: dict[str, Any] = Field(default_factory=dict)
-    version: StrictInt | None = Field(None, ge=1, le=MAX_INT64, description="default: the latest")
+    version: StrictInt | None = Field(None, ge=1, le=INT64_MAX, description="default: the latest")
 
 
 @router.post(
