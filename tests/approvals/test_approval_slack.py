@@ -27,7 +27,7 @@ from bastion.respond.approvals import (
     request_approval,
     set_slack_channel,
 )
-from bastion.store import Database
+from bastion.store import Database, TenantScope
 
 ENDPOINT = "/api/v1/approvals/slack/actions"
 
@@ -80,9 +80,15 @@ def button(fake: FakeSlack, approval_id: str, action_id: str) -> dict[str, Any]:
     raise AssertionError(f"no {action_id} button for {approval_id}")
 
 
-def click(fake: FakeSlack, approval_id: str, slack_user: str, action_id: str = "bastion_approve") -> bytes:
+def click(
+    fake: FakeSlack,
+    approval_id: str,
+    slack_user: str,
+    action_id: str = "bastion_approve",
+    comment: str | None = None,
+) -> bytes:
     element = button(fake, approval_id, action_id)
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": slack_user, "username": slack_user.lower(), "team_id": "T0ACME"},
         "team": {"id": "T0ACME"},
@@ -98,6 +104,12 @@ def click(fake: FakeSlack, approval_id: str, slack_user: str, action_id: str = "
             }
         ],
     }
+    if comment is not None:  # what Slack sends for the message's comment box when the button is clicked
+        payload["state"] = {
+            "values": {
+                "bastion_comment": {"bastion_comment_text": {"type": "plain_text_input", "value": comment}}
+            }
+        }
     return urlencode({"payload": orjson.dumps(payload).decode()}).encode()
 
 
@@ -137,6 +149,51 @@ def test_slack_approval_end_to_end(
     # A repeated request (engine retry) posts nothing again.
     ask(server, org)
     assert len(fake_slack.called("chat.postMessage")) == 1
+
+
+def test_a_comment_typed_in_slack_is_recorded_with_the_decision(
+    server: RunningServer, org: Org, fake_slack: FakeSlack
+) -> None:
+    a = ask(server, org)
+    [post] = fake_slack.called("chat.postMessage")
+    [box] = [b for b in post["blocks"] if b["type"] == "input"]
+    assert box["block_id"] == "bastion_comment" and box["optional"] is True
+    assert box["element"] == {
+        **box["element"],
+        "type": "plain_text_input",
+        "action_id": "bastion_comment_text",
+    }
+    map_slack_user(org.db, org.id, "U0BOB", "bob", actor="test")
+    body = click(
+        fake_slack, a.id, "U0BOB", "bastion_deny", comment="  host is the CFO's laptop; call first  "
+    )
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        r = c.post(ENDPOINT, content=body, headers=signed(body))
+    assert r.status_code == 200 and r.json()["status"] == "denied"
+    [d] = get_approval(org.db, org.id, a.id).decisions
+    assert (d.user, d.decision, d.channel, d.comment) == (
+        "bob",
+        "deny",
+        "slack",
+        "host is the CFO's laptop; call first",
+    )
+    [update] = fake_slack.called("chat.update")
+    assert not any(b["type"] in ("input", "actions") for b in update["blocks"])
+    assert "CFO's laptop" in orjson.dumps(update["blocks"]).decode()
+    with org.db.read() as conn:
+        decided = [e for e in TenantScope(conn, org.id).audit.entries() if e.action == "approval.decide"]
+    assert decided[-1].data["comment"] == "host is the CFO's laptop; call first"
+
+
+def test_an_empty_comment_box_records_no_comment(
+    server: RunningServer, org: Org, fake_slack: FakeSlack
+) -> None:
+    a = ask(server, org)
+    map_slack_user(org.db, org.id, "U0BOB", "bob", actor="test")
+    body = click(fake_slack, a.id, "U0BOB", comment="   ")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.post(ENDPOINT, content=body, headers=signed(body)).status_code == 200
+    assert [d.comment for d in get_approval(org.db, org.id, a.id).decisions] == [None]
 
 
 def test_bad_or_stale_signatures_are_refused(server: RunningServer, org: Org, fake_slack: FakeSlack) -> None:
@@ -285,6 +342,16 @@ def test_malformed_signed_payloads_are_refused_with_a_reason(
         ({"message": 5, "container": None}, "'message' must be an object"),
         ({"channel": ["C0APPROVALS"]}, "'channel' must be an object"),
         ({"container": {"message_ts": 1700000000}}, "container.message_ts must be a string"),
+        ({"state": "x"}, "'state' must be an object"),
+        ({"state": {"values": []}}, "'state.values' must be an object"),
+        (
+            {"state": {"values": {"bastion_comment": {"bastion_comment_text": {"value": 5}}}}},
+            "must be a string",
+        ),
+        (
+            {"state": {"values": {"bastion_comment": {"bastion_comment_text": {"value": "x" * 4001}}}}},
+            "longer than 4000 characters",
+        ),
     ]
     with httpx.Client(base_url=server.url, timeout=30) as c:
         for change, reason in cases:

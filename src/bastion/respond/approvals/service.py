@@ -537,7 +537,7 @@ def decide_from_slack(
         action.approval_id,
         user=user,
         decision=decision,
-        comment=None,
+        comment=action.comment,
         channel="slack",
         settings=s,
     )

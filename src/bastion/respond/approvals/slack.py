@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
 from bastion.config import Settings
-from bastion.respond.approvals.model import Approval, ApprovalError
+from bastion.respond.approvals.model import Approval, ApprovalError, Decision
 
 __all__ = [
     "SlackAction",
@@ -35,6 +35,11 @@ __all__ = [
 
 APPROVE_ID = "bastion_approve"
 DENY_ID = "bastion_deny"
+# The optional comment box above the buttons: an input block in the message, whose text Slack sends in
+# the click's ``state.values`` (typing in it sends nothing by itself).
+COMMENT_BLOCK = "bastion_comment"
+COMMENT_ID = "bastion_comment_text"
+COMMENT_MAX = 4000  # as the API's decision body
 
 
 class SlackError(ApprovalError):
@@ -54,6 +59,7 @@ class SlackAction(msgspec.Struct):
     approval_id: str
     channel_id: str | None
     message_ts: str | None
+    comment: str | None = None
 
 
 def _client(settings: Settings) -> WebClient:
@@ -100,6 +106,20 @@ def _blocks(approval: Approval, *, with_buttons: bool) -> list[dict[str, Any]]:
         value = orjson.dumps({"t": approval.tenant_id, "a": approval.id}).decode()
         blocks.append(
             {
+                "type": "input",
+                "block_id": COMMENT_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Comment (optional)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": COMMENT_ID,
+                    "multiline": True,
+                    "max_length": 3000,  # Slack's limit for this element
+                },
+            }
+        )
+        blocks.append(
+            {
                 "type": "actions",
                 "block_id": "bastion_approval",
                 "elements": [
@@ -121,7 +141,7 @@ def _blocks(approval: Approval, *, with_buttons: bool) -> list[dict[str, Any]]:
             }
         )
     else:
-        who = ", ".join(f"{d.user} ({d.decision}, {d.channel})" for d in approval.decisions) or "nobody"
+        who = ", ".join(_vote(d) for d in approval.decisions) or "nobody"
         blocks.append(
             {
                 "type": "section",
@@ -129,6 +149,11 @@ def _blocks(approval: Approval, *, with_buttons: bool) -> list[dict[str, Any]]:
             }
         )
     return blocks
+
+
+def _vote(d: Decision) -> str:
+    said = f': "{d.comment[:200]}"' if d.comment else ""
+    return f"{d.user} ({d.decision}, {d.channel}{said})"
 
 
 def post_request(approval: Approval, settings: Settings, *, channel: str | None = None) -> dict[str, Any]:
@@ -228,7 +253,32 @@ def parse_interaction(body: bytes) -> SlackAction:
         approval_id=approval_id,
         channel_id=_text_field(payload, "channel", "id"),
         message_ts=_text_field(payload, "container", "message_ts") or _text_field(payload, "message", "ts"),
+        comment=_comment(payload),
     )
+
+
+def _comment(payload: dict[str, Any]) -> str | None:
+    """The text in the message's comment box when the button was clicked (``state.values``), if any."""
+    node: Any = payload.get("state")
+    path: tuple[str, ...] = ("state",)
+    for key in ("values", COMMENT_BLOCK, COMMENT_ID):
+        if node is None:
+            return None
+        if not isinstance(node, dict):
+            raise SlackError(f"interaction payload field {'.'.join(path)!r} must be an object")
+        node, path = node.get(key), (*path, key)
+    if node is None:
+        return None
+    if not isinstance(node, dict):
+        raise SlackError(f"interaction payload field {'.'.join(path)!r} must be an object")
+    text = node.get("value")
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise SlackError("the comment (state.values...value) must be a string")
+    if len(text) > COMMENT_MAX:
+        raise SlackError(f"the comment is longer than {COMMENT_MAX} characters")
+    return text.strip() or None
 
 
 def _text_field(payload: dict[str, Any], outer: str, name: str) -> str | None:
