@@ -41,6 +41,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "bastion/ingest/fingerprint.py",
     "bastion/ingest/normalize/windows.py",
     "bastion/ingest/observables.py",
+    "bastion/ingest/prepare.py",
 )
 
 #: Hand-written C extensions, relative to ``src/``, each importable as the module its path names (without

@@ -23,20 +23,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
-import orjson
 from sqlalchemy import select
 
 from bastion.detect.alerts import alerts_for_events
 from bastion.detect.tenant import Detection
 from bastion.enrich.enricher import Enricher
-from bastion.ingest.fingerprint import canonical_bytes, fingerprint
-from bastion.ingest.normalize import normalize
-from bastion.ingest.observables import extract_observables
+from bastion.ingest.prepare import RaiseAlerts, prepare_rows
 from bastion.ingest.records import RawRecord, RecordError
-from bastion.model import OBSERVABLE_TYPE_NAMES, Alert, Event
-from bastion.model.timefmt import MAX_MS, MIN_MS
+from bastion.model import Alert, Event
 from bastion.store import Database, TenantScope
-from bastion.store._util import INT64_MAX, INT64_MIN
 from bastion.store.events import EventRow
 from bastion.store.tables import tenants
 from bastion.triage.engine import triage_alerts
@@ -54,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _RESPONDING: weakref.WeakSet[Database] = weakref.WeakSet()
-
-_encode_event = msgspec.json.Encoder().encode
 
 
 class IngestResult(msgspec.Struct):
@@ -87,46 +80,13 @@ def prepare_events(
     :data:`bastion.detect.tenant.DETECTORS`) attaches the alerts each event raises to its row.
     """
     ingest_time = now if now is not None else int(time.time() * 1000)
-    rows: list[EventRow] = []
-    errors: list[dict[str, Any]] = []
-    for rec in records:
-        if isinstance(rec, RecordError):
-            errors.append({"line": rec.line, "reason": rec.reason})
-            continue
+    return prepare_rows(records, fmt, ingest_time, _alert_raiser(detection) if detection else None)
+
+
+def _alert_raiser(detection: Detection) -> RaiseAlerts:
+    def raise_alerts(event: Event, event_id: str, ingest_time: int) -> list[Alert]:
         try:
-            event = normalize(rec.data, fmt or rec.format)
-            # Storing can refuse a record too: a time or number out of range, or an unpaired surrogate
-            # escape that Python's JSON parser (JSON arrays, the API's bodies) lets through.
-            row = _row(rec.data, event, ingest_time, detection)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            errors.append({"line": rec.line, "reason": str(exc) or type(exc).__name__})
-            continue
-        rows.append(row)
-    return rows, errors
-
-
-def _check_storable(event: Event) -> None:
-    """Refuse what the store could not hold or a reader could not show: a time that is no date in the
-    years 1-9999, an integer past 64 bits."""
-    if event.time and not MIN_MS <= event.time <= MAX_MS:
-        raise ValueError(f"time {event.time} is not a date in years 1-9999 (epoch milliseconds)")
-    for name, value in (("class_uid", event.class_uid), ("severity_id", event.severity_id)):
-        if not INT64_MIN <= int(value) <= INT64_MAX:
-            raise ValueError(f"{name} {int(value)} does not fit a signed 64-bit integer")
-
-
-def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None) -> EventRow:
-    _check_storable(event)
-    canonical = canonical_bytes(data)
-    raw = canonical if isinstance(data, (dict, list)) else orjson.dumps(data)
-    event_id = fingerprint(canonical).hex()
-    event.observables = extract_observables(event)
-    if not event.time:
-        event.time = ingest_time
-    alerts: list[Alert] = []
-    if detection is not None:
-        try:
-            alerts = alerts_for_events(
+            return alerts_for_events(
                 detection.detector,
                 [event],
                 now=ingest_time,
@@ -136,18 +96,9 @@ def _row(data: Any, event: Event, ingest_time: int, detection: Detection | None)
             )
         except Exception:  # a rule that trips on an odd event must not cost the event itself
             log.exception("detection failed on event %s; stored without its alerts", event_id)
-    event.raw = None  # stored once, in its own column
-    return EventRow(
-        id=event_id,
-        time=event.time,
-        class_uid=int(event.class_uid),
-        severity_id=int(event.severity_id),
-        format=event.format or "unknown",
-        normalized=_encode_event(event),
-        raw=raw,
-        observables=[(OBSERVABLE_TYPE_NAMES[o.type], o.value) for o in event.observables],
-        alerts=alerts,
-    )
+            return []
+
+    return raise_alerts
 
 
 def store_events(
