@@ -213,3 +213,18 @@ def test_rules_cli_suppress_and_packs(tmp_path: Path, packdir: Path) -> None:
     assert bad.returncode != 0 and "FIELD=VALUE" in bad.stderr
     check = cli_json("rules", "check", str(packdir), db_url=url)
     assert check["supported"] == 2 and check["unsupported"] == 0
+    # Every command that changes one thing reports it as one JSON object under --json.
+    off = cli_json("rules", "pack", "disable", "mine", "--tenant", "acme", db_url=url)
+    assert off == {"pack": "mine", "enabled": False}
+    assert cli_json("rules", "pack", "list", "--tenant", "acme", db_url=url)["packs"][0]["enabled"] is False
+    on = cli_json("rules", "pack", "enable", "mine", "--tenant", "acme", db_url=url)
+    assert on == {"pack": "mine", "enabled": True}
+    rule_id = "0f06a3a5-6a09-413f-8743-e6cf35561297"
+    assert cli_json("rules", "disable", rule_id, "--tenant", "acme", db_url=url) == {
+        "rule_id": rule_id,
+        "enabled": False,
+    }
+    assert cli_json("rules", "enable", rule_id, "--tenant", "acme", db_url=url)["enabled"] is True
+    gone = cli_json("rules", "unsuppress", s["id"], "--tenant", "acme", db_url=url)
+    assert gone == {"suppression": s["id"], "removed": True}
+    assert cli_json("rules", "suppressions", "--tenant", "acme", db_url=url)["suppressions"] == []

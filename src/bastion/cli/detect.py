@@ -235,39 +235,47 @@ def pack_list(tenant: TenantOpt, json: JsonOpt = False) -> None:
 
 
 @pack_app.command("disable")
-def pack_disable(name: str, tenant: TenantOpt) -> None:
+def pack_disable(name: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
     """Turn a tenant's rule pack off (kept, can be enabled again)."""
     from bastion.detect.tenant import set_pack_enabled
 
     set_pack_enabled(open_db(), tenant, name, False)
-    out.print(f"pack {name} disabled")
+    _done(json, {"pack": name, "enabled": False}, f"pack {name} disabled")
 
 
 @pack_app.command("enable")
-def pack_enable(name: str, tenant: TenantOpt) -> None:
+def pack_enable(name: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
     """Turn a tenant's rule pack back on."""
     from bastion.detect.tenant import set_pack_enabled
 
     set_pack_enabled(open_db(), tenant, name, True)
-    out.print(f"pack {name} enabled")
+    _done(json, {"pack": name, "enabled": True}, f"pack {name} enabled")
 
 
 @rules_app.command("disable")
-def rule_disable(rule_id: str, tenant: TenantOpt) -> None:
+def rule_disable(rule_id: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
     """Turn one rule off for a tenant."""
     from bastion.detect.tenant import set_rule_enabled
 
     set_rule_enabled(open_db(), tenant, rule_id, False)
-    out.print(f"rule {rule_id} disabled")
+    _done(json, {"rule_id": rule_id, "enabled": False}, f"rule {rule_id} disabled")
 
 
 @rules_app.command("enable")
-def rule_enable(rule_id: str, tenant: TenantOpt) -> None:
+def rule_enable(rule_id: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
     """Turn one rule back on for a tenant."""
     from bastion.detect.tenant import set_rule_enabled
 
     set_rule_enabled(open_db(), tenant, rule_id, True)
-    out.print(f"rule {rule_id} enabled")
+    _done(json, {"rule_id": rule_id, "enabled": True}, f"rule {rule_id} enabled")
+
+
+def _done(json: bool, doc: dict[str, Any], line: str) -> None:
+    """What a command that changes one thing reports: one JSON object, or one line."""
+    if json:
+        emit(doc)
+    else:
+        out.print(line, highlight=False)
 
 
 @rules_app.command("suppress")
@@ -312,12 +320,12 @@ def rule_suppress(
 
 
 @rules_app.command("unsuppress")
-def rule_unsuppress(sid: str, tenant: TenantOpt) -> None:
+def rule_unsuppress(sid: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
     """Remove a suppression by id."""
     from bastion.detect.tenant import remove_suppression
 
     remove_suppression(open_db(), tenant, sid)
-    out.print(f"suppression {sid} removed")
+    _done(json, {"suppression": sid, "removed": True}, f"suppression {sid} removed")
 
 
 @rules_app.command("suppressions")

@@ -65,11 +65,22 @@ def test_agent_run_contract_approval_and_report(tmp_path: Path) -> None:
         assert done.status == "succeeded", done.error
         assert running.devices[DEVICE]["status"] in ("containment_pending", "contained")
 
+        # A second objective parks at its approval too; cancelled from the command line, it reports so.
+        again = cli_json(
+            "agent", "run", "contain host web-01", "--tenant", "acme", "--wait", "120", db_url=url
+        )
+        assert again["status"] == "waiting_approval"
+        stopped = cli_json("agent", "runs", "cancel", again["run_id"], "--tenant", "acme", db_url=url)
+        assert stopped == {"run_id": again["run_id"], "status": "stopped"}
+
     shown = cli_json("agent", "runs", "show", out["run_id"], "--tenant", "acme", db_url=url)
     assert shown["status"] == "succeeded" and shown["report"].startswith("# Objective: contain host web-01")
     assert "crowdstrike.contain_host" in "\n".join(shown["output"]["done"])
     listed = cli_json("agent", "runs", "list", "--tenant", "acme", db_url=url)
-    assert [(r["run_id"], r["status"]) for r in listed] == [(out["run_id"], "succeeded")]
+    assert {(r["run_id"], r["status"]) for r in listed} == {
+        (out["run_id"], "succeeded"),
+        (again["run_id"], "stopped"),
+    }
     empty = run_cli("agent", "run", "  ", "--tenant", "acme", db_url=url)
     assert empty.returncode == 2 and "error: the objective is empty" in empty.stderr
     db.dispose()

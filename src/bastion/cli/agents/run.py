@@ -157,16 +157,19 @@ def runs_show(run_id: str, tenant: TenantOpt, json: JsonOpt = False) -> None:
 
 
 @runs_app.command("cancel")
-def runs_cancel(run_id: str, tenant: TenantOpt, as_user: AsOpt = None) -> None:
+def runs_cancel(run_id: str, tenant: TenantOpt, as_user: AsOpt = None, json: JsonOpt = False) -> None:
     """Stop a running or waiting agent run; its pending approvals close unanswered."""
     from bastion.agents.runtime import AgentRunError, cancel_agent_run
 
     db = open_db()
     try:
-        cancel_agent_run(db, _tenant_id(db, tenant), run_id, actor=_actor(as_user))
+        stopped = cancel_agent_run(db, _tenant_id(db, tenant), run_id, actor=_actor(as_user))
     except AgentRunError as exc:
         raise UserError(str(exc)) from None
-    out.print(f"agent run {run_id} stopped", highlight=False)
+    if json:
+        emit(stopped)
+    else:
+        out.print(f"agent run {run_id} stopped", highlight=False)
 
 
 @agent_app.command("triage")
