@@ -96,7 +96,7 @@ def test_keys_and_users(url: str) -> None:
     assert new_pw.returncode == 0, new_pw.stderr
     changed = db.execute("select password_hash from users where name='bob'").fetchone()[0]
     assert changed != stored and verify_password(changed, "s3cret-enough")
-    assert "at least 8" in _one_line_error(
+    assert "at least 10" in _one_line_error(
         run_cli("user", "passwd", "bob", "--tenant", "acme", "--password-stdin", db_url=url, input="short\n")
     )
     assert "no user 'zed'" in _one_line_error(

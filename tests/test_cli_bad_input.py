@@ -141,7 +141,7 @@ def test_numeric_options_are_bounded_before_the_store(url: str, tmp_path: Path) 
 def test_user_add_holds_a_password_to_the_passwd_rule(url: str) -> None:
     cli_json("tenant", "create", "acme", db_url=url)
     add = ("user", "add", "z", "-t", "acme", "--role", "admin", "--password-stdin")
-    _one_line_error(run_cli(*add, db_url=url, input="short\n"), "at least 8 characters")
+    _one_line_error(run_cli(*add, db_url=url, input="short\n"), "at least 10 characters")
     assert cli_json("user", "list", "-t", "acme", db_url=url)["users"] == []  # nobody half-made
     assert run_cli(*add, db_url=url, input="long enough\n").returncode == 0
 

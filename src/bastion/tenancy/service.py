@@ -142,8 +142,8 @@ def revoke_api_key(db: Database, tenant_name: str, key: str, *, actor: str = "cl
     return key_id
 
 
-#: The shortest password Bastion takes (the console asks more of the passwords set through it).
-MIN_PASSWORD = 8
+#: The shortest password Bastion takes, however it is set (CLI, API, console).
+MIN_PASSWORD = 10
 
 
 def check_password(password: str) -> None:

@@ -28,6 +28,7 @@ from bastion.tenancy.secrets import load_key
 from bastion.tenancy.service import (
     TenancyError,
     add_user,
+    check_password,
     create_api_key,
     list_api_keys,
     list_users,
@@ -44,7 +45,6 @@ router = APIRouter()
 nav = [NavItem("Admin", "/admin", order=90, min_role=Role.ADMIN)]
 
 ROLES = [r.value for r in sorted(Role, key=lambda r: r.value)]
-_MIN_PASSWORD = 10
 _NEW_KEY_COOKIE = "bastion_new_key"
 _NEW_KEY_TTL_S = 60
 
@@ -125,8 +125,7 @@ async def admin_add_user(
 ) -> Response:
     form = {"name": name, "role": role, "email": email}
     try:
-        if len(password) < _MIN_PASSWORD:
-            raise TenancyError(f"the password needs at least {_MIN_PASSWORD} characters")
+        check_password(password)
         await run_in_threadpool(
             add_user,
             request.app.state.db,
