@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 __all__ = ["SQLITE_PAGE_SIZE", "Database", "StoreConfigError"]
 
@@ -162,8 +162,13 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get("bastion_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # On the driver's connection: through SQLAlchemy's execution (events, a result object) the
+            # BEGIN cost ~90k instructions, and a workflow run begins a dozen transactions.
+            sql = "BEGIN IMMEDIATE" if conn.get_execution_options().get("bastion_write", False) else "BEGIN"
+            try:
+                conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:  # as SQLAlchemy would raise it (callers catch its errors)
+                raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
