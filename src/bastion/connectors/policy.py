@@ -21,6 +21,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from bastion.connectors.cache import TtlCache
 from bastion.connectors.ratelimit import RateLimits
 from bastion.connectors.registry import ActionContext, ActionDef, ActionError
+from bastion.store._util import first_prebuilt
 from bastion.store.workflows import now_ms, respond_policies
 
 __all__ = [
@@ -116,10 +117,10 @@ _POLICY = select(respond_policies.c.document).where(respond_policies.c.tenant_id
 
 
 def get_policy(conn: Connection, tenant_id: str) -> dict[str, Any]:
-    row = conn.execute(_POLICY, {"b_tenant": tenant_id}).first()
+    row = first_prebuilt(conn, _POLICY, {"b_tenant": tenant_id})  # every workflow step reads it
     if row is None:
         return dict(DEFAULT_POLICY)
-    return {**DEFAULT_POLICY, **orjson.loads(row.document)}
+    return {**DEFAULT_POLICY, **orjson.loads(row[0])}
 
 
 def set_policy(conn: Connection, tenant_id: str, document: dict[str, Any]) -> None:

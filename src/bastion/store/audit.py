@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
 from bastion.audit.chain import GENESIS, entry_hash
-from bastion.store._util import bulk_insert
+from bastion.store._util import bulk_insert, first_prebuilt, run_prebuilt
 from bastion.store.tables import audit_log, tenants
 
 __all__ = ["AuditEntry", "AuditRepository", "VerifyResult"]
@@ -65,14 +65,14 @@ def _body(
     }
 
 
-# Built once: every audited change runs these, and building a statement per call (and its cache key)
-# cost more than executing it.
+# Built once and run on the driver (store/_util.py run_prebuilt): every audited change runs these, and
+# building a statement per call, or SQLAlchemy's cache key of it, cost more than executing it.
 _HEAD = (
     select(tenants.c.audit_seq, tenants.c.audit_head)
     .where(tenants.c.id == bindparam("b_tenant"))
     .with_for_update()
 )
-_INSERT = audit_log.insert()
+_INSERT = audit_log.insert().returning(audit_log.c.id)
 _MOVE_HEAD = (
     update(tenants)
     .where(tenants.c.id == bindparam("b_tenant"))
@@ -122,7 +122,8 @@ class AuditRepository:
         known = _KNOWN_HEADS.get(cache_key)
         if known is not None:
             rows, made = self._entries(items, *known)
-            moved = self.conn.execute(
+            moved = run_prebuilt(
+                self.conn,
                 _MOVE_KNOWN_HEAD,
                 {
                     "b_tenant": self.tenant_id,
@@ -132,16 +133,20 @@ class AuditRepository:
                     "b_was_head": known[1],
                 },
             )
-            if moved.rowcount != 1:
+            if moved != 1:
                 known = None
         if known is None:
-            head = self.conn.execute(_HEAD, {"b_tenant": self.tenant_id}).one()
-            rows, made = self._entries(items, int(head.audit_seq), head.audit_head or "")
-            self.conn.execute(
-                _MOVE_HEAD, {"b_tenant": self.tenant_id, "b_seq": made[-1].seq, "b_head": made[-1].hash}
+            head = first_prebuilt(self.conn, _HEAD, {"b_tenant": self.tenant_id})
+            if head is None:
+                raise LookupError(f"no tenant with id {self.tenant_id!r}")
+            rows, made = self._entries(items, int(head[0]), head[1] or "")
+            run_prebuilt(
+                self.conn,
+                _MOVE_HEAD,
+                {"b_tenant": self.tenant_id, "b_seq": made[-1].seq, "b_head": made[-1].hash},
             )
         if len(rows) == 1:
-            pk = self.conn.execute(_INSERT, rows[0]).inserted_primary_key
+            pk = first_prebuilt(self.conn, _INSERT, rows[0])
             made[0].id = int(pk[0]) if pk else 0
         else:  # a batch's entries (one per stored alert): plain values, straight to the driver
             bulk_insert(self.conn, audit_log, rows)

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bastion.store._util import INT64_MAX
+from bastion.store._util import INT64_MAX, run_prebuilt
 from bastion.store.tables import ID, metadata, tenants
 
 __all__ = [
@@ -571,4 +571,4 @@ class WorkflowRepository:
             "status": "running",
             **values,
         }
-        self.conn.execute(_upsert_step(self.conn.dialect.name, tuple(given)), row)
+        run_prebuilt(self.conn, _upsert_step(self.conn.dialect.name, tuple(given)), row)
