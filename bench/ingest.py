@@ -35,6 +35,7 @@ from pathlib import Path
 
 import orjson
 
+from bastion.config import Settings
 from bastion.store.db import SQLITE_PAGE_SIZE
 from bastion.tuning import tune_gc
 
@@ -114,7 +115,12 @@ def run_floor(lines: list[bytes], workdir: Path, batch: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=Settings.model_fields["ingest_batch_size"].default,
+        help="events a transaction (default: what Bastion stores per transaction, ingest_batch_size)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds; the best of each side counts"
     )
@@ -141,6 +147,7 @@ def main() -> None:
         "ratio_to_floor": round(ours_s / floor_s, 2),
         "seconds": round(ours_s, 2),
         "floor_seconds": round(floor_s, 2),
+        "batch": args.batch,
         "rounds": args.rounds,
         "round_events_per_s": [round(len(lines) / s) for s in ours],
         "round_floor_events_per_s": [round(len(lines) / s) for s in floor],

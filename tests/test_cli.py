@@ -42,6 +42,9 @@ def test_tenant_create_prints_key_once_and_list(url: str) -> None:
 def test_a_bad_setting_names_the_setting_and_the_value(url: str) -> None:
     line = _one_line_error(run_cli("tenant", "list", db_url=url, env={"BASTION_PORT": "abc"}))
     assert "bad setting port (BASTION_PORT or bastion.toml)" in line and "'abc'" in line
+    huge = {"BASTION_INGEST_BATCH_SIZE": "10000000"}  # would hold a whole file's events in memory
+    line = _one_line_error(run_cli("tenant", "list", db_url=url, env=huge))
+    assert "bad setting ingest_batch_size (BASTION_INGEST_BATCH_SIZE or bastion.toml)" in line
 
 
 def test_keys_and_users(url: str) -> None:

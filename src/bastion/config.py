@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     ingest_queue_size: int = Field(
         32, ge=1, description="ingest batches waiting or being stored before the API answers 429"
     )
-    ingest_batch_size: int = Field(2000, ge=1, description="events stored per transaction")
+    # Larger batches write fewer index pages an event but hold more in memory and the write lock longer
+    # (docs/architecture.md, Storage); the bound keeps a typo from holding a whole file in memory.
+    ingest_batch_size: int = Field(2000, ge=1, le=50_000, description="events stored per transaction")
     body_idle_timeout_s: float = Field(
         15.0, gt=0, description="a request body that sends nothing for this long is refused (408)"
     )
