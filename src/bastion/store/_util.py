@@ -21,6 +21,7 @@ __all__ = [
     "chunks",
     "driver_mark",
     "first_prebuilt",
+    "insert_rowid",
     "insert_tuples",
     "new_id",
     "now_ms",
@@ -118,9 +119,10 @@ def run_prebuilt(conn: Connection, stmt: ClauseElement, params: Mapping[str, Any
     caller's transaction on the driver's cursor; returns the rows it changed.
 
     For the statements every workflow step and audit append runs: SQLAlchemy's ``execute`` walks the
-    statement for its cache key on every call, about 200k instructions each, a dozen times a run's step.
-    Here the SQL is compiled once per statement, dialect and parameter names. Only for plain values (str,
-    int, None) that need no type conversion, and statements with no Python-side column defaults."""
+    statement for its cache key on every call, about 200k instructions each, more than SQLite takes to
+    run it. Here the SQL is compiled once per statement, dialect and parameter names. Only for plain
+    values (str, int, None) that need no type conversion, and statements with no Python-side column
+    defaults."""
     cursor = _prebuilt_cursor(conn, stmt, params)
     try:
         return int(cursor.rowcount)
@@ -136,5 +138,15 @@ def first_prebuilt(
     try:
         row = cursor.fetchone()
         return tuple(row) if row is not None else None
+    finally:
+        cursor.close()
+
+
+def insert_rowid(conn: Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> int:
+    """:func:`run_prebuilt` for a one-row INSERT on SQLite: the new row's integer key (``lastrowid``,
+    where ``RETURNING`` would need SQLite 3.35)."""
+    cursor = _prebuilt_cursor(conn, stmt, params)
+    try:
+        return int(cursor.lastrowid or 0)
     finally:
         cursor.close()

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
 from bastion.audit.chain import GENESIS, entry_hash
-from bastion.store._util import bulk_insert, first_prebuilt, run_prebuilt
+from bastion.store._util import bulk_insert, first_prebuilt, insert_rowid, run_prebuilt
 from bastion.store.tables import audit_log, tenants
 
 __all__ = ["AuditEntry", "AuditRepository", "VerifyResult"]
@@ -72,7 +72,9 @@ _HEAD = (
     .where(tenants.c.id == bindparam("b_tenant"))
     .with_for_update()
 )
-_INSERT = audit_log.insert().returning(audit_log.c.id)
+_INSERT = audit_log.insert()
+# PostgreSQL's cursor has no lastrowid: there the new id comes back with RETURNING.
+_INSERT_RETURNING_ID = _INSERT.returning(audit_log.c.id)
 _MOVE_HEAD = (
     update(tenants)
     .where(tenants.c.id == bindparam("b_tenant"))
@@ -146,8 +148,11 @@ class AuditRepository:
                 {"b_tenant": self.tenant_id, "b_seq": made[-1].seq, "b_head": made[-1].hash},
             )
         if len(rows) == 1:
-            pk = first_prebuilt(self.conn, _INSERT, rows[0])
-            made[0].id = int(pk[0]) if pk else 0
+            if self.conn.dialect.name == "sqlite":
+                made[0].id = insert_rowid(self.conn, _INSERT, rows[0])
+            else:
+                pk = first_prebuilt(self.conn, _INSERT_RETURNING_ID, rows[0])
+                made[0].id = int(pk[0]) if pk else 0
         else:  # a batch's entries (one per stored alert): plain values, straight to the driver
             bulk_insert(self.conn, audit_log, rows)
         if len(_KNOWN_HEADS) >= _KNOWN_HEADS_MAX:
