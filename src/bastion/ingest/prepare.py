@@ -2,9 +2,9 @@
 extract observables, encode. Outside any transaction, with no side effect.
 
 Compiled with mypyc (``bastion/native.py``): per event this is glue between compiled parts (the
-normalizer, the extraction, the fingerprint), and as interpreted bytecode it cost about a fifth of
-preparing an event. Detection is not imported here (ingest comes before detect in the flow): the
-pipeline passes it in as ``raise_alerts``.
+normalizer, the extraction, the fingerprint); compiled, it runs ~4.7k fewer instructions an event than as
+bytecode (of ~253k for the whole ingest path). Detection is not imported here (ingest comes before
+detect in the flow): the pipeline passes it in as ``raise_alerts``.
 """
 
 from __future__ import annotations
