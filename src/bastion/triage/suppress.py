@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from bastion.ingest.alerts import normalize_observable
 from bastion.model import Alert, Severity
 from bastion.model.observable import ObservableType
-from bastion.model.timefmt import parse_time
+from bastion.model.timefmt import MAX_MS, parse_time
 from bastion.store import TenantScope
 from bastion.store._util import new_id, now_ms
 from bastion.store.triage import SuppressionRepository
@@ -49,9 +49,6 @@ __all__ = [
 FIELD_NAMES = ("title", "severity", "rule_id", "rule_name", "source", "tag", "technique")
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-# The latest expiry: 9999-12-31T23:59:59.999Z, the last time a date can show (and far inside the 64-bit
-# column; a later one overflowed the store).
-_MAX_EXPIRY = 253_402_300_799_999
 
 
 class SuppressionError(ValueError):
@@ -224,7 +221,7 @@ def parse_expiry(value: str | int, now: int) -> int:
             ) from None
     if at <= now:
         raise SuppressionError(f"expiry {value!r} is in the past; a suppression must expire later")
-    if at > _MAX_EXPIRY:
+    if at > MAX_MS:  # the last time a date can show; a later one overflowed the store
         raise SuppressionError(f"expiry {value!r} is too far ahead; a suppression must expire by 9999-12-31")
     return at
 

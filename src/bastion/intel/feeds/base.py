@@ -13,8 +13,9 @@ import msgspec
 
 from bastion.intel.normalize import InvalidIndicator, normalize
 from bastion.model.intel import Indicator, IndicatorType, Tlp
+from bastion.model.timefmt import MAX_MS, MIN_MS  # the years 1-9999, what an ISO 8601 date can say
 
-__all__ = ["MAX_TIME_MS", "MIN_TIME_MS", "FeedError", "ParseResult", "make_indicator", "parse_time"]
+__all__ = ["FeedError", "ParseResult", "make_indicator", "parse_time"]
 
 
 class FeedError(ValueError):
@@ -27,12 +28,6 @@ class ParseResult(msgspec.Struct):
     warnings: list[str] = msgspec.field(default_factory=list)
 
 
-# What a time may be, in epoch ms: the years 1 to 9999 (what an ISO 8601 date can say). Far inside the
-# signed 64 bits the store's time columns hold.
-MIN_TIME_MS = -62_135_596_800_000
-MAX_TIME_MS = 253_402_300_799_999
-
-
 def parse_time(value: Any, field: str = "time") -> int | None:
     """Epoch ms from an ISO 8601 string, a date, or epoch seconds/ms; None when absent or unreadable.
     A time outside the years 1-9999 raises :class:`InvalidIndicator` naming ``field``: the record is
@@ -41,7 +36,7 @@ def parse_time(value: Any, field: str = "time") -> int | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         ms = value if value > 1e11 else value * 1000
-        if not MIN_TIME_MS <= ms <= MAX_TIME_MS:  # also false for NaN
+        if not MIN_MS <= ms <= MAX_MS:  # also false for NaN
             raise InvalidIndicator(f"{field} {value!r} is not a time between the years 1 and 9999")
         return int(ms)
     s = str(value).strip()
@@ -56,7 +51,7 @@ def parse_time(value: Any, field: str = "time") -> int | None:
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
     ms = int(t.timestamp() * 1000)
-    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:  # an offset that takes the year 1 or 9999 past its end
+    if not MIN_MS <= ms <= MAX_MS:  # an offset that takes the year 1 or 9999 past its end
         raise InvalidIndicator(f"{field} {s!r} is not a time between the years 1 and 9999")
     return ms
 
@@ -98,7 +93,7 @@ def make_indicator(
         raise InvalidIndicator(f"description {str(desc)[:60]!r} is not text")
     for key in ("first_seen", "last_seen", "valid_until"):
         when = fields.get(key)
-        if when is not None and not (isinstance(when, int) and MIN_TIME_MS <= when <= MAX_TIME_MS):
+        if when is not None and not (isinstance(when, int) and MIN_MS <= when <= MAX_MS):
             raise InvalidIndicator(f"{key} {when!r} is not a time (epoch ms) between the years 1 and 9999")
     for key in ("tags", "techniques", "actors", "malware"):
         if key in fields:
