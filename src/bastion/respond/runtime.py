@@ -45,6 +45,18 @@ __all__ = [
 ]
 
 log = logging.getLogger("bastion.worker")
+
+
+class _QuietUserMistakes(logging.Filter):
+    """DBOS logs every exception a workflow raises, with its traceback. One that marks itself a user's
+    mistake (``user_mistake = True``: an objective the planner cannot read) is reported to that user in
+    one line by the run; its traceback on stderr was noise, and in the CLI raced that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not getattr(exc, "user_mistake", False)
+
+
 RUN_QUEUE = "bastion_runs"
 APP_NAME = "bastion"
 APP_VERSION = "bastion-respond-1"
@@ -163,6 +175,9 @@ class Executor:
         if loc.schema:
             config["dbos_system_schema"] = loc.schema
         DBOS(config=config)  # type: ignore[arg-type]
+        dbos_log = logging.getLogger("dbos")
+        if not any(isinstance(f, _QuietUserMistakes) for f in dbos_log.filters):
+            dbos_log.addFilter(_QuietUserMistakes())
         if not self.listen:
             DBOS.listen_queues([])
         DBOS.launch()

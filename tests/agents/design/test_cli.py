@@ -92,3 +92,19 @@ def test_build_publish_approve_installs_and_deny_rejects(tmp_path: Path) -> None
     with tenant.db.read() as conn:
         stored_ids = [w["workflow_id"] for w in WorkflowRepository(conn, tenant.id).list_definitions()]
     assert stored_ids == [built["workflow_id"]]
+
+
+def test_a_user_mistake_raised_in_a_workflow_is_not_logged_with_its_traceback() -> None:
+    """DBOS logs every exception a workflow raises; a user's mistake is told in one line instead."""
+    import logging
+
+    from bastion.agents.planner import PlanError
+    from bastion.respond.runtime import _QuietUserMistakes
+
+    quiet = _QuietUserMistakes()
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("dbos", logging.ERROR, __file__, 1, "boom", None, (type(exc), exc, None))
+
+    assert quiet.filter(record(PlanError("no step found"))) is False
+    assert quiet.filter(record(RuntimeError("a real failure"))) is True

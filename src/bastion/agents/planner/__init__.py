@@ -36,6 +36,9 @@ _TOPIC_TITLES = {
 class PlanError(ValueError):
     """The objective names nothing the planner can do; the message says what it understood."""
 
+    #: A user's mistake, told to the user in one line: no traceback in the logs (respond/runtime.py).
+    user_mistake = True
+
 
 def title_for(parsed: Parsed) -> str:
     topic = parsed.trigger.topic
