@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from bastion.config import Settings
 from bastion.model import Alert, Observable, ObservableType, Role, Severity
@@ -93,6 +96,42 @@ class Console:
             assert m, "no CSRF meta tag on the queue page"
             c.csrf = m.group(1)
         return c
+
+
+def expect_run_status(page: Page, console: Console, status: str, *, timeout_ms: int = 30_000) -> None:
+    """Wait for the run page's ``#run`` to show ``status``. On a timeout the failure says where the run
+    was: its record, its DBOS status and queue, and what every thread of this process was doing."""
+    try:
+        expect(page.locator("#run")).to_have_attribute("data-status", status, timeout=timeout_ms)
+    except AssertionError as exc:
+        run_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+        raise AssertionError(f"{exc}\n\n{_where_is_run(console, run_id)}") from None
+
+
+def _where_is_run(console: Console, run_id: str) -> str:
+    from bastion.respond.runtime import dbos_location
+    from bastion.store.workflows import WorkflowRepository
+
+    lines = [f"run {run_id}:"]
+    with console.db.read() as conn:
+        record = WorkflowRepository(conn, console.tenant_id).get_run(run_id)
+    lines.append(f"  record: {record and {k: record.get(k) for k in ('status', 'waiting_step', 'error')}}")
+    sys_path = dbos_location(console.db).url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(sys_path, timeout=5)) as conn:
+        rows = conn.execute(
+            "SELECT workflow_uuid, status, queue_name, queue_partition_key, executor_id, application_version"
+            " FROM workflow_status WHERE workflow_uuid LIKE ?",
+            (f"{run_id}%",),
+        ).fetchall()
+        lines.append(f"  DBOS: {rows}")
+        lines.append(f"  DBOS queue: {conn.execute('SELECT * FROM queues').fetchall()}")
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        stack = traceback.format_stack(frame)
+        if any("/bastion/" in f or "/dbos/" in f for f in stack):  # not the idle pools and the browser's
+            lines.append(f"thread {names.get(ident, ident)}:")
+            lines.extend("  " + line.rstrip() for line in stack[-10:])
+    return "\n".join(lines)
 
 
 def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -15,7 +15,7 @@ from bastion.respond.approvals.service import decide, list_approvals
 from bastion.respond.service import add_workflow, start_run, wait_run
 from bastion.store.workflows import WorkflowRepository
 from bastion.tenancy.secrets import set_secret
-from tests.web.conftest import PHONE, Console, off_loop, shot, sign_in
+from tests.web.conftest import PHONE, Console, expect_run_status, off_loop, shot, sign_in
 
 SECRET = "s3cr3t-console-token-value"
 
@@ -177,7 +177,7 @@ def test_run_page_follows_the_run_live(console: Console, flows: None, new_page: 
         comment=None,
         channel="web",
     )
-    expect(page.locator("#run")).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    expect_run_status(page, console, "succeeded")
     assert int(page.locator("body").get_attribute("data-refreshes") or "0") >= 1
     expect(page.locator('#run-steps tr[data-step="after"]')).to_have_attribute("data-status", "succeeded")
     expect(page.locator('#run-graph g[data-node="ask"]')).to_have_attribute("data-status", "succeeded")

@@ -15,7 +15,7 @@ from bastion.agents.drafts import save_draft
 from bastion.respond.approvals.service import decide
 from bastion.respond.service import add_workflow
 from bastion.store.workflows import WorkflowRepository
-from tests.web.conftest import ARTIFACTS, PHONE, Console, allow_errors, shot, sign_in
+from tests.web.conftest import ARTIFACTS, PHONE, Console, allow_errors, expect_run_status, shot, sign_in
 
 WORKFLOW = """\
 id: console-demo
@@ -209,7 +209,7 @@ def test_run_from_the_generated_form(console: Console, demo: str, new_page: Call
     shot(page, "workflow-run-form")
     page.click("#start-run")
     page.wait_for_url(re.compile(r"/runs/[0-9a-f]{32}$"))
-    expect(page.locator("#run")).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    expect_run_status(page, console, "succeeded")
     for step in ("greet", "check", "left", "right"):
         expect(page.locator(f'#run-steps tr[data-step="{step}"]')).to_have_attribute(
             "data-status", "succeeded"
