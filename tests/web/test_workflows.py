@@ -219,6 +219,10 @@ def test_run_from_the_generated_form(console: Console, demo: str, new_page: Call
     # "ADA": the editor test changed the greeting to upper case
     expect(page.locator("#run-outputs")).to_contain_text(re.compile("hello ada", re.I))
     expect(page.locator('#run-graph g[data-node="greet"]')).to_have_attribute("data-status", "succeeded")
+    # The graph is named by the version the run ran (saved twice above), not the source's own (1 when unsaid).
+    ran = page.locator(f'a[href^="/workflows/{demo}?version="]').first.inner_text().strip()
+    assert re.fullmatch(rf"{demo} v[2-9]", ran), ran
+    expect(page.locator("#run-graph svg")).to_have_attribute("aria-label", re.compile(re.escape(f"({ran})")))
     shot(page, "run")
 
     # The same pages on a phone.

@@ -538,12 +538,15 @@ def workflow_svg(
     statuses: Mapping[str, str] | None = None,
     approval_impacts: Collection[str] = ("high",),
     label: Callable[[Workflow], str] | None = None,
+    version: int | None = None,
 ) -> str:
     """The SVG markup of ``workflow``'s graph. ``statuses`` (step id -> run status) colours the steps
-    of a run; ``label`` gives the accessible name (default: the workflow's title)."""
+    of a run; ``label`` gives the accessible name (default: the workflow's title and ``version``, the
+    stored version shown, which the source's own ``version:`` key need not match)."""
     graph = build_graph(workflow, approval_impacts=approval_impacts)
     status = dict(statuses or {})
-    name = label(workflow) if label else f"Workflow {workflow.title} ({workflow.id} v{workflow.version})"
+    shown = f"{workflow.id} v{version}" if version is not None else workflow.id
+    name = label(workflow) if label else f"Workflow {workflow.title} ({shown})"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="workflow-graph" role="img"'
         f' viewBox="0 0 {graph.width:.0f} {graph.height:.0f}" width="{graph.width:.0f}"'

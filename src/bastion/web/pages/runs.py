@@ -90,7 +90,9 @@ def _graph(db: Database, tenant_id: str, run: dict[str, Any]) -> str | None:
         workflow = parse_workflow(d["source"])
     except WorkflowInvalid:
         return None
-    return workflow_svg(workflow, statuses=step_statuses(run["steps"]), approval_impacts=impacts)
+    return workflow_svg(
+        workflow, statuses=step_statuses(run["steps"]), approval_impacts=impacts, version=run["version"]
+    )
 
 
 @router.get("/runs")

@@ -141,7 +141,7 @@ def workflow_page(
             request, f"No workflow {workflow_id!r}" + (f" version {version}" if version else "")
         )
     workflow = _parsed(d["source"])
-    graph = workflow_svg(workflow, approval_impacts=d["impacts"]) if workflow else None
+    graph = workflow_svg(workflow, approval_impacts=d["impacts"], version=d["version"]) if workflow else None
     return render(
         request,
         "workflows_show.html",
@@ -273,7 +273,9 @@ async def save(request: Request, user: EngineerUser) -> Response:
             title=d["title"],
             d=d,
             workflow=workflow,
-            graph=workflow_svg(workflow, approval_impacts=d["impacts"]) if workflow else None,
+            graph=workflow_svg(workflow, approval_impacts=d["impacts"], version=d["version"])
+            if workflow
+            else None,
             latest=version,
             notice=message,
             webhook_token=result["webhook_token"],
