@@ -30,6 +30,8 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
+    or_,
     select,
     update,
 )
@@ -193,6 +195,19 @@ def _upsert_step(dialect: str, given: tuple[str, ...]) -> Any:
         set_={name: upsert.excluded[name] for name in given},
         where=workflow_run_steps.c.tenant_id == upsert.excluded.tenant_id,  # never another tenant's row
     )
+
+
+@functools.cache
+def _set_run_status(only_if_active: bool) -> Any:
+    """The run status update, built once (see AuditRepository for why): the columns set are bound at
+    execution, the run by ``b_tenant`` and ``b_run``."""
+    q = update(workflow_runs).where(
+        workflow_runs.c.tenant_id == bindparam("b_tenant"), workflow_runs.c.id == bindparam("b_run")
+    )
+    if only_if_active:  # literals, not IN's expanding parameter, so that the SQL is compiled once
+        active = ("running", "waiting_approval")
+        q = q.where(or_(*(workflow_runs.c.status == literal_column(f"'{s}'") for s in active)))
+    return q
 
 
 respond_secrets = Table(
@@ -524,12 +539,8 @@ class WorkflowRepository:
             values["finished"] = now_ms()
             values["outputs"] = _dump(outputs) if outputs is not None else None
             values["error"] = error
-        q = update(workflow_runs).where(
-            workflow_runs.c.tenant_id == self.tenant_id, workflow_runs.c.id == run_id
-        )
-        if only_if_active:
-            q = q.where(workflow_runs.c.status.in_(("running", "waiting_approval")))
-        return bool(self.conn.execute(q.values(**values)).rowcount)
+        values.update(b_tenant=self.tenant_id, b_run=run_id)
+        return bool(run_prebuilt(self.conn, _set_run_status(only_if_active), values))
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
