@@ -225,7 +225,15 @@ def action(
     return wrap
 
 
+_builtins_loaded = False
+
+
 def _load_builtins() -> None:
+    """Import the built-in connectors (each registers its actions), once: every step looks its action
+    up, and twenty ``from ... import`` statements cost more than the lookup."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
     from bastion.connectors import (  # noqa: F401  (each module registers its actions on import)
         cases,
         core,
@@ -251,6 +259,7 @@ def _load_builtins() -> None:
     )
 
     templates.load_all()
+    _builtins_loaded = True
 
 
 def get_action(action_id: str) -> ActionDef | None:
