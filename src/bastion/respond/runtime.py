@@ -272,6 +272,10 @@ class Executor:
         from dbos import DBOS
 
         self._stop.set()
+        # The heartbeat's sweep calls DBOS's class methods, which act on whatever DBOS instance the
+        # process has: let its last round end before this one goes (a test process launches the next).
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=heartbeat_interval_s() + 30)
         try:
             DBOS.destroy(workflow_completion_timeout_sec=0)
         finally:
