@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from bastion.intel.feeds import FeedError, parse_bytes
@@ -295,3 +296,30 @@ def test_feeds_need_a_name_and_a_schedule_the_store_can_hold(server: RunningServ
         assert c.get("/api/v1/intel/feeds").json()["feeds"] == []
         r = c.post("/api/v1/intel/feeds", json={**base, "name": "f", "interval_s": 365 * 86_400})
         assert r.status_code == 201, r.text
+
+
+def test_a_load_or_import_that_takes_nothing_exits_1_and_quotes_long_values_clipped(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    cli_json("tenant", "create", "acme", db_url=url)
+    long_line = "x" * 5000 + "?"
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"not an indicator ?\n{long_line}\n")
+    proc = run_cli("intel", "load", str(bad), "--format", "list", "--tenant", "acme", "--json", db_url=url)
+    assert proc.returncode == 1, proc.stderr
+    assert orjson.loads(proc.stdout) == {"loaded": 0, "merged": 0, "rejected": 2}
+    assert "nothing loaded: all 2 record(s) were rejected" in proc.stderr
+    line2 = next(line for line in proc.stderr.splitlines() if "line 2" in line)
+    assert len(line2) < 300 and "(5001 characters)" in line2
+    assert "Traceback" not in proc.stderr
+
+    # One good value among bad ones: the load took something, so it exits 0 with its counts.
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("evil.example.com\nnot an indicator ?\n")
+    res = cli_json("intel", "load", str(mixed), "--format", "list", "--tenant", "acme", db_url=url)
+    assert (res["loaded"], res["rejected"]) == (1, 1)
+
+    people = tmp_path / "people.json"
+    people.write_text(json.dumps([{"username": "wu1", "id": [1]}]))
+    proc = run_cli("identities", "import", str(people), "--tenant", "acme", "--json", db_url=url)
+    assert proc.returncode == 1 and "nothing imported: all 1 record(s) were rejected" in proc.stderr
+    assert orjson.loads(proc.stdout)["rejected"] == 1

@@ -19,6 +19,7 @@ from bastion.cli._common import (
     cli_settings,
     emit,
     err,
+    fail,
     finite,
     open_db,
     out,
@@ -88,12 +89,20 @@ def intel_load(
         emit({k: result[k] for k in ("loaded", "merged", "rejected")})
         for problem in result["problems"][:20]:
             err.print(f"rejected: {problem}", highlight=False, soft_wrap=True)
-        return
-    out.print(f"loaded {result['loaded']}, merged {result['merged']}, rejected {result['rejected']}")
-    for problem in result["problems"][:10]:
-        out.print(f"  rejected: {problem}", highlight=False)
-    if summary.retro_alerts or summary.triggers:
-        out.print(f"retro-hunt alerts {summary.retro_alerts}, intel triggers {summary.triggers}")
+    else:
+        out.print(f"loaded {result['loaded']}, merged {result['merged']}, rejected {result['rejected']}")
+        for problem in result["problems"][:10]:
+            out.print(f"  rejected: {problem}", highlight=False)
+        if summary.retro_alerts or summary.triggers:
+            out.print(f"retro-hunt alerts {summary.retro_alerts}, intel triggers {summary.triggers}")
+    _nothing_taken(result["rejected"], result["loaded"] + result["merged"], "loaded")
+
+
+def _nothing_taken(rejected: int, taken: int, done: str) -> None:
+    """Exit 1 when every record was rejected: a script loading a feed or an inventory must not read a
+    load that took nothing as a success. A partial load exits 0 (its counts say what was rejected)."""
+    if rejected and not taken:
+        fail(f"nothing {done}: all {rejected} record(s) were rejected", code=1)
 
 
 @intel_app.command("lookup")
@@ -309,6 +318,7 @@ def _import(kind: str, path: Path, tenant: str, json: bool) -> None:
         out.print(f"imported {result.imported} {kind}, rejected {result.rejected}")
         for p in result.problems[:10]:
             out.print(f"  {p}", highlight=False)
+    _nothing_taken(result.rejected, result.imported, "imported")
 
 
 @assets_app.command("import")

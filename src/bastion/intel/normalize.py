@@ -23,6 +23,18 @@ _HASH_TYPES = {32: IndicatorType.MD5, 40: IndicatorType.SHA1, 64: IndicatorType.
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ftp": "21"}
 
 
+SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """A value as a problem message quotes it: its repr, clipped, so that a feed line of a megabyte does
+    not come back whole in every report of it."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[: SHOWN_CHARS - 3]}... ({len(str(value))} characters)"
+
+
 class InvalidIndicator(ValueError):
     """A value that is not a valid indicator of the stated type; the message says what was wrong."""
 
@@ -31,16 +43,16 @@ def normalize_url(value: str) -> str:
     """Lower-case scheme and host, drop a default port, the fragment and an empty path's absence."""
     v = value.strip()
     if "://" not in v:
-        raise InvalidIndicator(f"not a URL (no scheme): {value!r}")
+        raise InvalidIndicator(f"not a URL (no scheme): {shown(value)}")
     try:
         parts = urlsplit(v)
         host = (parts.hostname or "").rstrip(".")
         port = parts.port
     except ValueError as exc:
-        raise InvalidIndicator(f"not a URL: {value!r} ({exc})") from None
+        raise InvalidIndicator(f"not a URL: {shown(value)} ({exc})") from None
     scheme = parts.scheme.lower()
     if not scheme or not host:
-        raise InvalidIndicator(f"not a URL (no host): {value!r}")
+        raise InvalidIndicator(f"not a URL (no host): {shown(value)}")
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port is None or str(port) == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
@@ -57,9 +69,9 @@ def _domain(value: str) -> str:
         try:
             v = v.encode("idna").decode("ascii")
         except UnicodeError:
-            raise InvalidIndicator(f"not a domain name: {value!r}") from None
+            raise InvalidIndicator(f"not a domain name: {shown(value)}") from None
     if not _DOMAIN.match(v):
-        raise InvalidIndicator(f"not a domain name: {value!r}")
+        raise InvalidIndicator(f"not a domain name: {shown(value)}")
     return v
 
 
@@ -79,7 +91,7 @@ def normalize(kind: IndicatorType, value: str) -> tuple[IndicatorType, str]:
                 return IndicatorType.CIDR, str(net)
             ip = ipaddress.ip_address(v)
         except ValueError:
-            raise InvalidIndicator(f"not an IP address or CIDR range: {value!r}") from None
+            raise InvalidIndicator(f"not an IP address or CIDR range: {shown(value)}") from None
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return (IndicatorType.IPV4 if ip.version == 4 else IndicatorType.IPV6), str(ip)
@@ -89,27 +101,27 @@ def normalize(kind: IndicatorType, value: str) -> tuple[IndicatorType, str]:
         return kind, normalize_url(v)
     if kind in (IndicatorType.MD5, IndicatorType.SHA1, IndicatorType.SHA256, IndicatorType.JA3):
         if not _HEX.match(v):
-            raise InvalidIndicator(f"not a hex {kind.value} hash: {value!r}")
+            raise InvalidIndicator(f"not a hex {kind.value} hash: {shown(value)}")
         if kind is IndicatorType.JA3:
             if len(v) != 32:
-                raise InvalidIndicator(f"a JA3 hash has 32 hex digits: {value!r}")
+                raise InvalidIndicator(f"a JA3 hash has 32 hex digits: {shown(value)}")
             return kind, v.lower()
         real = _HASH_TYPES.get(len(v))
         if real is None:
-            raise InvalidIndicator(f"not an MD5, SHA-1 or SHA-256 hash (length {len(v)}): {value!r}")
+            raise InvalidIndicator(f"not an MD5, SHA-1 or SHA-256 hash (length {len(v)}): {shown(value)}")
         return real, v.lower()
     if kind is IndicatorType.JA4:
         if not _JA4.match(v.lower()):
-            raise InvalidIndicator(f"not a JA4 fingerprint: {value!r}")
+            raise InvalidIndicator(f"not a JA4 fingerprint: {shown(value)}")
         return kind, v.lower()
     if kind in (IndicatorType.EMAIL, IndicatorType.LEAKED_CREDENTIAL):
         low = v.lower()
         if kind is IndicatorType.EMAIL and not _EMAIL.match(low):
-            raise InvalidIndicator(f"not an e-mail address: {value!r}")
+            raise InvalidIndicator(f"not an e-mail address: {shown(value)}")
         return kind, low
     if kind is IndicatorType.CVE:
         if not _CVE.match(v):
-            raise InvalidIndicator(f"not a CVE id (CVE-YYYY-NNNN): {value!r}")
+            raise InvalidIndicator(f"not a CVE id (CVE-YYYY-NNNN): {shown(value)}")
         return kind, v.upper()
     if kind is IndicatorType.FILE_NAME:
         return kind, v.lower()

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from bastion.intel.normalize import InvalidIndicator, normalize
+from bastion.intel.normalize import InvalidIndicator, normalize, shown
 from bastion.model.intel import Indicator, IndicatorType, Tlp
 from bastion.model.timefmt import MAX_MS, MIN_MS  # the years 1-9999, what an ISO 8601 date can say
 
@@ -37,7 +37,7 @@ def parse_time(value: Any, field: str = "time") -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         ms = value if value > 1e11 else value * 1000
         if not MIN_MS <= ms <= MAX_MS:  # also false for NaN
-            raise InvalidIndicator(f"{field} {value!r} is not a time between the years 1 and 9999")
+            raise InvalidIndicator(f"{field} {shown(value)} is not a time between the years 1 and 9999")
         return int(ms)
     s = str(value).strip()
     if s.isascii() and s.isdigit():

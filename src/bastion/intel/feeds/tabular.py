@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from bastion.intel.feeds.base import FeedError, InvalidIndicator, ParseResult, make_indicator, parse_time
-from bastion.intel.normalize import classify
+from bastion.intel.normalize import classify, shown
 from bastion.model.intel import IndicatorType
 
 __all__ = [
@@ -183,7 +183,7 @@ def parse_list(data: bytes, *, source: str = "list", kind: IndicatorType | None 
             continue
         t = kind or classify(value)
         if t is None:
-            result.rejected.append(f"line {n}: cannot tell what kind of indicator {value!r} is")
+            result.rejected.append(f"line {n}: cannot tell what kind of indicator {shown(value)} is")
             continue
         try:
             result.indicators.append(make_indicator(t, value, source))
@@ -294,7 +294,7 @@ def parse_mapped(
         except ValueError:
             t = classify(value)
         if t is None:
-            result.rejected.append(f"record {n}: cannot tell what kind of indicator {value!r} is")
+            result.rejected.append(f"record {n}: cannot tell what kind of indicator {shown(value)} is")
             continue
         tags = _get(rec, mapping, "tags")
         affects = _get(rec, mapping, "affects")
