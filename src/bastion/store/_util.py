@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -17,10 +19,12 @@ T = TypeVar("T")
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "all_prebuilt",
     "bulk_insert",
     "chunks",
     "driver_mark",
     "first_prebuilt",
+    "first_row_prebuilt",
     "insert_rowid",
     "insert_tuples",
     "new_id",
@@ -109,8 +113,14 @@ def _prebuilt_cursor(conn: Connection, stmt: ClauseElement, params: Mapping[str,
         order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
         plan = _PREBUILT[key] = (compiled.string, order, stmt)
     sql, order, _ = plan
+    values = [params[name] for name in order] if order is not None else dict(params)
     cursor = conn.connection.cursor()
-    cursor.execute(sql, [params[name] for name in order] if order is not None else dict(params))
+    try:
+        cursor.execute(sql, values)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy's execute raises it (sqlalchemy.exc.IntegrityError, ...): callers catch those.
+        cursor.close()
+        raise DBAPIError.instance(sql, values, exc, conn.dialect.loaded_dbapi.Error) from None
     return cursor
 
 
@@ -140,6 +150,33 @@ def first_prebuilt(
         return tuple(row) if row is not None else None
     finally:
         cursor.close()
+
+
+def all_prebuilt(conn: Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """:func:`run_prebuilt` for a query: all its rows, as tuples."""
+    cursor = _prebuilt_cursor(conn, stmt, params)
+    try:
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+# The row type of a prebuilt query, by statement: a named tuple of its selected columns' names.
+_ROW_TYPES: dict[int, tuple[Any, ClauseElement]] = {}
+
+
+def first_row_prebuilt(conn: Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> Any:
+    """:func:`first_prebuilt` with the columns by name (``row.version``), as SQLAlchemy's rows have
+    them; None if there is no row. Only for columns whose values need no conversion (text, integers)."""
+    row = first_prebuilt(conn, stmt, params)
+    if row is None:
+        return None
+    found = _ROW_TYPES.get(id(stmt))
+    if found is None:
+        names = list(cast(Any, stmt).selected_columns.keys())
+        found = _ROW_TYPES[id(stmt)] = (namedtuple("PrebuiltRow", names), stmt)
+    row_type: Any = found[0]
+    return row_type._make(row)
 
 
 def insert_rowid(conn: Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> int:

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bastion.store._util import INT64_MAX, run_prebuilt
+from bastion.store._util import INT64_MAX, first_row_prebuilt, run_prebuilt
 from bastion.store.tables import ID, metadata, tenants
 
 __all__ = [
@@ -163,7 +163,12 @@ _DEFINITION = select(workflow_defs).where(
     workflow_defs.c.tenant_id == bindparam("b_tenant"), workflow_defs.c.workflow_id == bindparam("b_workflow")
 )
 _DEFINITION_VERSION = _DEFINITION.where(workflow_defs.c.version == bindparam("b_version"))
-_LATEST_DEFINITION = _DEFINITION.order_by(workflow_defs.c.version.desc()).limit(1)
+# Limit and offset as literals: bound ones would be parameters the prebuilt execution is not given.
+_LATEST_DEFINITION = (
+    _DEFINITION.order_by(workflow_defs.c.version.desc())
+    .limit(literal_column("1"))
+    .offset(literal_column("0"))
+)
 _RUN = select(workflow_runs).where(
     workflow_runs.c.tenant_id == bindparam("b_tenant"), workflow_runs.c.id == bindparam("b_run")
 )
@@ -363,9 +368,9 @@ class WorkflowRepository:
         if version is not None and not 1 <= version <= INT64_MAX:
             return None
         if version is None:
-            row = self.conn.execute(_LATEST_DEFINITION, params).first()
+            row = first_row_prebuilt(self.conn, _LATEST_DEFINITION, params)
         else:
-            row = self.conn.execute(_DEFINITION_VERSION, {**params, "b_version": version}).first()
+            row = first_row_prebuilt(self.conn, _DEFINITION_VERSION, {**params, "b_version": version})
         if row is None:
             return None
         return {
@@ -465,7 +470,8 @@ class WorkflowRepository:
         t = now_ms()
         alert_id = alert_id or _linked_id("alert_id", inputs, trigger)
         case_id = case_id or _linked_id("case_id", inputs, trigger)
-        self.conn.execute(
+        run_prebuilt(
+            self.conn,
             _INSERT_RUN,
             {
                 "id": rid,
@@ -494,7 +500,7 @@ class WorkflowRepository:
     def get_run_and_tenant(self, run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
         """A run and the ``tenant`` it was created with (None for runs from before that was recorded),
         from one read of its row."""
-        row = self.conn.execute(_RUN, {"b_tenant": self.tenant_id, "b_run": run_id}).first()
+        row = first_row_prebuilt(self.conn, _RUN, {"b_tenant": self.tenant_id, "b_run": run_id})
         if row is None:
             return None
         return _run(row), None if row.tenant_context is None else dict(_load(row.tenant_context))

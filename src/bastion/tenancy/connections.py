@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from bastion.store import Database, TenantScope
+from bastion.store._util import all_prebuilt, first_prebuilt
 from bastion.store.tables import tenants
 from bastion.store.workflows import lock_tenant, now_ms, respond_connections
 
@@ -100,7 +101,7 @@ def get_connection(conn: Connection, tenant_id: str, name: str) -> dict[str, Any
 
 def connection_names(conn: Connection, tenant_id: str) -> list[str]:
     """The names of the tenant's connections, sorted: what a workflow sees as ``tenant.connections``."""
-    return [str(name) for name in conn.execute(_NAMES, {"b_tenant": tenant_id}).scalars()]
+    return [str(name) for (name,) in all_prebuilt(conn, _NAMES, {"b_tenant": tenant_id})]
 
 
 def workflow_tenant(conn: Connection, tenant_id: str) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def workflow_tenant(conn: Connection, tenant_id: str) -> dict[str, Any]:
     let a workflow act only where the tenant has the product: ``if: 'okta' in tenant.connections``."""
     return {
         "id": tenant_id,
-        "name": conn.execute(_TENANT_NAME, {"b_tenant": tenant_id}).scalar(),
+        "name": (first_prebuilt(conn, _TENANT_NAME, {"b_tenant": tenant_id}) or (None,))[0],
         "connections": connection_names(conn, tenant_id),
     }
 
