@@ -142,6 +142,22 @@ def test_truncated_gzip_keeps_what_was_read_and_reports_the_end(tmp_path: Path) 
     assert bad[0].line == good[-1].line + 1 or bad[0].line == good[-1].line + 2
 
 
+def test_gzip_cut_within_the_bytes_format_detection_reads_is_read_the_same(tmp_path: Path) -> None:
+    """Cut before the detection sample's end: the whole lines before the cut are read, the cut reported
+    at its line. Cut before anything decompresses: the file cannot be read, said before any record."""
+    data = ATTACK_SAMPLES.read_bytes()
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[:3000])
+    items = list(read_path(cut))
+    good, bad = split(items)
+    assert len(good) >= 1 and all(isinstance(r.data, dict) for r in good)
+    assert len(bad) == 1 and items[-1] is bad[0] and "cannot read further" in bad[0].reason
+    stub = tmp_path / "stub.jsonl.gz"
+    stub.write_bytes(data[:20])
+    with pytest.raises(ReaderError, match="cannot read .*stub.jsonl.gz"):
+        read_path(stub)
+
+
 # ----------------------------------------------------------------------------------------------- JSON
 
 

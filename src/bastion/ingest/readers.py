@@ -123,8 +123,23 @@ def _open(name: str, compressed: bool) -> IO[bytes]:
 
 
 def _sniff(name: str, compressed: bool) -> bytes:
+    """The first bytes, for detection. Of a gzip file cut short, what decompresses before the cut: its
+    whole lines are then read, and the cut reported at its line, as when it comes later in the file."""
     with _open(name, compressed) as f:
-        return f.read(_SNIFF_BYTES)
+        if not compressed:
+            return f.read(_SNIFF_BYTES)
+        head = bytearray()
+        try:
+            while len(head) < _SNIFF_BYTES:
+                # read1: what one block gives, kept when the next one fails
+                chunk = cast(Any, f).read1(_SNIFF_BYTES - len(head))
+                if not chunk:
+                    break
+                head += chunk
+        except (EOFError, zlib.error):
+            if not head:
+                raise
+        return bytes(head)
 
 
 def _detect(head: bytes, fmt: str | None, name: str) -> str | None:
