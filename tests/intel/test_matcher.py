@@ -82,6 +82,10 @@ def test_normalize_and_classify() -> None:
     assert classify("http://x.example/") is T.URL
     assert classify("d41d8cd98f00b204e9800998ecf8427e") is T.MD5
     assert classify("user@example.com") is T.EMAIL
+    # A file extension that is no TLD makes a file name; a TLD that is also one stays a domain.
+    assert classify("evil.exe") is T.FILE_NAME and classify("Invoice.DOCM") is T.FILE_NAME
+    assert classify("evil.com") is T.DOMAIN and classify("invoice.zip") is T.DOMAIN
+    assert classify("dc01.corp.local") is T.DOMAIN
     with pytest.raises(InvalidIndicator, match="not a domain"):
         normalize(T.DOMAIN, "domain autuo.xicp.net")
     with pytest.raises(InvalidIndicator, match="IP address"):

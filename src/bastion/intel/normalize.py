@@ -23,6 +23,17 @@ _HASH_TYPES = {32: IndicatorType.MD5, 40: IndicatorType.SHA1, 64: IndicatorType.
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ftp": "21"}
 
 
+# File extensions that are no TLD in IANA's root zone (so ``.com``, ``.cab``, ``.so`` and ``.zip``, real
+# TLDs, are not here): a bare ``name.ext`` with one of these is a file name, never a domain.
+# fmt: off
+_FILE_EXTENSIONS = frozenset({
+    "exe", "dll", "sys", "scr", "bat", "cmd", "ps1", "psm1", "vbs", "vbe", "js", "jse", "wsf", "hta", "lnk",
+    "msi", "jar", "iso", "img", "vhd", "vhdx", "doc", "docx", "docm", "xls", "xlsx", "xlsm", "ppt", "pptx",
+    "pptm", "pdf", "rtf", "rar", "gz", "tar", "dat", "tmp", "bin", "elf", "apk", "dmg", "pkg", "deb", "rpm",
+    "dylib", "ocx", "cpl", "drv", "txt", "log", "ini", "chm",
+})
+# fmt: on
+
 SHOWN_CHARS = 80
 
 
@@ -155,4 +166,6 @@ def classify(value: str) -> IndicatorType | None:
         _domain(v)
     except InvalidIndicator:
         return IndicatorType.FILE_NAME if "." in v and " " not in v else None
+    if v.rsplit(".", 1)[-1].lower() in _FILE_EXTENSIONS:
+        return IndicatorType.FILE_NAME  # evil.exe, invoice.docm: no such TLD, a file
     return IndicatorType.DOMAIN
