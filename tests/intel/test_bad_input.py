@@ -4,6 +4,7 @@ STIX bodies of the wrong shape, a profile of the wrong types, feeds without a us
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -323,3 +324,14 @@ def test_a_load_or_import_that_takes_nothing_exits_1_and_quotes_long_values_clip
     proc = run_cli("identities", "import", str(people), "--tenant", "acme", "--json", db_url=url)
     assert proc.returncode == 1 and "nothing imported: all 1 record(s) were rejected" in proc.stderr
     assert orjson.loads(proc.stdout)["rejected"] == 1
+
+
+def test_a_plain_list_of_binary_data_makes_no_indicators() -> None:
+    """Compressed or binary bytes read as a list: each line with bytes that are no UTF-8 or control
+    characters is rejected, not stored as a file name made of its printable fragments."""
+    data = gzip.compress(b"evil.example.com\n" * 50 + bytes(range(256)) * 8, mtime=0)
+    data += b"\nevil.example.org\nab\x01cd.ef\n1.2.3.4\tcomment\n"
+    result = parse_bytes("list", data)
+    assert [(i.type.value, i.value) for i in result.indicators] == [("domain", "evil.example.org")]
+    assert result.rejected and all("not text" in r for r in result.rejected[:-1])
+    assert "cannot tell what kind of indicator '1.2.3.4\\tcomment'" in result.rejected[-1]

@@ -165,7 +165,7 @@ def classify(value: str) -> IndicatorType | None:
     try:
         _domain(v)
     except InvalidIndicator:
-        return IndicatorType.FILE_NAME if "." in v and " " not in v else None
+        return IndicatorType.FILE_NAME if "." in v and not any(c.isspace() for c in v) else None
     if v.rsplit(".", 1)[-1].lower() in _FILE_EXTENSIONS:
         return IndicatorType.FILE_NAME  # evil.exe, invoice.docm: no such TLD, a file
     return IndicatorType.DOMAIN

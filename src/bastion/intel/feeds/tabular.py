@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 from typing import Any
 
 import orjson
@@ -174,12 +175,21 @@ def parse_malwarebazaar(data: bytes, *, source: str = "malwarebazaar") -> ParseR
     return result
 
 
+# A list line's value: printable text, no control character and no U+FFFD (bytes that were no UTF-8).
+_TEXT = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f\ufffd]+")
+
+
 def parse_list(data: bytes, *, source: str = "list", kind: IndicatorType | None = None) -> ParseResult:
     """One value a line; ``#`` starts a comment. Each value's type is guessed unless ``kind`` is given."""
     result = ParseResult()
     for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         value = line.split("#", 1)[0].strip() if not line.lstrip().startswith("http") else line.strip()
         if not value:
+            continue
+        if not _TEXT.fullmatch(value):
+            # Binary data read as a list (a wrong --format, a compressed file) would otherwise make file
+            # names of its printable fragments.
+            result.rejected.append(f"line {n}: not text (bytes that are no UTF-8, or control characters)")
             continue
         t = kind or classify(value)
         if t is None:
