@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.conftest import cli_json, run_cli, sqlite_url
+from tests.conftest import ROOT, cli_json, run_cli, sqlite_url
 
 
 def _tenant(url: str) -> None:
@@ -74,6 +74,17 @@ def test_attack_show(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no ATT&CK object" in proc.stderr
     proc = run_cli("attack", "show", "powershell", db_url=url)
     assert proc.returncode == 2 and "not an ATT&CK id" in proc.stderr
+
+    # A bundle cut short, or JSON that is no bundle, at BASTION_ATTACK_PATH: one line naming the file.
+    bundle = ROOT.parent / "shared" / "data" / "attack" / "enterprise-attack.json.gz"
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(bundle.read_bytes()[:100_000])
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    for bad in (cut, listed):
+        proc = run_cli("attack", "show", "T1059", db_url=url, env={"BASTION_ATTACK_PATH": str(bad)})
+        assert proc.returncode == 2, proc.stderr
+        assert f"{bad} is not an ATT&CK STIX bundle" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_feeds_add_list_and_bad_input(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,15 @@ class Attack:
 
     @classmethod
     def load(cls, path: Path) -> Attack:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
         try:
+            raw = path.read_bytes()
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
             bundle = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+        except (OSError, EOFError, zlib.error, orjson.JSONDecodeError) as exc:  # cut short, unreadable
             raise ValueError(f"{path} is not an ATT&CK STIX bundle: {exc}") from None
+        if not isinstance(bundle, dict):
+            raise ValueError(f"{path} is not an ATT&CK STIX bundle: not a JSON object")
         att = cls()
         by_stix: dict[str, str] = {}
         shortnames: dict[str, str] = {}

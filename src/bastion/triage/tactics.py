@@ -57,8 +57,8 @@ def _matrix() -> object:
             from bastion.intel.attack import shared_attack
 
             _attack = shared_attack()
-        except ValueError:  # no ATT&CK data on this machine: tags alone give the tactics
-            log.info("ATT&CK data not found; tactics come from alert tags only")
+        except ValueError as exc:  # no usable ATT&CK data on this machine: tags alone give the tactics
+            log.info("ATT&CK data not usable (%s); tactics come from alert tags only", exc)
             _attack = _NO_ATTACK
     return _attack
 
