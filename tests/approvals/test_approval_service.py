@@ -294,3 +294,22 @@ def test_simultaneous_votes_resolve_once(org: Org, resolved: list[Approval]) -> 
     assert sorted(outcomes) == ["closed", "closed", "ok"]
     assert [r.status for r in resolved] == ["approved"]
     assert len(get_approval(org.db, org.id, a.id).decisions) == 1
+
+
+def test_requests_and_decisions_read_many_at_once_within_the_tenant(org: Org, db: Database) -> None:
+    """A run's page reads all its steps' approvals in a few queries (500 ids each), never another
+    tenant's, whatever the number of ids."""
+    from bastion.store.approvals import ApprovalRepository
+
+    mine = [ask(org, f"run{i}:suspend").id for i in range(3)]
+    other = make_org(db, "other")
+    theirs = ask(other, "runx:suspend").id
+    decide(org.db, org.id, mine[2], user="bob", decision="approve", comment="ok", channel="cli")
+    ids = [*mine, theirs, *(f"nope{i}:x" for i in range(600)), mine[0]]
+    with db.read() as conn:
+        repo = ApprovalRepository(conn, org.id)
+        found = repo.get_many(ids)
+        decisions = repo.decisions(ids)
+    assert sorted(found) == sorted(mine)
+    assert found[mine[2]]["status"] == "approved" and found[mine[0]]["status"] == "pending"
+    assert [d["user"] for d in decisions[mine[2]]] == ["bob"] and decisions[theirs] == []

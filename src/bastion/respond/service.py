@@ -254,8 +254,9 @@ def run_detail(db: Database, tenant_id: str, run_id: str) -> dict[str, Any]:
         if asked:
             approvals = ApprovalRepository(conn, tenant_id)
             decisions = approvals.decisions(asked)
+            requests = approvals.get_many(asked)
             for step in run["steps"]:
-                found = approvals.get(step["approval_id"]) if step.get("approval_id") else None
+                found = requests.get(step["approval_id"]) if step.get("approval_id") else None
                 if found is not None:
                     step["approval"] = {
                         "id": found["id"],

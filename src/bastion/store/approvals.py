@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from bastion.store._util import chunks
 from bastion.store.tables import ID, metadata, users
 
 __all__ = [
@@ -163,6 +164,14 @@ class ApprovalRepository:
         row = self.conn.execute(q).first()
         return _row_dict(row) if row is not None else None
 
+    def get_many(self, approval_ids: builtins.list[str]) -> dict[str, dict[str, Any]]:
+        """The requests of ``approval_ids`` that exist in this tenant, by id (one query per 500)."""
+        found: dict[str, dict[str, Any]] = {}
+        for part in chunks(approval_ids):
+            q = select(approvals).where(approvals.c.tenant_id == self.tenant_id, approvals.c.id.in_(part))
+            found.update((r.id, _row_dict(r)) for r in self.conn.execute(q))
+        return found
+
     def ids_for_run(self, run_id: str) -> builtins.list[str]:
         """The ids of every request a run (or agent run) made, decided or not."""
         mine = approvals.c.tenant_id == self.tenant_id
@@ -236,15 +245,13 @@ class ApprovalRepository:
         found: dict[str, builtins.list[dict[str, Any]]] = {a: [] for a in approval_ids}
         if not approval_ids:
             return found
-        q = (
-            select(approval_decisions)
-            .where(
-                approval_decisions.c.tenant_id == self.tenant_id,
-                approval_decisions.c.approval_id.in_(approval_ids),
+        rows: builtins.list[Any] = []
+        for part in chunks(approval_ids):
+            q = select(approval_decisions).where(
+                approval_decisions.c.tenant_id == self.tenant_id, approval_decisions.c.approval_id.in_(part)
             )
-            .order_by(approval_decisions.c.id)
-        )
-        for r in self.conn.execute(q):
+            rows.extend(self.conn.execute(q))
+        for r in sorted(rows, key=lambda r: r.id):
             found[r.approval_id].append(
                 {
                     "user": r.user,
