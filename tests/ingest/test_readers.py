@@ -154,7 +154,7 @@ def test_gzip_cut_within_the_bytes_format_detection_reads_is_read_the_same(tmp_p
     assert len(bad) == 1 and items[-1] is bad[0] and "cannot read further" in bad[0].reason
     stub = tmp_path / "stub.jsonl.gz"
     stub.write_bytes(data[:20])
-    with pytest.raises(ReaderError, match="cannot read .*stub.jsonl.gz"):
+    with pytest.raises(ReaderError, match=r"cannot read .*stub\.jsonl\.gz"):
         read_path(stub)
 
 
